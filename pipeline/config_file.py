@@ -1,0 +1,85 @@
+"""``--config FILE``: TOML or YAML defaults for a command's options; flags on the command line win.
+
+A file may hold top-level keys (used by every command that has such an option) and tables named after
+commands (``[train]``, ``[prepare]``) that take precedence for that command. Keys use the option's
+name with dashes or underscores (``val-fraction`` or ``val_fraction``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.errors import GlossError
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise GlossError(f"--config: {path} not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise GlossError(f"{path}: not valid TOML ({exc})") from None
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise GlossError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    else:
+        raise GlossError(f"--config: {path} must end in .toml, .yaml or .yml")
+    if not isinstance(data, dict):
+        raise GlossError(f"{path}: expected a table of option names and values at the top level")
+    return data
+
+
+def defaults_for_command(data: dict[str, Any], command: click.Command, path: str | Path, commands: set[str]) -> dict:
+    """The default map for ``command``: top-level keys it knows, overridden by its own table."""
+    names = {p.name for p in command.params if p.name}
+    merged: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            continue
+        normalised = key.replace("-", "_")
+        if normalised in names:
+            merged[normalised] = value
+    section = data.get(command.name, {})
+    for key, value in section.items():
+        normalised = key.replace("-", "_")
+        if normalised not in names:
+            raise GlossError(f"{path}: [{command.name}] has no option '{key}' (see `gloss {command.name} --help`)")
+        merged[normalised] = value
+    unknown = [k for k, v in data.items() if isinstance(v, dict) and k not in commands]
+    if unknown:
+        raise GlossError(f"{path}: unknown section [{unknown[0]}] (sections are command names)")
+    return merged
+
+
+def config_option(func):
+    """Add ``--config FILE`` to a click command; its values become the command's defaults."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None):
+        if value is None:
+            return None
+        data = read_config_file(value)
+        commands = set(ctx.parent.command.commands) if ctx.parent and isinstance(ctx.parent.command, click.Group) else set()
+        ctx.default_map = {**(ctx.default_map or {}), **defaults_for_command(data, ctx.command, value, commands)}
+        return value
+
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        is_eager=True,
+        expose_value=False,
+        callback=callback,
+        help="TOML or YAML file of option defaults; flags given here win.",
+    )(func)

@@ -1,0 +1,214 @@
+"""Stage manifests: what a stage read, how it was configured, and what it wrote.
+
+Every stage writes ``RUN/<stage>/`` with its outputs and a ``manifest.json``. A stage is run through
+:func:`run_stage`, which
+
+* computes a cache key from the resolved config and the sha256 of every input (upstream manifests or
+  raw files) and skips the stage when an existing manifest has the same key and its outputs exist;
+* lets the stage write into a temporary sibling directory, then hashes and describes every output,
+  writes the manifest last and moves the directory into place, so an interrupted stage leaves no
+  manifest and no half-written outputs;
+* offers a persistent scratch directory (``RUN/.scratch/<stage>``) for checkpoints of long stages,
+  removed once the stage has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import GlossError
+from pipeline.hashing import sha256_file, sha256_json
+
+logger = logging.getLogger("gloss")
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    """A finished stage's manifest, read from ``RUN/<stage>/manifest.json``."""
+
+    stage_dir: Path
+    data: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return self.stage_dir / MANIFEST
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.data["config"]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.data.get("summary", {})
+
+    def output(self, name: str) -> Path:
+        """The absolute path of output ``name``; a one-line error when the stage did not write it."""
+        outputs = self.data.get("outputs", {})
+        if name not in outputs:
+            raise GlossError(f"{self.path}: no output named '{name}' (has: {', '.join(sorted(outputs))})")
+        return self.stage_dir / outputs[name]["path"]
+
+    def sha256(self) -> str:
+        return sha256_file(self.path)
+
+
+@dataclass
+class StageContext:
+    """What a stage body gets: where to write, and where to keep checkpoints between attempts."""
+
+    stage: str
+    run_dir: Path
+    out_dir: Path
+    scratch_dir: Path
+    config: dict[str, Any]
+    descriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def output(self, relpath: str, **description: Any) -> Path:
+        """Register an output file (relative to the stage directory) and return where to write it."""
+        path = self.out_dir / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.descriptions[relpath] = description
+        return path
+
+
+def load_manifest(run_dir: str | Path, stage: str) -> Manifest:
+    """Read an upstream stage's manifest, or fail with the command that would create it."""
+    stage_dir = Path(run_dir) / stage
+    path = stage_dir / MANIFEST
+    if not path.is_file():
+        raise GlossError(f"{path} not found: run `gloss {stage} --run-dir {run_dir}` first")
+    try:
+        return Manifest(stage_dir, json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise GlossError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    """sha256 and size, plus shape/dtype for arrays."""
+    info: dict[str, Any] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    if path.suffix == ".npy":
+        import numpy as np
+
+        array = np.load(path, mmap_mode="r")
+        info.update(shape=list(array.shape), dtype=str(array.dtype))
+    return info
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _is_current(stage_dir: Path, cache_key: str) -> Manifest | None:
+    path = stage_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if data.get("cache_key") != cache_key:
+        return None
+    if not all((stage_dir / out["path"]).is_file() for out in data.get("outputs", {}).values()):
+        return None
+    return Manifest(stage_dir, data)
+
+
+def run_stage(
+    run_dir: str | Path,
+    stage: str,
+    config: dict[str, Any],
+    body: Callable[[StageContext], dict[str, Any] | None],
+    *,
+    upstream: dict[str, Manifest] | None = None,
+    input_files: dict[str, Path] | None = None,
+    force: bool = False,
+    echo: Callable[[str], None] = print,
+) -> Manifest:
+    """Run ``body`` as stage ``stage`` of ``run_dir`` unless an identical run already finished.
+
+    Args:
+        run_dir: the run directory; the stage writes ``run_dir/stage``.
+        config: the resolved, JSON-able configuration of the stage (part of the cache key).
+        body: writes its outputs through :meth:`StageContext.output` and returns a JSON-able summary.
+        upstream: manifests this stage reads (their sha256 is part of the cache key).
+        input_files: raw input files (their sha256 is part of the cache key).
+        force: rerun even when an identical run finished.
+    """
+    run_dir = Path(run_dir)
+    upstream = upstream or {}
+    input_files = input_files or {}
+    inputs = {
+        **{
+            name: {"kind": "manifest", "path": str(m.path.resolve()), "sha256": m.sha256()}
+            for name, m in upstream.items()
+        },
+        **{
+            name: {"kind": "file", "path": str(Path(p).resolve()), "sha256": sha256_file(p)}
+            for name, p in input_files.items()
+        },
+    }
+    cache_key = sha256_json({"stage": stage, "config": config, "inputs": {k: v["sha256"] for k, v in inputs.items()}})
+    stage_dir = run_dir / stage
+    if not force:
+        current = _is_current(stage_dir, cache_key)
+        if current is not None:
+            echo(f"{stage}: up to date in {stage_dir} (same config and inputs), skipped; --force reruns it")
+            return current
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(f".{stage}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    out_dir = run_dir / f".{stage}.tmp-{os.getpid()}"
+    out_dir.mkdir()
+    scratch_dir = run_dir / ".scratch" / stage
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    context = StageContext(stage, run_dir, out_dir, scratch_dir, config)
+    started = time.perf_counter()
+    try:
+        summary = body(context) or {}
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    outputs = {}
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(out_dir))
+        outputs[rel] = {"path": rel, **_describe(path), **context.descriptions.get(rel, {})}
+    manifest = {
+        "stage": stage,
+        "gloss_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cache_key": cache_key,
+        "config": config,
+        "inputs": inputs,
+        "outputs": outputs,
+        "summary": summary,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    _swap_into_place(out_dir, stage_dir)
+    shutil.rmtree(scratch_dir, ignore_errors=True)
+    echo(f"{stage}: wrote {stage_dir} in {manifest['wall_seconds']:.1f}s")
+    return Manifest(stage_dir, manifest)
+
+
+def _swap_into_place(new_dir: Path, stage_dir: Path) -> None:
+    """Replace ``stage_dir`` by ``new_dir`` with renames only (the manifest is already inside)."""
+    old_dir = stage_dir.with_name(f".{stage_dir.name}.old-{os.getpid()}")
+    if stage_dir.exists():
+        stage_dir.rename(old_dir)
+    new_dir.rename(stage_dir)
+    shutil.rmtree(old_dir, ignore_errors=True)

@@ -1,0 +1,45 @@
+"""Shared fixtures: the benchmark data root (``GLOSS_DATA``, set by .ci/run) and tiny inline datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def benchmark_root() -> Path | None:
+    root = os.environ.get("GLOSS_DATA")
+    if root and Path(root, "R8", "train.csv").is_file():
+        return Path(root)
+    return None
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """The benchmark data root; tests that need it are skipped when GLOSS_DATA is unset."""
+    root = benchmark_root()
+    if root is None:
+        pytest.skip("GLOSS_DATA does not point at the benchmark data (../shared/data)")
+    return root
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header: str = "text,label") -> Path:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header.split(","))
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def toy_root(tmp_path: Path) -> Path:
+    """A data root holding 'toy': 3 classes, 30 train and 9 test documents."""
+    train = [(f"document {i} about {label}", label) for label in ("a", "b", "c") for i in range(10)]
+    test = [(f"test {i} about {label}", label) for label in ("a", "b", "c") for i in range(3)]
+    write_csv(tmp_path / "toy" / "train.csv", train)
+    write_csv(tmp_path / "toy" / "test.csv", test)
+    return tmp_path
