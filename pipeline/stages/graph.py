@@ -1,0 +1,54 @@
+"""``gloss graph``: the corpus kNN graph of the pre-trained embeddings (train + val + test), for inspection
+and transductive prediction.
+
+Output (``RUN/graph/graph.npz``): ``edge_index`` int64 [2, E] (row 0 = neighbour, row 1 = node), ``weight``
+float32 [E] (cosine similarity), ``split`` [N] (0 train, 1 val, 2 test), ``label`` int64 [N], ``row`` [N]
+(row within its split). Nodes are train rows, then val, then test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+from pipeline.stages.prepare import load_splits
+
+STAGE = "graph"
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class GraphConfig:
+    k: int = 10
+    metric: str = "cosine"
+    backend: str = "auto"
+
+
+def run(config: GraphConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
+    prepared = load_manifest(run_dir, "prepare")
+    embedded = load_manifest(run_dir, "embed")
+
+    def body(ctx: StageContext) -> dict:
+        import torch
+        from graphs.knn import knn_graph
+
+        frames, _ = load_splits(prepared)
+        parts = [np.load(embedded.output(f"embeddings_{s}.npy")) for s in SPLIT_CODES]
+        x = torch.nn.functional.normalize(torch.from_numpy(np.concatenate(parts)), dim=-1)  # [N, D]
+        edge_index = knn_graph(x, config.k, metric=config.metric, backend=config.backend)  # [2, N*k]
+        weight = (x[edge_index[0]] * x[edge_index[1]]).sum(-1)  # [E] cosine similarity
+        split = np.concatenate([np.full(len(p), code) for p, code in zip(parts, SPLIT_CODES.values(), strict=True)])
+        label = np.concatenate([frames[s]["label_id"].to_numpy() for s in SPLIT_CODES])
+        row = np.concatenate([np.arange(len(p)) for p in parts])
+        same = label[edge_index[0].numpy()] == label[edge_index[1].numpy()]
+        with open(ctx.output("graph.npz", nodes=len(label), edges=int(edge_index.shape[1])), "wb") as handle:
+            np.savez(handle, edge_index=edge_index.numpy(), weight=weight.numpy().astype(np.float32),
+                     split=split.astype(np.int8), label=label.astype(np.int64), row=row.astype(np.int64))
+        return {"nodes": int(len(label)), "edges": int(edge_index.shape[1]), "k": config.k,
+                "edge_homophily": float(same.mean())}
+
+    return run_stage(run_dir, STAGE, asdict(config), body, upstream={"prepare": prepared, "embed": embedded},
+                     force=force, echo=echo)
