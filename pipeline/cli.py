@@ -19,7 +19,14 @@ from pipeline.stages import STAGE_ORDER
 
 
 class StageOrderGroup(click.Group):
-    """Lists commands in pipeline order instead of alphabetically."""
+    """Lists commands in pipeline order, and turns usage errors into one-line errors with exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            command = f"gloss {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else "gloss --help"
+            raise GlossError(f"{exc.format_message()} (see `{command}`)") from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(STAGE_ORDER)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.encoder import EncoderConfig, embed_texts, load_encoder
+from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 from pipeline.stages.prepare import load_splits
 
@@ -36,6 +36,7 @@ def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) 
 
 
 def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
+    resolve_model_path(config.encoder.model)
     prepared = load_manifest(run_dir, "prepare")
 
     def body(ctx: StageContext) -> dict:

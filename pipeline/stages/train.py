@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.encoder import EncoderConfig, embed_texts, load_encoder
+from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 from pipeline.stages.prepare import load_splits
-from pipeline.training.loop import LoopConfig, fit, write_history
 from pipeline.training import GRAPH_MODES, LOSSES
+from pipeline.training.loop import LoopConfig, fit, write_history
 from pipeline.training.objectives import Objective, ObjectiveConfig
 
 logger = logging.getLogger("gloss")
@@ -71,6 +71,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
         from pipeline.baselines.stage import run_baseline
 
         return run_baseline(config, run_dir, force=force, echo=echo)
+    resolve_model_path(config.encoder.model)
     prepared = load_manifest(run_dir, "prepare")
     upstream = {"prepare": prepared}
     sigma_value = None

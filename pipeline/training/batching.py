@@ -49,7 +49,8 @@ def plan_batches(
         )
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if len(batches) > 1 and len(batches[-1]) < 2:  # a one-document batch teaches pairwise losses nothing
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        last = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], last])
     if bucket:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

@@ -113,7 +113,8 @@ def test_duplicates_are_counted_and_kept(tmp_path):
     assert sum(summary["duplicate_rows_kept"].values()) in (1, 2)  # 3 copies: 2 duplicates, maybe split by val
 
 
-def test_bad_option_value_exits_1_or_2(toy_root, tmp_path):
+def test_bad_option_value_is_one_line_exit_1(toy_root, tmp_path):
     result = CliRunner().invoke(main, ["prepare", "--dataset", "toy", "--data-root", str(toy_root),
                                        "--val-fraction", "1.5"])
-    assert result.exit_code == 2 and "--val-fraction" in result.output
+    assert result.exit_code == 1 and "--val-fraction" in result.output
+    assert len(result.output.strip().splitlines()) == 1

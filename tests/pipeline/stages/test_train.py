@@ -1,0 +1,129 @@
+"""The fine-tuning stage end to end on a 64-document slice of R8 with the packaged MiniLM (slow-ish)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+
+TINY = ["--epochs", "2", "--max-length", "24", "--batch-size", "16", "--patience", "5", "--seed", "3"]
+
+
+def _gloss(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def r8_slice(tmp_path_factory):
+    root = os.environ.get("GLOSS_DATA")
+    if not root or not Path(root, "R8", "train.csv").is_file():
+        pytest.skip("GLOSS_DATA does not point at the benchmark data")
+    run = tmp_path_factory.mktemp("r8") / "run"
+    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "64", "--run-dir", str(run)).exit_code == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def trained(r8_slice, tmp_path_factory):
+    """An uninterrupted 2-epoch CE run on a copy of the prepared slice."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    shutil.copytree(r8_slice, run)
+    result = _gloss("train", "--run-dir", str(run), "--loss", "ce", *TINY)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_training_writes_every_artifact(trained):
+    manifest = json.loads((trained / "train" / "manifest.json").read_text())
+    outputs = set(manifest["outputs"])
+    for name in ("history.jsonl", "embeddings_train.npy", "embeddings_val.npy", "embeddings_test.npy",
+                 "logits_val.npy", "logits_test.npy", "model/head.pt", "model/labels.json",
+                 "model/model.safetensors", "val_embeddings/epoch-1.npy", "val_embeddings/epoch-2.npy"):
+        assert name in outputs, name
+    history = [json.loads(line) for line in (trained / "train" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for key in ("train_ce", "val_accuracy", "val_macro_f1", "val_macro_silhouette", "seconds"):
+        assert key in history[0]
+    summary = manifest["summary"]
+    assert summary["best_epoch"] in (1, 2) and summary["has_head"] is True
+    assert manifest["outputs"]["embeddings_train.npy"]["shape"] == [64, 384]
+    assert not (trained / ".scratch" / "train").exists()
+
+
+def test_second_train_is_skipped(trained):
+    result = _gloss("train", "--run-dir", str(trained), "--loss", "ce", *TINY)
+    assert "up to date" in result.output
+
+
+def test_resume_after_sigkill_matches_uninterrupted(r8_slice, trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(r8_slice, run)
+    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--run-dir", str(run), "--loss", "ce", *TINY]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = run / ".scratch" / "train" / "last.pt"
+    deadline = time.time() + 600
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint appeared"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run / "train" / "manifest.json").exists()
+    resumed = _gloss("train", "--run-dir", str(run), "--loss", "ce", *TINY, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed from" in resumed.output
+    history = [json.loads(x) for x in (run / "train" / "history.jsonl").read_text().splitlines()]
+    reference = [json.loads(x) for x in (trained / "train" / "history.jsonl").read_text().splitlines()]
+    for ours, theirs in zip(history, reference, strict=True):
+        for key in ("train_ce", "val_accuracy", "val_macro_f1", "val_macro_silhouette"):
+            assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
+    np.testing.assert_allclose(np.load(run / "train" / "logits_test.npy"),
+                               np.load(trained / "train" / "logits_test.npy"), atol=1e-5)
+
+
+def test_resume_with_different_config_is_refused(r8_slice, tmp_path):
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(r8_slice, run)
+    scratch = run / ".scratch" / "train"
+    scratch.mkdir(parents=True)
+    torch.save({"run_config": {"lr": 1.0}}, scratch / "last.pt")
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--loss", "ce", *TINY, "--resume"])
+    assert result.exit_code == 1
+    assert "--resume:" in result.output and "different config" in result.output and "lr" in result.output
+
+
+def test_predict_new_texts(trained, tmp_path):
+    source = tmp_path / "new.txt"
+    source.write_text("oil prices rose as crude output fell\n\nthe company reported quarterly earnings\n")
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(main, ["predict", "--run", str(trained), "--input", str(source), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    labels = json.loads((trained / "prepare" / "labels.json").read_text())
+    assert len(rows) == 3 and rows[1]["skipped"] == "empty"
+    for row in (rows[0], rows[2]):
+        assert row["label"] in labels
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert "1 empty" in result.output
+
+
+def test_unknown_model_path_is_one_line_error(r8_slice, tmp_path):
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(r8_slice), "--model", str(empty), *TINY])
+    assert result.exit_code == 1 and "no weights in the folder" in result.output
