@@ -49,13 +49,21 @@ def main(verbose: int) -> None:
     _setup_logging(verbose)
 
 
-def run_dir_option(func):
-    return click.option(
-        "--run-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Run directory (default: runs/<dataset>).",
-    )(func)
+def run_dir_option(func=None, *, required: bool = False):
+    """``--run-dir``; use as ``@run_dir_option`` or, for stages without a dataset, ``@run_dir_option(required=True)``."""
+
+    def decorate(f):
+        if required:  # no default=None: with an explicit default click does not enforce required
+            return click.option("--run-dir", type=click.Path(file_okay=False), required=True,
+                                help="Run directory holding the earlier stages.")(f)
+        return click.option(
+            "--run-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Run directory (default: runs/<dataset>).",
+        )(f)
+
+    return decorate(func) if func is not None else decorate
 
 
 def force_option(func):
@@ -103,10 +111,30 @@ def _not_built(name: str, help_text: str, issue: int):
     return command
 
 
+@main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, linear probe, label propagation.")
+@config_option
+@run_dir_option(required=True)
+@click.option("--knn-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Neighbours per node of the train+test kNN graph for transductive label propagation.")
+@click.option("--tsne-max", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="Most test embeddings drawn in tsne.png (a seeded sample; 0 skips the plot).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the t-SNE and of the samples.")
+@force_option
+def evaluate(run_dir, knn_k, tsne_max, seed, force):
+    """Evaluate RUN/train on the test split of RUN/prepare: head accuracy, macro-/weighted-F1, per-class report
+    and confusion matrix; cosine macro-silhouette and t-SNE of the test embeddings; a linear probe and
+    transductive label propagation on the embeddings. Writes RUN/evaluate/metrics.json and plots."""
+    from pipeline.stages import evaluate as stage
+
+    config = stage.EvaluateConfig(knn_k=knn_k, tsne_max=tsne_max, seed=seed)
+    manifest = stage.run(config, run_dir, force=force, echo=click.echo)
+    for line in stage.summary_lines(manifest.summary):
+        click.echo(line)
+
+
 _not_built("embed", "Embed train/val/test with the pre-trained encoder; sigma heuristics.", 4)
 _not_built("graph", "Build the corpus kNN graph of the embeddings (FAISS).", 4)
 _not_built("train", "Fine-tune with G-Loss or a comparison loss, or train TextGCN/BertGCN.", 4)
-_not_built("evaluate", "Test metrics, confusion matrix, silhouette, t-SNE, transductive propagation.", 4)
 _not_built("compare", "Sweep methods x datasets x seeds into tables and plots.", 6)
 _not_built("inspect", "Inspect kNN graphs: homophily, degrees, components, propagation accuracy.", 7)
 _not_built("run", "prepare -> embed -> graph -> train -> evaluate in sequence.", 4)
