@@ -111,7 +111,7 @@ def _not_built(name: str, help_text: str, issue: int):
     return command
 
 
-@main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, linear probe, label propagation.")
+@main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, probe, propagation.")
 @config_option
 @run_dir_option(required=True)
 @click.option("--knn-k", type=click.IntRange(min=1), default=10, show_default=True,

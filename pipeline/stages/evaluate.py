@@ -131,18 +131,37 @@ def _head_metrics(train: Manifest, frames: dict, label_names: list[str]) -> dict
     return head
 
 
+def _load_embeddings(train: Manifest, frames: dict) -> dict[str, np.ndarray]:
+    """Train and test embeddings that the train stage wrote, checked before anything is computed.
+
+    Shapes: -> {"train": [N_train, D], "test": [N_test, D]} (either may be absent).
+    """
+    outputs = train.data.get("outputs", {})
+    found = {}
+    for split in ("test", "train"):
+        name = f"embeddings_{split}.npy"
+        if name in outputs:
+            found[split] = _load_matrix(train, name, len(frames[split]), split)
+    if len(found) == 2 and found["train"].shape[1] != found["test"].shape[1]:
+        raise GlossError(
+            f"{train.output('embeddings_train.npy')}: {found['train'].shape[1]} dimensions, but "
+            f"embeddings_test.npy has {found['test'].shape[1]}"
+        )
+    return found
+
+
 def _embedding_metrics(
     train: Manifest, frames: dict, label_names: list[str], config: EvaluateConfig, ctx: StageContext
 ) -> dict[str, Any]:
     """Silhouette and t-SNE of the test embeddings; linear probe and label propagation from train + test."""
     from pipeline.evaluation.metrics import accuracy_and_macro_f1, classification_metrics, silhouette
 
-    outputs = train.data.get("outputs", {})
     found: dict[str, Any] = {"silhouette": None, "tsne_points": None, "linear_probe": None, "label_propagation": None}
-    if "embeddings_test.npy" not in outputs:
+    embeddings = _load_embeddings(train, frames)
+    if "test" not in embeddings:
         return found
+    test_x = embeddings["test"]  # [N_test, D]
     test_y = frames["test"]["label_id"].to_numpy()
-    test_x = _load_matrix(train, "embeddings_test.npy", len(test_y), "test")  # [N_test, D]
     found["silhouette"] = silhouette(test_x, test_y, max_samples=config.silhouette_max, seed=config.seed)
     if config.tsne_max > 0:
         from pipeline.evaluation.plots import plot_tsne
@@ -151,18 +170,13 @@ def _embedding_metrics(
             test_x, test_y, label_names, ctx.output("tsne.png"), max_points=config.tsne_max, seed=config.seed,
             title=f"t-SNE of test embeddings ({_method_name(train)})",
         )
-    if "embeddings_train.npy" not in outputs:
+    if "train" not in embeddings:
         return found
-    train_y = frames["train"]["label_id"].to_numpy()
-    train_x = _load_matrix(train, "embeddings_train.npy", len(train_y), "train")  # [N_train, D]
-    if train_x.shape[1] != test_x.shape[1]:
-        raise GlossError(
-            f"{train.output('embeddings_train.npy')}: {train_x.shape[1]} dimensions, but embeddings_test.npy "
-            f"has {test_x.shape[1]}"
-        )
     from pipeline.evaluation.probe import linear_probe
     from pipeline.evaluation.propagation import transductive_propagation
 
+    train_x = embeddings["train"]  # [N_train, D]
+    train_y = frames["train"]["label_id"].to_numpy()
     probe = linear_probe(train_x, train_y, test_x, test_y, max_iter=config.probe_max_iter, seed=config.seed)
     found["linear_probe"] = {
         **classification_metrics(test_y, probe.pop("predictions"), label_names, source="linear probe"),

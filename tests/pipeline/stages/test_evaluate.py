@@ -154,3 +154,23 @@ def test_nothing_to_evaluate(run):
     fabricate_train(run, logits=False, embeddings=False)
     result = _evaluate(run)
     assert result.exit_code == 1 and "nothing to evaluate" in result.output
+
+
+def test_config_file_sets_options_and_tsne_max_zero_skips_the_plot(run, tmp_path):
+    fabricate_train(run)
+    config = tmp_path / "c.toml"
+    config.write_text("[evaluate]\ntsne-max = 0\nknn_k = 3\n")
+    result = CliRunner().invoke(main, ["evaluate", "--config", str(config), "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    assert metrics["tsne_points"] is None and not (run / "evaluate" / "tsne.png").exists()
+    assert metrics["label_propagation"]["k"] == 3
+    manifest = json.loads((run / "evaluate" / "manifest.json").read_text())
+    assert manifest["config"]["knn_k"] == 3 and manifest["summary"]["headline"]["source"] == "head"
+
+
+def test_embedding_dimensions_must_agree(run):
+    fabricate_train(run, tamper=lambda a: a.update({"embeddings_train.npy": a["embeddings_train.npy"][:, :15]}))
+    result = _evaluate(run)
+    assert result.exit_code == 1
+    assert "embeddings_train.npy: 15 dimensions, but embeddings_test.npy has 16" in result.output
