@@ -56,13 +56,21 @@ def main(verbose: int) -> None:
     _setup_logging(verbose)
 
 
-def run_dir_option(func):
-    return click.option(
-        "--run-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Run directory (default: runs/<dataset>).",
-    )(func)
+def run_dir_option(func=None, *, required: bool = False):
+    """``--run-dir``; use as ``@run_dir_option`` or, for stages without a dataset, ``@run_dir_option(required=True)``."""
+
+    def decorate(f):
+        if required:  # no default=None: with an explicit default click does not enforce required
+            return click.option("--run-dir", type=click.Path(file_okay=False), required=True,
+                                help="Run directory holding the earlier stages.")(f)
+        return click.option(
+            "--run-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Run directory (default: runs/<dataset>).",
+        )(f)
+
+    return decorate(func) if func is not None else decorate
 
 
 def force_option(func):
@@ -121,24 +129,18 @@ def _encoder_config(model, pooling, max_length, device):
     return EncoderConfig(model=model, pooling=pooling, max_length=max_length, device=device)
 
 
-def _require_run_dir(run_dir):
-    if run_dir is None:
-        raise GlossError("--run-dir is required (the folder `gloss prepare` wrote)")
-    return run_dir
-
-
 @main.command(short_help="Embed train/val/test with the pre-trained encoder; sigma heuristics.")
 @config_option
 @encoder_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@run_dir_option
+@run_dir_option(required=True)
 @force_option
 def embed(model, pooling, max_length, device, batch_size, run_dir, force):
     """Embed the prepared splits with the pre-trained encoder (.npy) and compute the sigma heuristics."""
     from pipeline.stages import embed as stage
 
     config = stage.EmbedConfig(_encoder_config(model, pooling, max_length, device), batch_size)
-    manifest = stage.run(config, _require_run_dir(run_dir), force=force, echo=click.echo)
+    manifest = stage.run(config, run_dir, force=force, echo=click.echo)
     sigma = manifest.summary["sigma"]
     click.echo(f"embed: {manifest.summary['shapes']}; sigma sqrt={sigma['sqrt']:.4f} dicm={sigma['dicm']:.4f}")
 
@@ -148,13 +150,13 @@ def embed(model, pooling, max_length, device, batch_size, run_dir, force):
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per document.")
 @click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default="auto", show_default=True)
-@run_dir_option
+@run_dir_option(required=True)
 @force_option
 def graph(k, metric, backend, run_dir, force):
     """Build the exact kNN graph over train+val+test pre-trained embeddings and save it (edge list + weights)."""
     from pipeline.stages import graph as stage
 
-    manifest = stage.run(stage.GraphConfig(k, metric, backend), _require_run_dir(run_dir), force=force, echo=click.echo)
+    manifest = stage.run(stage.GraphConfig(k, metric, backend), run_dir, force=force, echo=click.echo)
     s = manifest.summary
     click.echo(f"graph: {s['nodes']} nodes, {s['edges']} edges, edge homophily {s['edge_homophily']:.3f}")
 
@@ -238,7 +240,7 @@ def _echo_train(manifest) -> None:
 @config_option
 @train_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@run_dir_option
+@run_dir_option(required=True)
 @force_option
 def train(resume, run_dir, force, **opts):
     """Fine-tune the encoder (linear head on the pooled embedding unless the loss is standalone), with early
@@ -246,7 +248,7 @@ def train(resume, run_dir, force, **opts):
     from pipeline.stages import train as stage
 
     config = _train_config(opts)
-    manifest = stage.run(config, _require_run_dir(run_dir), force=force, resume=resume, echo=click.echo)
+    manifest = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifest)
 
 
@@ -317,12 +319,11 @@ def run(ctx, dataset, data_root, val_fraction, split_seed, limit, graph_k, resum
 
 
 def _run_evaluate(run_dir, force):
-    try:
-        from pipeline.stages import evaluate as evaluate_stage
-    except ImportError:
-        click.echo("evaluate: not built yet (issue #4)")
-        return
-    evaluate_stage.run(evaluate_stage.EvaluateConfig(), run_dir, force=force, echo=click.echo)
+    from pipeline.stages import evaluate as evaluate_stage
+
+    manifest = evaluate_stage.run(evaluate_stage.EvaluateConfig(), run_dir, force=force, echo=click.echo)
+    for line in evaluate_stage.summary_lines(manifest.summary):
+        click.echo(line)
 
 
 def _not_built(name: str, help_text: str, issue: int):
@@ -333,6 +334,27 @@ def _not_built(name: str, help_text: str, issue: int):
 
     command.__doc__ = f"{help_text} Not built yet: see issue #{issue}."
     return command
+
+
+@main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, probe, propagation.")
+@config_option
+@run_dir_option(required=True)
+@click.option("--knn-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Neighbours per node of the train+test kNN graph for transductive label propagation.")
+@click.option("--tsne-max", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="Most test embeddings drawn in tsne.png (a seeded sample; 0 skips the plot).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the t-SNE and of the samples.")
+@force_option
+def evaluate(run_dir, knn_k, tsne_max, seed, force):
+    """Evaluate RUN/train on the test split of RUN/prepare: head accuracy, macro-/weighted-F1, per-class report
+    and confusion matrix; cosine macro-silhouette and t-SNE of the test embeddings; a linear probe and
+    transductive label propagation on the embeddings. Writes RUN/evaluate/metrics.json and plots."""
+    from pipeline.stages import evaluate as stage
+
+    config = stage.EvaluateConfig(knn_k=knn_k, tsne_max=tsne_max, seed=seed)
+    manifest = stage.run(config, run_dir, force=force, echo=click.echo)
+    for line in stage.summary_lines(manifest.summary):
+        click.echo(line)
 
 
 _not_built("compare", "Sweep methods x datasets x seeds into tables and plots.", 6)

@@ -1,0 +1,296 @@
+"""``gloss evaluate``: test metrics of a trained model, from the paths in the prepare and train manifests.
+
+Reads ``RUN/prepare`` (splits, label names) and whatever ``RUN/train`` wrote of ``logits_{val,test}.npy``
+(the model's own head; log-probabilities for TextGCN/BertGCN), ``embeddings_{train,test}.npy`` (document
+embeddings of the best checkpoint) and ``history.jsonl``. Writes ``RUN/evaluate/``:
+
+* ``metrics.json``: head metrics (accuracy, macro-/weighted-F1, per-class report, confusion matrix), the
+  cosine macro-silhouette of the test embeddings, a linear probe (train -> test embeddings), transductive
+  label propagation over the kNN graph of train + test embeddings, the ``headline`` (head if there is one,
+  else the linear probe) and the training cost copied from the train manifest. Plain JSON: NaN is null.
+* ``confusion_matrix.png`` (row-normalised, of the headline's predictions) and ``tsne.png`` (test embeddings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import GlossError
+from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+
+STAGE = "evaluate"
+TRAIN_SUMMARY_KEYS = ("best_epoch", "seconds_per_epoch", "peak_rss_mb", "has_head")
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of ``gloss evaluate``.
+
+    Args:
+        knn_k: neighbours per node of the kNN graph used for transductive label propagation.
+        tsne_max: the most test embeddings drawn in ``tsne.png`` (seeded sample); 0 skips the plot.
+        seed: seed of the t-SNE, of its sample and of the silhouette sample.
+        silhouette_max: the most test embeddings scored by the silhouette (seeded sample above it).
+        probe_max_iter: L-BFGS iterations of the linear probe.
+    """
+
+    knn_k: int = 10
+    tsne_max: int = 2000
+    seed: int = 0
+    silhouette_max: int = 10000
+    probe_max_iter: int = 1000
+
+
+def _load_matrix(
+    manifest: Manifest, name: str, rows: int, split: str, columns: int | None = None, allow_inf: bool = False
+) -> np.ndarray:
+    """Load a 2-D array output of ``manifest`` and check its rows, columns and values.
+
+    Shapes: -> [rows, columns]. ``allow_inf`` admits -inf/+inf (log-probabilities) but never NaN.
+    """
+    path = manifest.output(name)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
+    if array.ndim != 2:
+        raise GlossError(f"{path}: expected a 2-D array [documents, columns], got shape {list(array.shape)}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise GlossError(f"{path}: expected a numeric array, got dtype {array.dtype}")
+    if array.shape[0] != rows:
+        raise GlossError(f"{path}: {array.shape[0]} rows, but the {split} split has {rows} documents")
+    if columns is not None and array.shape[1] != columns:
+        raise GlossError(f"{path}: {array.shape[1]} class columns, but the dataset has {columns} classes")
+    bad = np.isnan(array) if allow_inf else ~np.isfinite(array)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        kind = "NaN" if allow_inf else "NaN or infinite values"
+        raise GlossError(f"{path}: row {row} holds {kind} ({int(bad.any(axis=1).sum())} rows affected)")
+    return array
+
+
+def _read_history(path: Path) -> dict[str, Any]:
+    """Epoch count and best validation scores from ``history.jsonl`` (one JSON object per line)."""
+    epochs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GlossError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise GlossError(f"{path}: line {number}: expected a JSON object per epoch")
+        epochs.append(record)
+    summary: dict[str, Any] = {"epochs": len(epochs)}
+    for key in ("val_accuracy", "val_macro_f1", "val_macro_silhouette"):
+        values = [r[key] for r in epochs if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+        summary[f"best_{key}"] = max(values) if values else None
+    return summary
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays made plain and non-finite floats replaced by ``None``."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _head_metrics(train: Manifest, frames: dict, label_names: list[str]) -> dict[str, Any] | None:
+    from pipeline.evaluation.metrics import accuracy_and_macro_f1, check_label_ids, classification_metrics
+
+    outputs = train.data.get("outputs", {})
+    if "logits_test.npy" not in outputs:
+        return None
+    c = len(label_names)
+    test_y = frames["test"]["label_id"].to_numpy()
+    logits = _load_matrix(train, "logits_test.npy", len(test_y), "test", columns=c, allow_inf=True)  # [N_test, C]
+    predictions = logits.argmax(axis=1)  # [N_test]
+    head = classification_metrics(test_y, predictions, label_names, source=str(train.output("logits_test.npy")))
+    head["predictions"] = predictions
+    if "logits_val.npy" in outputs:
+        val_y = frames["val"]["label_id"].to_numpy()
+        val_logits = _load_matrix(train, "logits_val.npy", len(val_y), "val", columns=c, allow_inf=True)
+        val_predictions = val_logits.argmax(axis=1)
+        check_label_ids(val_predictions, c, str(train.output("logits_val.npy")))
+        head["val"] = accuracy_and_macro_f1(val_y, val_predictions)
+    return head
+
+
+def _load_embeddings(train: Manifest, frames: dict) -> dict[str, np.ndarray]:
+    """Train and test embeddings that the train stage wrote, checked before anything is computed.
+
+    Shapes: -> {"train": [N_train, D], "test": [N_test, D]} (either may be absent).
+    """
+    outputs = train.data.get("outputs", {})
+    found = {}
+    for split in ("test", "train"):
+        name = f"embeddings_{split}.npy"
+        if name in outputs:
+            found[split] = _load_matrix(train, name, len(frames[split]), split)
+    if len(found) == 2 and found["train"].shape[1] != found["test"].shape[1]:
+        raise GlossError(
+            f"{train.output('embeddings_train.npy')}: {found['train'].shape[1]} dimensions, but "
+            f"embeddings_test.npy has {found['test'].shape[1]}"
+        )
+    return found
+
+
+def _embedding_metrics(
+    train: Manifest, frames: dict, label_names: list[str], config: EvaluateConfig, ctx: StageContext
+) -> dict[str, Any]:
+    """Silhouette and t-SNE of the test embeddings; linear probe and label propagation from train + test."""
+    from pipeline.evaluation.metrics import accuracy_and_macro_f1, classification_metrics, silhouette
+
+    found: dict[str, Any] = {"silhouette": None, "tsne_points": None, "linear_probe": None, "label_propagation": None}
+    embeddings = _load_embeddings(train, frames)
+    if "test" not in embeddings:
+        return found
+    test_x = embeddings["test"]  # [N_test, D]
+    test_y = frames["test"]["label_id"].to_numpy()
+    found["silhouette"] = silhouette(test_x, test_y, max_samples=config.silhouette_max, seed=config.seed)
+    if config.tsne_max > 0:
+        from pipeline.evaluation.plots import plot_tsne
+
+        found["tsne_points"] = plot_tsne(
+            test_x, test_y, label_names, ctx.output("tsne.png"), max_points=config.tsne_max, seed=config.seed,
+            title=f"t-SNE of test embeddings ({_method_name(train)})",
+        )
+    if "train" not in embeddings:
+        return found
+    from pipeline.evaluation.probe import linear_probe
+    from pipeline.evaluation.propagation import transductive_propagation
+
+    train_x = embeddings["train"]  # [N_train, D]
+    train_y = frames["train"]["label_id"].to_numpy()
+    probe = linear_probe(train_x, train_y, test_x, test_y, max_iter=config.probe_max_iter, seed=config.seed)
+    found["linear_probe"] = {
+        **classification_metrics(test_y, probe.pop("predictions"), label_names, source="linear probe"),
+        **{k: v for k, v in probe.items() if k not in ("accuracy", "macro_f1")},
+    }
+    propagation = transductive_propagation(train_x, train_y, test_x, len(label_names), k=config.knn_k)
+    found["label_propagation"] = {
+        **accuracy_and_macro_f1(test_y, propagation.pop("predictions")),
+        **propagation,
+    }
+    return found
+
+
+def _method_name(train: Manifest) -> str:
+    method, loss = train.config.get("method"), train.config.get("loss")
+    return f"{method}/{loss}" if loss else str(method)
+
+
+def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: StageContext) -> dict[str, Any]:
+    """Compute every metric the train outputs allow, write the plots, return the metrics dict."""
+    from pipeline.evaluation.plots import plot_confusion_matrix
+    from pipeline.stages.prepare import load_splits
+
+    frames, label_names = load_splits(prepare)
+    outputs = train.data.get("outputs", {})
+    if "logits_test.npy" not in outputs and not {"embeddings_train.npy", "embeddings_test.npy"} <= set(outputs):
+        raise GlossError(
+            f"{train.path}: the train stage wrote neither logits_test.npy nor embeddings_train.npy + "
+            "embeddings_test.npy: nothing to evaluate"
+        )
+    head = _head_metrics(train, frames, label_names)
+    embedding = _embedding_metrics(train, frames, label_names, config, ctx)
+    headline_source = "head" if head is not None else "linear_probe"
+    chosen = head if head is not None else embedding["linear_probe"]
+    if head is not None:
+        head.pop("predictions")
+    headline = {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"], "source": headline_source}
+    plot_confusion_matrix(
+        chosen["confusion_matrix"], label_names, ctx.output("confusion_matrix.png"),
+        title=f"{_method_name(train)}: test confusion ({headline_source.replace('_', ' ')}, rows normalised)",
+    )
+    history = None
+    if "history.jsonl" in outputs:
+        history = _read_history(train.output("history.jsonl"))
+    return {
+        "method": train.config.get("method"),
+        "loss": train.config.get("loss"),
+        "labels": label_names,
+        "test_documents": len(frames["test"]),
+        "headline": headline,
+        "head": head,
+        "linear_probe": embedding["linear_probe"],
+        "label_propagation": embedding["label_propagation"],
+        "silhouette": embedding["silhouette"],
+        "tsne_points": embedding["tsne_points"],
+        "confusion_matrix_source": headline_source,
+        "train": {key: train.summary.get(key) for key in TRAIN_SUMMARY_KEYS},
+        "history": history,
+    }
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The manifest summary: the numbers the console line and later comparisons need."""
+
+    def pair(block: dict | None) -> dict | None:
+        return None if block is None else {"accuracy": block["accuracy"], "macro_f1": block["macro_f1"]}
+
+    silhouette = metrics["silhouette"]
+    return {
+        "method": metrics["method"],
+        "loss": metrics["loss"],
+        "headline": metrics["headline"],
+        "head": pair(metrics["head"]),
+        "linear_probe": pair(metrics["linear_probe"]),
+        "label_propagation": pair(metrics["label_propagation"]),
+        "macro_silhouette": None if silhouette is None else silhouette["macro_silhouette"],
+        **metrics["train"],
+    }
+
+
+def run(config: EvaluateConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
+    """Evaluate the model of ``run_dir/train`` on the splits of ``run_dir/prepare`` into ``run_dir/evaluate``."""
+    if config.knn_k < 1:
+        raise GlossError(f"--knn-k must be at least 1 (got {config.knn_k})")
+    if config.tsne_max < 0:
+        raise GlossError(f"--tsne-max must be 0 (no plot) or more (got {config.tsne_max})")
+    prepare = load_manifest(run_dir, "prepare")
+    train = load_manifest(run_dir, "train")
+
+    def body(ctx: StageContext) -> dict[str, Any]:
+        metrics = json_ready(evaluate(prepare, train, config, ctx))
+        ctx.output("metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        return _summary(metrics)
+
+    return run_stage(
+        run_dir, STAGE, asdict(config), body, upstream={"prepare": prepare, "train": train}, force=force, echo=echo
+    )
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """A short console report of an evaluate manifest summary."""
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    def pair(block: dict | None) -> str:
+        return "n/a" if block is None else f"acc {fmt(block['accuracy'])}, macro-F1 {fmt(block['macro_f1'])}"
+
+    headline = summary["headline"]
+    name = f"{summary['method']}/{summary['loss']}" if summary.get("loss") else str(summary["method"])
+    return [
+        f"evaluate: {name}: test accuracy {fmt(headline['accuracy'])}, macro-F1 {fmt(headline['macro_f1'])} "
+        f"(from the {headline['source'].replace('_', ' ')})",
+        f"  head: {pair(summary['head'])} | linear probe: {pair(summary['linear_probe'])}",
+        f"  label propagation: {pair(summary['label_propagation'])} | "
+        f"macro-silhouette: {fmt(summary['macro_silhouette'])}",
+    ]
