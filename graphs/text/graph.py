@@ -34,6 +34,7 @@ Window co-occurrences are counted as :math:`M^\top M` of a sparse window-by-word
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -242,7 +243,9 @@ def scipy_to_torch_sparse(
     crow = torch.from_numpy(csr.indptr.astype(np.int64))
     col = torch.from_numpy(csr.indices.astype(np.int64))
     val = torch.from_numpy(csr.data).to(dtype)
-    out = torch.sparse_csr_tensor(crow, col, val, size=csr.shape)
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        out = torch.sparse_csr_tensor(crow, col, val, size=csr.shape, check_invariants=False)
     if layout == torch.sparse_csr:
         return out
     if layout == torch.sparse_coo:
