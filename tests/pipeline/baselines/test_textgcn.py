@@ -1,0 +1,94 @@
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.baselines import stratified_val_split, train_textgcn
+
+DATA = Path(os.environ.get("GLOSS_DATA", "data"))
+
+
+def _toy_corpus(n_per_class: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    vocab = {"sport": ["goal", "match", "team", "score", "coach"], "tech": ["chip", "code", "data", "cloud", "laptop"]}
+    shared = ["today", "report", "people", "new", "week"]
+    texts, labels = [], []
+    for label, words in vocab.items():
+        for _ in range(n_per_class):
+            toks = list(rng.choice(words, size=6)) + list(rng.choice(shared, size=4))
+            rng.shuffle(toks)
+            texts.append(" ".join(toks))
+            labels.append(label)
+    return texts, labels
+
+
+def test_stratified_val_split_keeps_singletons_in_train():
+    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 19 + ["lonely"]
+    tr, va = stratified_val_split(labels, 0.1, seed=0)
+    assert len(va) == 10 and len(tr) == 90
+    assert set(tr).isdisjoint(va) and set(tr) | set(va) == set(range(100))
+    assert 99 in tr  # the single "lonely" example
+    assert Counter(labels[i] for i in va) == Counter({"a": 5, "b": 3, "c": 2})
+    tr2, va2 = stratified_val_split(labels, 0.1, seed=0)
+    assert np.array_equal(va, va2)
+    with pytest.raises(ValueError, match="Expected 'val_size'"):
+        stratified_val_split(labels, 1.5)
+
+
+def test_train_textgcn_toy_corpus():
+    texts, labels = _toy_corpus(20, seed=0)
+    test_texts, test_labels = _toy_corpus(10, seed=1)
+    tr, va = stratified_val_split(labels, 0.2, seed=0)
+    res = train_textgcn(
+        [texts[i] for i in tr], [labels[i] for i in tr], [texts[i] for i in va], [labels[i] for i in va],
+        test_texts, test_labels, "toy", seed=0, epochs=30, hidden=16, min_count=1,
+    )
+    assert res.classes == ["sport", "tech"]
+    assert 1 <= res.best_epoch <= res.stopped_epoch == len(res.history) <= 30
+    assert set(res.history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds"}
+    assert res.test_proba.shape == (20, 2)
+    np.testing.assert_allclose(res.test_proba.sum(1), 1, rtol=1e-5)
+    assert len(res.test_pred) == 20 and set(res.test_pred) <= {"sport", "tech"}
+    assert res.test_accuracy == pytest.approx(np.mean(np.array(res.test_pred) == np.array(test_labels)))
+    assert res.test_accuracy >= 0.9
+    assert res.peak_memory_mb > 0 and res.graph_build_seconds > 0
+    summary = res.summary()
+    assert "history" not in summary and summary["config"]["seed"] == 0
+
+
+def test_train_textgcn_rejects_unseen_labels():
+    texts, labels = _toy_corpus(3, seed=0)
+    with pytest.raises(ValueError, match="Expected 'test_labels' to use only training labels"):
+        train_textgcn(texts, labels, texts, labels, texts[:1], ["other"], "toy", seed=0, epochs=1)
+
+
+@pytest.mark.slow
+def test_textgcn_learns_on_r8_slice():
+    root = DATA / "R8"
+    if not (root / "train.csv").exists():
+        pytest.skip(f"R8 not found under {DATA} (set GLOSS_DATA)")
+    train = pd.read_csv(root / "train.csv", keep_default_na=False, dtype=str).iloc[:250]
+    test = pd.read_csv(root / "test.csv", keep_default_na=False, dtype=str).iloc[:200]
+    tr, va = train.iloc[:200], train.iloc[200:]
+    res = train_textgcn(
+        tr["text"].tolist(), tr["label"].tolist(), va["text"].tolist(), va["label"].tolist(),
+        test["text"].tolist(), test["label"].tolist(), "R8", seed=0, epochs=100,
+    )
+    majority = test["label"].value_counts().iloc[0] / len(test)
+    # Always predicting the majority class scores `majority`; learning must halve its error rate.
+    assert res.test_accuracy > majority + 0.5 * (1 - majority), (res.test_accuracy, majority)
+
+
+def test_macro_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from pipeline.baselines.textgcn import macro_f1
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y, p = rng.integers(0, 6, size=40), rng.integers(0, 7, size=40)
+        assert macro_f1(y, p) == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert macro_f1(np.array([1, 1]), np.array([1, 1])) == 1.0
