@@ -199,6 +199,23 @@ def train_options(func):
         click.option("--bucket/--no-bucket", default=True, show_default=True,
                      help="Length-bucketed batches (dynamic padding)."),
         click.option("--balanced", is_flag=True, help="Class-balanced batches (>= 2 examples per class present)."),
+        click.option("--gcn-epochs", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="TextGCN: most epochs."),
+        click.option("--gcn-lr", type=float, default=0.02, show_default=True, help="TextGCN learning rate."),
+        click.option("--gcn-hidden", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="TextGCN/BertGCN hidden size."),
+        click.option("--gcn-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True),
+        click.option("--gcn-early-stopping", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="TextGCN: stop when val loss exceeds the mean of this many previous epochs."),
+        click.option("--pmi-count", type=click.Choice(["windows", "positions"]), default="windows",
+                     show_default=True, help="PMI co-occurrence: windows (paper) or position pairs (released code)."),
+        click.option("--bertgcn-m", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+                     help="BertGCN: weight of the GCN prediction."),
+        click.option("--bertgcn-lr", type=float, default=1e-3, show_default=True, help="BertGCN: GCN learning rate."),
+        click.option("--bertgcn-encoder-lr", type=float, default=1e-5, show_default=True,
+                     help="BertGCN: encoder learning rate in joint training."),
+        click.option("--init-from", type=click.Path(file_okay=False), default=None,
+                     help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
     ]
     func = encoder_options(func)
     for option in reversed(options):
@@ -207,7 +224,7 @@ def train_options(func):
 
 
 def _train_config(opts: dict):
-    from pipeline.stages.train import TrainConfig
+    from pipeline.stages.train import GCNConfig, TrainConfig
     from pipeline.training.loop import LoopConfig
     from pipeline.training.objectives import ObjectiveConfig
 
@@ -227,7 +244,13 @@ def _train_config(opts: dict):
         seed=opts["seed"], bucket=opts["bucket"], balanced=opts["balanced"],
     )
     encoder = _encoder_config(opts["model"], opts["pooling"], opts["max_length"], opts["device"])
-    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop)
+    gcn = GCNConfig(
+        epochs=opts["gcn_epochs"], lr=opts["gcn_lr"], hidden=opts["gcn_hidden"], dropout=opts["gcn_dropout"],
+        early_stopping=opts["gcn_early_stopping"], pair_count=opts["pmi_count"], m=opts["bertgcn_m"],
+        bertgcn_lr=opts["bertgcn_lr"], bertgcn_encoder_lr=opts["bertgcn_encoder_lr"],
+        init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
+    )
+    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn)
 
 
 def _echo_train(manifest) -> None:

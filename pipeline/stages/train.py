@@ -33,15 +33,44 @@ SIGMA_HEURISTICS = ("sqrt", "dicm")
 
 
 @dataclass
+class GCNConfig:
+    """TextGCN / BertGCN hyperparameters (Yao et al. 2019; Lin et al. 2021)."""
+
+    epochs: int = 200
+    lr: float = 0.02
+    hidden: int = 200
+    dropout: float = 0.5
+    early_stopping: int = 10
+    window: int = 20
+    pair_count: str = "windows"
+    m: float = 0.7
+    bertgcn_lr: float = 1e-3
+    bertgcn_encoder_lr: float = 1e-5
+    init_from: str | None = None
+
+
+@dataclass
 class TrainConfig:
     method: str = "finetune"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    gcn: GCNConfig = field(default_factory=GCNConfig)
 
     @property
     def loss(self) -> str:
         return self.objective.loss
+
+    def stage_config(self) -> dict:
+        """The sections this method uses (the cache key ignores the others)."""
+        full = asdict(self)
+        keep = {"finetune": ("method", "encoder", "objective", "loop"),
+                "textgcn": ("method", "gcn"),
+                "bertgcn": ("method", "encoder", "loop", "gcn")}[self.method]
+        out = {k: full[k] for k in keep}
+        if self.method == "textgcn":
+            out["seed"] = self.loop.seed
+        return out
 
 
 def check_config(config: TrainConfig) -> None:
@@ -80,7 +109,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
         embedded = load_manifest(run_dir, "embed")
         upstream["embed"] = embedded
         sigma_value = json.loads(embedded.output("sigma.json").read_text())[config.objective.sigma]
-    config_dict = asdict(config)
+    config_dict = config.stage_config()
 
     def body(ctx: StageContext) -> dict:
         return _finetune(ctx, config, config_dict, prepared, sigma_value, resume, echo)
