@@ -87,7 +87,7 @@ def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
         {"params": list(model.parameters()) + list(head.parameters()), "lr": config.gcn.bertgcn_encoder_lr},
         {"params": bertgcn.head.parameters(), "lr": config.gcn.bertgcn_lr},
     ])
-    train_labels = torch.as_tensor(labels["train"], device=device)
+    train_labels = torch.tensor(np.asarray(labels["train"]), device=device)
     lengths = np.ones(len(texts["train"]))
 
     def predict(split: str) -> np.ndarray:
@@ -116,7 +116,7 @@ def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
             loss.backward()
             optimizer.step()
             bertgcn.update_bank(idx, embeddings)
-            total += float(loss) * len(rows)
+            total += float(loss.detach()) * len(rows)
             docs += len(rows)
         bertgcn.bank.copy_(encode_bank())
         val_pred = predict("val").argmax(1)

@@ -1,0 +1,53 @@
+"""TextGCN and BertGCN through `gloss train --method ...`, written like fine-tuning runs for `evaluate`."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+
+
+def _gloss(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def r8_run(tmp_path):
+    root = os.environ.get("GLOSS_DATA")
+    if not root or not Path(root, "R8", "train.csv").is_file():
+        pytest.skip("GLOSS_DATA does not point at the benchmark data")
+    run = tmp_path / "run"
+    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "200", "--run-dir", str(run)).exit_code == 0
+    return run
+
+
+def _check_logits(run):
+    labels = json.loads((run / "prepare" / "labels.json").read_text())
+    logits = np.load(run / "train" / "logits_test.npy")
+    assert logits.shape[1] == len(labels)
+    np.testing.assert_allclose(np.exp(logits).sum(1), 1.0, atol=1e-4)
+    return logits
+
+
+def test_textgcn_stage_then_evaluate(r8_run):
+    result = _gloss("train", "--run-dir", str(r8_run), "--method", "textgcn", "--gcn-epochs", "60")
+    assert result.exit_code == 0, result.output
+    _check_logits(r8_run)
+    evaluated = _gloss("evaluate", "--run-dir", str(r8_run), "--tsne-max", "0")
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((r8_run / "evaluate" / "metrics.json").read_text())
+    assert metrics["method"] == "textgcn" and metrics["headline"]["accuracy"] > 0.7
+
+
+def test_bertgcn_stage_writes_logits_and_embeddings(r8_run):
+    result = _gloss("train", "--run-dir", str(r8_run), "--method", "bertgcn", "--epochs", "1", "--max-length", "16",
+                    "--batch-size", "32")
+    assert result.exit_code == 0, result.output
+    _check_logits(r8_run)
+    manifest = json.loads((r8_run / "train" / "manifest.json").read_text())
+    assert manifest["outputs"]["embeddings_test.npy"]["shape"][1] == 384
+    assert manifest["summary"]["method"] == "bertgcn" and manifest["config"]["gcn"]["m"] == 0.7
