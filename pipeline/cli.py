@@ -275,6 +275,42 @@ def train(resume, run_dir, force, **opts):
     _echo_train(manifest)
 
 
+@main.command(short_help="Sweep methods x datasets x seeds into tables and plots.")
+@click.option("--spec", type=click.Path(dir_okay=False), default=None,
+              help="Sweep spec (TOML/YAML: datasets x methods x seeds x options); missing runs are run.")
+@click.option("--runs", "run_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Finished run directories to compare (repeatable), instead of or beside --spec.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
+              help="Output folder: table.md, table.csv, results.json, plots; runs/ and logs/ of the sweep.")
+@click.option("--data-root", default=None, help="Folder holding the datasets (default: $GLOSS_DATA, else ./data).")
+@click.option("--pair", default="gloss+ce:ce", show_default=True,
+              help="Paired comparison METHOD:BASELINE over shared seeds.")
+@click.option("--background", is_flag=True, help="Run the sweep detached; progress goes to OUT/sweep.log.")
+def compare(spec, run_dirs, out_dir, data_root, pair, background):
+    """Run what a sweep is missing (finished runs are skipped; a killed sweep continues), then write per
+    dataset and method: accuracy and macro-F1 (mean, std, n), seconds per epoch, best epoch, training time,
+    peak memory; published numbers beside them (marked); plots; and a paired METHOD - BASELINE comparison."""
+    from pathlib import Path
+
+    from pipeline.compare.stage import run_compare
+
+    if not spec and not run_dirs:
+        raise GlossError("give --spec FILE or at least one --runs RUN_DIR")
+    if background:
+        import subprocess
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        args = [a for a in sys.argv[1:] if a != "--background"]
+        log = Path(out_dir) / "sweep.log"
+        with open(log, "a") as handle:
+            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=handle,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        click.echo(f"compare: running in the background (pid {process.pid}); progress in {log}")
+        return
+    result = run_compare(spec, list(run_dirs), out_dir, data_root or os.environ.get("GLOSS_DATA"), pair, click.echo)
+    click.echo(f"compare: wrote {', '.join(result['files'])} to {out_dir}")
+
+
 @main.command(short_help="Labels and class probabilities for new documents.")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A fine-tuned run directory.")
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
@@ -380,7 +416,6 @@ def evaluate(run_dir, knn_k, tsne_max, seed, force):
         click.echo(line)
 
 
-_not_built("compare", "Sweep methods x datasets x seeds into tables and plots.", 6)
 _not_built("inspect", "Inspect kNN graphs: homophily, degrees, components, propagation accuracy.", 7)
 
 

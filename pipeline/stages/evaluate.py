@@ -222,8 +222,8 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
     if "history.jsonl" in outputs:
         history = _read_history(train.output("history.jsonl"))
     return {
-        "method": train.config.get("method"),
-        "loss": train.config.get("loss"),
+        "method": train.summary.get("method", train.config.get("method")),
+        "loss": train.summary.get("loss", train.config.get("loss")),
         "labels": label_names,
         "test_documents": len(frames["test"]),
         "headline": headline,

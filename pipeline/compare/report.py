@@ -1,0 +1,133 @@
+"""Tables (Markdown, CSV), ``results.json`` and plots of an aggregated comparison."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from pipeline.atomic import write_text_atomic
+
+
+def _pm(cell: dict, scale: float = 100.0, digits: int = 2) -> str:
+    if cell["mean"] is None:
+        return "n/a"
+    if cell["n"] > 1:
+        return f"{cell['mean'] * scale:.{digits}f} ± {cell['std'] * scale:.{digits}f}"
+    return f"{cell['mean'] * scale:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) -> str:
+    lines = [
+        "| dataset | method | n | test accuracy (%) | test macro-F1 (%) | macro-silhouette | s / epoch | best epoch | "
+        "train time (s) | peak memory (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['dataset']} | {row['method']} | {row['accuracy']['n']} | {_pm(row['accuracy'])} | "
+            f"{_pm(row['macro_f1'])} | {_pm(row['macro_silhouette'], 1.0, 3)} | "
+            f"{_pm(row['seconds_per_epoch'], 1.0, 1)} | {_pm(row['best_epoch'], 1.0, 1)} | "
+            f"{_pm(row['train_seconds'], 1.0, 0)} | {_pm(row['peak_rss_mb'], 1.0, 0)} |"
+        )
+    if published:
+        datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+        lines += ["", "Published test accuracies (%), **not measured by gloss** (sources below):", "",
+                  "| method (published) | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+        for entry in published:
+            cells = [f"{entry['accuracy'][d]:.2f}" if d in entry["accuracy"] else "" for d in datasets]
+            lines.append(f"| {entry['method']} | " + " | ".join(cells) + " |")
+        lines += [""] + [f"- {s}" for s in dict.fromkeys(e["source"] for e in published)]
+    if paired:
+        lines += ["", "Paired differences (same seeds):", "",
+                  "| dataset | comparison | seeds | mean difference (points) | paired t-test p |", "|---|---|---|---|---|"]
+        for p in paired:
+            pv = "n/a (n < 3)" if p["p_value"] is None else f"{p['p_value']:.3g}"
+            lines.append(f"| {p['dataset']} | {p['method']} − {p['baseline']} ({p['metric']}) | {p['n']} | "
+                         f"{p['mean_difference'] * 100:+.2f} | {pv} |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    metrics = ["accuracy", "macro_f1", "macro_silhouette", "seconds_per_epoch", "best_epoch", "train_seconds",
+               "peak_rss_mb"]
+    writer.writerow(["dataset", "method", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
+    for row in rows:
+        writer.writerow([row["dataset"], row["method"], row["accuracy"]["n"]]
+                        + [row[m][s] for m in metrics for s in ("mean", "std")])
+    return buffer.getvalue()
+
+
+def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
+    """accuracy.png (error bars), convergence.png (val macro-F1 by epoch), silhouette.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    width = 0.8 / max(1, len(methods))
+    for metric, filename, label, scale in (("accuracy", "accuracy.png", "test accuracy (%)", 100.0),
+                                           ("macro_silhouette", "silhouette.png", "test macro-silhouette", 1.0)):
+        fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(datasets) * max(1, len(methods)) ** 0.5), 3.8))
+        for i, method in enumerate(methods):
+            means, stds = [], []
+            for dataset in datasets:
+                cell = next((r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method), None)
+                means.append(np.nan if not cell or cell["mean"] is None else cell["mean"] * scale)
+                stds.append(0.0 if not cell or cell["std"] is None else cell["std"] * scale)
+            ax.bar(np.arange(len(datasets)) + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds,
+                   capsize=3, label=method)
+        ax.set_xticks(np.arange(len(datasets)), datasets)
+        ax.set_ylabel(label)
+        if metric == "accuracy":
+            finite = [r[metric]["mean"] * scale for r in rows if r[metric]["mean"] is not None]
+            if finite:
+                ax.set_ylim(max(0, min(finite) - 10), min(100, max(finite) + 3))
+        ax.legend(fontsize=8, ncol=min(3, len(methods)))
+        ax.set_title(f"{label}: mean ± std over seeds")
+        fig.tight_layout()
+        fig.savefig(out_dir / filename, dpi=120)
+        plt.close(fig)
+        written.append(filename)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.5), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for method in methods:
+            curves = [r.val_macro_f1_by_epoch for r in records if r.dataset == dataset and r.method == method]
+            if not curves:
+                continue
+            length = max(len(c) for c in curves)
+            matrix = np.full((len(curves), length), np.nan)
+            for j, curve in enumerate(curves):
+                matrix[j, : len(curve)] = [np.nan if v is None else v for v in curve]
+            ax.plot(np.arange(1, length + 1), np.nanmean(matrix, axis=0) * 100, marker="o", ms=3, label=method)
+        ax.set_title(dataset)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val macro-F1 (%)")
+        if any(len(r.val_macro_f1_by_epoch) > 30 for r in records if r.dataset == dataset):
+            ax.set_xscale("log")  # TextGCN runs hundreds of epochs, fine-tuning a handful
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "convergence.png", dpi=120)
+    plt.close(fig)
+    written.append("convergence.png")
+    return written
+
+
+def write_report(out_dir: Path, rows, records, published, paired) -> dict:
+    from pipeline.compare.aggregate import records_to_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "table.md", markdown_table(rows, published, paired))
+    write_text_atomic(out_dir / "table.csv", csv_table(rows))
+    results = {"aggregated": rows, "paired": paired, "runs": records_to_json(records),
+               "published": {"note": "published numbers, not measured by gloss", "entries": published}}
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    plots = plot_all(rows, records, out_dir)
+    return {"files": ["table.md", "table.csv", "results.json", *plots]}

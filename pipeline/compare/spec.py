@@ -1,0 +1,88 @@
+"""Sweep specs: datasets x methods x seeds, read from TOML or YAML.
+
+```toml
+datasets = ["R8", "mr"]
+seeds = [0, 1, 2]
+limit = 2000                      # optional, passed to `gloss run --limit`
+options = { epochs = 3 }          # optional, every method's `gloss run` options
+
+[[methods]]
+name = "ce"                       # the name in tables
+loss = "ce"
+options = { max-length = 128 }    # per-method options (override the shared ones)
+
+[[methods]]
+name = "textgcn"
+method = "textgcn"
+
+[datasets_options.mr]             # optional per-dataset options
+max-length = 64
+```
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config_file import read_config_file
+from pipeline.errors import GlossError
+
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: a dataset, a named method with its `gloss run` options, a seed."""
+
+    dataset: str
+    method: str
+    seed: int
+    options: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.dataset}-{self.method.replace('+', '-')}-seed{self.seed}"
+
+    def cli_args(self) -> list[str]:
+        args = ["--dataset", self.dataset, "--seed", str(self.seed)]
+        for key, value in self.options:
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                if value:
+                    args.append(flag)
+            else:
+                args += [flag, str(value)]
+        return args
+
+
+def read_spec(path: str | Path) -> list[RunSpec]:
+    """The runs a spec file asks for, in order (datasets, then methods, then seeds)."""
+    data = read_config_file(path)
+    for key in ("datasets", "methods"):
+        if not data.get(key):
+            raise GlossError(f"{path}: '{key}' is missing or empty")
+    seeds = data.get("seeds", [0])
+    shared = dict(data.get("options", {}))
+    if "limit" in data:
+        shared["limit"] = data["limit"]
+    per_dataset = data.get("datasets_options", {})
+    runs = []
+    names = set()
+    for number, method in enumerate(data["methods"], start=1):
+        if not isinstance(method, dict) or "name" not in method:
+            raise GlossError(f"{path}: methods entry {number} needs a 'name'")
+        if not _NAME.match(method["name"]) or method["name"] in names:
+            raise GlossError(f"{path}: method name '{method['name']}' must be unique and use letters, digits, _.+-")
+        names.add(method["name"])
+    for dataset in data["datasets"]:
+        for method in data["methods"]:
+            options = {**shared, **per_dataset.get(dataset, {}), **method.get("options", {})}
+            for key in ("method", "loss"):
+                if key in method:
+                    options[key] = method[key]
+            for seed in seeds:
+                runs.append(RunSpec(dataset, method["name"], int(seed), tuple(sorted(options.items()))))
+    return runs

@@ -1,0 +1,36 @@
+"""``gloss compare``: run a sweep's missing runs, aggregate every finished run, write tables and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.compare.aggregate import aggregate, paired_difference, require_runs
+from pipeline.compare.published import published_rows
+from pipeline.compare.report import write_report
+from pipeline.errors import GlossError
+
+
+def run_compare(spec: str | None, run_dirs: list[str], out_dir: str | Path, data_root: str | None, pair: str,
+                echo=print) -> dict:
+    out_dir = Path(out_dir)
+    if ":" not in pair:
+        raise GlossError(f"--pair {pair}: expected METHOD:BASELINE, e.g. gloss+ce:ce")
+    method, baseline = pair.split(":", 1)
+    directories = [Path(d) for d in run_dirs]
+    failures: list[str] = []
+    if spec:
+        from pipeline.compare.spec import read_spec
+        from pipeline.compare.sweep import run_sweep
+
+        finished, failures = run_sweep(read_spec(spec), out_dir, data_root, echo)
+        directories += finished
+    records = require_runs(list(dict.fromkeys(directories)))
+    if not records:
+        raise GlossError("compare: no finished runs to compare" + (f" ({len(failures)} failed)" if failures else ""))
+    rows = aggregate(records)
+    paired = paired_difference(records, method, baseline)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    result = write_report(out_dir, rows, records, published_rows(datasets), paired)
+    if failures:
+        echo(f"compare: {len(failures)} run(s) failed: {', '.join(failures)}")
+    return result

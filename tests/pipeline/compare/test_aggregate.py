@@ -1,0 +1,44 @@
+import math
+
+import pytest
+
+from pipeline.compare.aggregate import RunRecord, aggregate, mean_std, paired_difference
+
+
+def _record(dataset, method, seed, accuracy):
+    return RunRecord("x", dataset, method, seed, accuracy, accuracy, None, 1.0, 2, 10.0, 100.0, [0.5])
+
+
+def test_mean_std_by_hand():
+    cell = mean_std([0.90, 0.92, 0.97])
+    assert cell["mean"] == pytest.approx(0.93)
+    # deviations -0.03, -0.01, 0.04 -> squares sum 0.0026 -> / (n - 1) = 0.0013
+    assert cell["std"] == pytest.approx(math.sqrt(0.0013))
+    assert cell["n"] == 3
+    assert mean_std([0.5]) == {"mean": 0.5, "std": 0.0, "n": 1}
+    assert mean_std([None]) == {"mean": None, "std": None, "n": 0}
+
+
+def test_aggregate_groups_by_dataset_and_method():
+    records = [_record("R8", "ce", 0, 0.9), _record("R8", "ce", 1, 0.8), _record("mr", "ce", 0, 0.7)]
+    rows = aggregate(records)
+    assert [(r["dataset"], r["method"], r["accuracy"]["n"]) for r in rows] == [("R8", "ce", 2), ("mr", "ce", 1)]
+    assert rows[0]["accuracy"]["mean"] == pytest.approx(0.85)
+
+
+def test_paired_difference_and_t_test_by_hand():
+    base = [0.80, 0.81, 0.82]
+    ours = [0.81, 0.83, 0.85]  # differences 0.01, 0.02, 0.03
+    records = [_record("R8", "ce", s, a) for s, a in enumerate(base)]
+    records += [_record("R8", "gloss+ce", s, a) for s, a in enumerate(ours)]
+    [result] = paired_difference(records, "gloss+ce", "ce")
+    assert result["mean_difference"] == pytest.approx(0.02)
+    # t = mean / (sd / sqrt(n)) = 0.02 / (0.01 / sqrt(3)) = 2 sqrt(3); df = 2 has the closed form
+    # p = 1 - t / sqrt(2 + t^2) = 1 - 2 sqrt(3) / sqrt(14)
+    assert result["p_value"] == pytest.approx(1 - 2 * math.sqrt(3) / math.sqrt(14), rel=1e-6)
+
+
+def test_paired_difference_needs_three_seeds_for_a_p_value():
+    records = [_record("R8", "ce", 0, 0.8), _record("R8", "gloss+ce", 0, 0.9), _record("R8", "gloss+ce", 1, 0.9)]
+    [result] = paired_difference(records, "gloss+ce", "ce")
+    assert result["n"] == 1 and result["p_value"] is None
