@@ -194,8 +194,9 @@ def _build_objective(config: TrainConfig, num_classes: int, sigma_value, dim: in
 
 
 def _bank_hooks(objective: Objective, model, train_texts, train_labels, batch_size: int) -> dict:
-    """Bank mode: refresh the memory bank from the current encoder each epoch, update it after each batch."""
-    bank = getattr(objective.embedding_loss, "bank", None)
+    """Bank mode: refresh the memory bank from the current encoder each epoch (G-Loss itself writes each
+    batch's detached embeddings into it)."""
+    bank = getattr(objective.embedding_loss, "memory_bank", None)
     if bank is None:
         return {}
     import torch
@@ -205,10 +206,7 @@ def _bank_hooks(objective: Objective, model, train_texts, train_labels, batch_si
     def on_epoch_start(epoch: int) -> None:
         bank.fill(torch.from_numpy(embed_texts(model, train_texts, batch_size)), labels)
 
-    def on_batch_end(rows, embeddings) -> None:
-        bank.update(torch.as_tensor(rows), embeddings)
-
-    return {"on_epoch_start": on_epoch_start, "on_batch_end": on_batch_end}
+    return {"on_epoch_start": on_epoch_start}
 
 
 def remove_checkpoints(run_dir: str | Path) -> None:

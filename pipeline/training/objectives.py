@@ -55,8 +55,9 @@ class Objective(nn.Module):
             from graphs.losses import GLoss
 
             self.embedding_loss = GLoss(
-                gamma=config.gamma, sigma=float(sigma_value if sigma_value is not None else config.sigma),
-                graph=config.graph, k=config.k, loss_form=config.loss_form, seed=seed, bank=bank,
+                graph=config.graph, sigma=sigma_value if sigma_value is not None else config.sigma,
+                gamma=config.gamma, k=config.k, loss_form=config.loss_form, num_classes=num_classes, seed=seed,
+                memory_bank=bank,
             )
         elif name == "scl+ce":
             from graphs.losses import SupervisedContrastiveLoss

@@ -1,0 +1,223 @@
+"""Differentiable label propagation: an iterative PyG layer and the closed-form harmonic solution."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+from torch_geometric.typing import Adj, OptTensor, SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor, spmm
+
+__all__ = ["DifferentiableLabelPropagation", "harmonic_label_propagation", "soft_labels"]
+
+
+def soft_labels(labels: Tensor, num_classes: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    """Long class ids ``[N]`` become one-hot rows ``[N, C]``; a floating ``[N, C]`` tensor is returned as is."""
+    if labels.is_floating_point():
+        if labels.dim() != 2:
+            raise ValueError(f"Expected soft labels to be two-dimensional (got {labels.dim()} dimensions)")
+        return labels if dtype is None else labels.to(dtype)
+    if labels.dim() != 1:
+        raise ValueError(f"Expected 'labels' to be one-dimensional (got {labels.dim()} dimensions)")
+    if labels.numel() > 0 and int(labels.min()) < 0:
+        raise ValueError(f"Expected 'labels' to be non-negative (got {int(labels.min())})")
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    out = torch.nn.functional.one_hot(labels, num_classes)  # [N, C]
+    return out.to(dtype or torch.get_default_dtype())
+
+
+def _check_visible(visible: Tensor, num_nodes: int) -> Tensor:
+    if visible.dtype != torch.bool:
+        raise ValueError(f"Expected 'visible' to be a boolean mask (got dtype {visible.dtype})")
+    if visible.dim() != 1 or visible.size(0) != num_nodes:
+        raise ValueError(f"Expected 'visible' to have shape [{num_nodes}] (got {list(visible.shape)})")
+    return visible
+
+
+class DifferentiableLabelPropagation(MessagePassing):
+    r"""Label propagation with clamped seeds (Zhu and Ghahramani, "Learning from Labeled and Unlabeled
+    Data with Label Propagation", 2002) as a differentiable PyG layer, the iterative form of the harmonic
+    solution used by G-Loss (Sharma et al., "G-Loss: Graph-Guided Fine-Tuning of Language Models",
+    LoG 2025). Each step propagates and then resets the visible rows to their labels:
+
+    .. math::
+        \mathbf{F}^{(t+1)} = \mathbf{M} \odot \mathbf{Y} + (1 - \mathbf{M}) \odot
+        \mathbf{T} \mathbf{F}^{(t)}, \qquad \mathbf{F}^{(0)} = \mathbf{Y}
+
+    for :obj:`num_iters` steps or until :math:`\max |\mathbf{F}^{(t+1)} - \mathbf{F}^{(t)}| <` :obj:`tol`,
+    where :math:`\mathbf{T}` holds the (already normalised) edge weights, :math:`T_{ij}` the weight of the
+    edge :math:`j \to i`, and :math:`\mathbf{M}` the visible mask. With :obj:`alpha` set, the soft
+    variant of Zhou et al. (2004),
+    :math:`\mathbf{F}^{(t+1)} = \alpha \mathbf{T} \mathbf{F}^{(t)} + (1 - \alpha) \mathbf{Y}`, is used
+    instead of clamping. No operation is in-place, so gradients flow to the edge weights.
+
+    The adjacency may be an ``edge_index`` with ``edge_weight`` (message passing), a
+    :class:`torch.sparse` matrix or :class:`torch_sparse.SparseTensor` holding :math:`\mathbf{T}`
+    (fused :meth:`message_and_aggregate`), or a dense floating :math:`\mathbf{T}` (``T @ F``).
+
+    Args:
+        num_iters (int, optional): Largest number of propagation steps. (default: :obj:`50`)
+        tol (float, optional): Stop early once the largest change of an entry is below :obj:`tol`;
+            :obj:`None` always runs :obj:`num_iters` steps. (default: :obj:`1e-6`)
+        alpha (float, optional): Use the soft variant with this :math:`\alpha \in (0, 1)` instead of
+            clamping. (default: :obj:`None`)
+        **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:** soft labels :math:`(N, C)` (or class ids :math:`(N)`), adjacency :math:`(2, E)`
+          with edge weights :math:`(E)`, or :math:`(N, N)`; visible mask :math:`(N)`
+        - **output:** propagated labels :math:`(N, C)`
+    """
+
+    def __init__(self, num_iters: int = 50, tol: float | None = 1e-6, alpha: float | None = None, **kwargs):
+        kwargs.setdefault("aggr", "add")
+        super().__init__(**kwargs)
+        if num_iters < 1:
+            raise ValueError(f"Expected 'num_iters' to be a positive integer (got {num_iters})")
+        if tol is not None and tol < 0:
+            raise ValueError(f"Expected 'tol' to be non-negative (got {tol})")
+        if alpha is not None and not 0 < alpha < 1:
+            raise ValueError(f"Expected 'alpha' to lie in (0, 1) (got {alpha})")
+        self.num_iters = num_iters
+        self.tol = tol
+        self.alpha = alpha
+        self.last_num_iters = 0
+
+    def forward(self, y: Tensor, edge_index: Adj, edge_weight: OptTensor = None,
+                visible: OptTensor = None) -> Tensor:
+        r"""Runs the propagation.
+
+        Args:
+            y (Tensor): Seeds: one-hot (or soft) rows for visible nodes, zeros or uniform rows for the
+                others (their starting value), or long class ids of all nodes.
+            edge_index (torch.Tensor or SparseTensor): ``edge_index`` :math:`(2, E)`, a sparse
+                :math:`(N, N)` transition matrix or a dense floating :math:`(N, N)` one.
+            edge_weight (Tensor, optional): Normalised weights of the edges of ``edge_index``.
+                (default: all ones)
+            visible (Tensor, optional): Boolean mask of the clamped nodes. (default: rows of
+                :obj:`y` with a positive sum)
+        """
+        if not y.is_floating_point():
+            ref = edge_index if self._is_dense(edge_index) or is_torch_sparse_tensor(edge_index) else edge_weight
+            y = soft_labels(y, dtype=ref.dtype if isinstance(ref, Tensor) else None)  # [N, C]
+        num_nodes = y.size(0)
+        visible = (y.sum(-1) > 0) if visible is None else _check_visible(visible, num_nodes)
+        dense = self._is_dense(edge_index)
+        if dense:
+            if edge_index.shape != (num_nodes, num_nodes):
+                raise ValueError(
+                    f"Expected the dense transition matrix to have shape [{num_nodes}, {num_nodes}] "
+                    f"(got {list(edge_index.shape)})"
+                )
+            if edge_weight is not None:
+                raise ValueError("Expected 'edge_weight' to be None for a dense transition matrix")
+        elif isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
+            if edge_index.dim() != 2:
+                raise ValueError(
+                    f"Expected 'edge_index' to be two-dimensional (got {edge_index.dim()} dimensions)"
+                )
+            if edge_weight is not None and edge_weight.size(0) != edge_index.size(1):
+                raise ValueError(
+                    f"Expected 'edge_weight' to have one entry per edge (got {edge_weight.size(0)} for "
+                    f"{edge_index.size(1)} edges)"
+                )
+
+        if is_torch_sparse_tensor(edge_index) and edge_index.layout == torch.sparse_coo:
+            # PyG marks COO inputs as coalesced in place, an op without a derivative; CSR keeps the
+            # values differentiable (and is the faster layout for repeated products).
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                edge_index = edge_index.to_sparse_csr()
+
+        keep = visible.view(-1, 1)  # [N, 1]
+        out = y  # [N, C]
+        self.last_num_iters = 0
+        for _ in range(self.num_iters):
+            if dense:
+                step = edge_index @ out  # [N, C]
+            else:
+                step = self.propagate(edge_index, x=out, edge_weight=edge_weight, size=(num_nodes, num_nodes))
+            if self.alpha is None:
+                step = torch.where(keep, y, step)  # [N, C]
+            else:
+                step = self.alpha * step + (1 - self.alpha) * y  # [N, C]
+            self.last_num_iters += 1
+            done = self.tol is not None and bool((step - out).detach().abs().max() < self.tol)
+            out = step
+            if done:
+                break
+        return out
+
+    @staticmethod
+    def _is_dense(edge_index: Adj) -> bool:
+        return (isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index)
+                and edge_index.is_floating_point())
+
+    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j  # [E, C]
+
+    def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
+        if is_torch_sparse_tensor(adj_t):
+            # ``torch.sparse`` matmul is differentiable w.r.t. the values (PyG's ``spmm`` converts COO to
+            # CSR through an op without a derivative).
+            return adj_t @ x  # [N, C]
+        if isinstance(adj_t, SparseTensor):
+            return spmm(adj_t, x, reduce=self.aggr)  # [N, C]
+        raise ValueError("Expected a sparse adjacency in 'message_and_aggregate'")
+
+    def __repr__(self) -> str:
+        extra = "" if self.alpha is None else f", alpha={self.alpha}"
+        return f"{self.__class__.__name__}(num_iters={self.num_iters}, tol={self.tol}{extra})"
+
+
+def harmonic_label_propagation(T: Tensor, labels: Tensor, visible: Tensor, num_classes: int | None = None,
+                               eps: float = 0.0) -> Tensor:
+    r"""Closed-form harmonic label propagation (Zhu, Ghahramani and Lafferty, ICML 2003), the exact
+    variant used by G-Loss (Sharma et al., LoG 2025): the fixed point of clamped propagation,
+
+    .. math::
+        \mathbf{F}_u = (\mathbf{I} - \mathbf{T}_{uu})^{-1} \mathbf{T}_{ul} \mathbf{Y}_l
+
+    solved with :func:`torch.linalg.solve` (differentiable w.r.t. :math:`\mathbf{T}`), where
+    :math:`\mathbf{T}` is row-normalised, :math:`u` are the hidden and :math:`l` the visible nodes.
+
+    Args:
+        T (Tensor): Transition matrix, either all rows :math:`(N, N)` or only the rows of the hidden
+            nodes :math:`(U, N)` in the order of ``visible.logical_not().nonzero()``.
+        labels (Tensor): Class ids :math:`(N)` or soft labels :math:`(N, C)`; only visible rows are read.
+        visible (Tensor): Boolean mask of the labelled nodes.
+        num_classes (int, optional): Number of classes :math:`C`. (default: ``labels.max() + 1``)
+        eps (float, optional): Damping, solves :math:`(\mathbf{I} - (1 - \epsilon)\mathbf{T}_{uu})`,
+            which keeps the system non-singular when some hidden nodes have no path to a visible one.
+            (default: :obj:`0.0`)
+
+    Shapes:
+        - **input:** T :math:`(N, N)` or :math:`(U, N)`, labels :math:`(N)` or :math:`(N, C)`,
+          visible :math:`(N)`
+        - **output:** :math:`(U, C)`, rows in the order of the hidden nodes
+    """
+    if T.dim() != 2:
+        raise ValueError(f"Expected 'T' to be two-dimensional (got {T.dim()} dimensions)")
+    num_nodes = T.size(1)
+    visible = _check_visible(visible, num_nodes)
+    hidden_idx = visible.logical_not().nonzero().view(-1)  # [U]
+    visible_idx = visible.nonzero().view(-1)  # [L]
+    if visible_idx.numel() == 0:
+        raise ValueError("Expected at least one visible node in 'visible'")
+    if T.size(0) == num_nodes:
+        T_u = T[hidden_idx]  # [U, N]
+    elif T.size(0) == hidden_idx.numel():
+        T_u = T
+    else:
+        raise ValueError(
+            f"Expected 'T' to have {num_nodes} or {hidden_idx.numel()} (hidden) rows (got {T.size(0)})"
+        )
+    y = soft_labels(labels, num_classes, dtype=T.dtype)  # [N, C]
+    if y.size(0) != num_nodes:
+        raise ValueError(f"Expected 'labels' to have {num_nodes} rows (got {y.size(0)})")
+    eye = torch.eye(hidden_idx.numel(), dtype=T.dtype, device=T.device)  # [U, U]
+    system = eye - (1 - eps) * T_u[:, hidden_idx]  # [U, U]
+    rhs = T_u[:, visible_idx] @ y[visible_idx]  # [U, C]
+    return torch.linalg.solve(system, rhs)  # [U, C]

@@ -1,0 +1,229 @@
+import pytest
+import torch
+
+from graphs.edge_weights import dense_transition
+from graphs.losses import GLoss
+from graphs.memory_bank import MemoryBank
+from graphs.propagation import harmonic_label_propagation
+from graphs.sigma import sigma_dicm, sigma_sqrt_median
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+VISIBLE = torch.tensor([True, False, True, True, False, True, True, False])
+
+
+def _embeddings(n=8, d=5, seed=0, dtype=torch.float64):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _manual_dense_loss(x, labels, visible, sigma):
+    """The paper's formula written out with dense matrices and an explicit inverse."""
+    x = torch.nn.functional.normalize(x, dim=1)
+    w = torch.exp(-torch.cdist(x, x).pow(2) / (2 * sigma**2)) * (1 - torch.eye(len(x), dtype=x.dtype))
+    d = w.sum(1).rsqrt()
+    s = d[:, None] * w * d[None, :]
+    T = s / s.sum(1, keepdim=True)
+    u, l = (~visible).nonzero().view(-1), visible.nonzero().view(-1)
+    y_l = torch.nn.functional.one_hot(labels[l], int(labels.max()) + 1).to(x.dtype)
+    F_u = torch.linalg.inv(torch.eye(len(u), dtype=x.dtype) - T[u][:, u]) @ T[u][:, l] @ y_l
+    p = F_u / F_u.sum(1, keepdim=True)
+    return -p.gather(1, labels[u].view(-1, 1)).log().mean()
+
+
+def _bank(x, labels, size=None):
+    bank = MemoryBank(size or len(x), x.size(1), dtype=x.dtype)
+    return bank.fill(x, labels)
+
+
+def test_dense_reproduces_the_paper_formula():
+    x = _embeddings().requires_grad_()
+    loss = GLoss(graph="dense", sigma=0.8, damping=0.0)(x, LABELS, visible=VISIBLE)["g_loss"]
+    expected = _manual_dense_loss(x, LABELS, VISIBLE, 0.8)
+    torch.testing.assert_close(loss, expected)
+    (g1,) = torch.autograd.grad(loss, x)
+    (g2,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_knn_with_full_neighbourhood_converges_to_dense():
+    x = _embeddings(seed=1)
+    dense = GLoss(graph="dense", sigma=0.7, damping=0.0)(x, LABELS, visible=VISIBLE)["g_loss"]
+    knn = GLoss(graph="knn", sigma=0.7, k=7, num_iters=3000, tol=1e-13)(x, LABELS, visible=VISIBLE)["g_loss"]
+    torch.testing.assert_close(knn, dense, atol=1e-6, rtol=0)
+
+
+def test_knn_with_small_k_differs_from_dense():
+    x = _embeddings(seed=1)
+    dense = GLoss(graph="dense", sigma=0.7)(x, LABELS, visible=VISIBLE)["g_loss"]
+    knn = GLoss(graph="knn", sigma=0.7, k=2)(x, LABELS, visible=VISIBLE)["g_loss"]
+    assert abs(float(knn - dense)) > 1e-3
+
+
+def test_bank_never_uses_a_batch_rows_own_copy():
+    x = _embeddings(16, seed=2)
+    labels = torch.arange(16) % 4
+    bank = _bank(x, labels)  # the bank holds exact copies of the batch
+    loss = GLoss(graph="bank", memory_bank=bank, sigma=0.05, k=3, bank_update=False)
+    honest = loss(x, labels, indices=torch.arange(16))["g_loss"]
+    leaky = loss(x, labels, indices=(torch.arange(16) + 1) % 16)["g_loss"]  # wrong rows excluded
+    assert leaky < 1e-3  # every hidden node finds its own labelled copy at distance 0
+    assert honest > 0.5
+
+
+def test_bank_seeds_carry_the_signal_and_only_batch_side_gets_gradients():
+    centres = torch.eye(3, 6, dtype=torch.float64) * 3
+    bank = _bank(centres.repeat_interleave(4, 0), torch.arange(3).repeat_interleave(4), size=12)
+    x = (centres[[0, 1, 2, 0, 1, 2]] + 0.1 * _embeddings(6, 6, seed=3)).requires_grad_()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    visible = torch.tensor([True, True, True, False, False, False])
+    gloss = GLoss(graph="bank", memory_bank=bank, sigma=0.3, k=4, bank_update=False)
+    good = gloss(x, labels, indices=torch.tensor([100, 101, 102, 103, 104, 105]) % 12, visible=visible)["g_loss"]
+    bad = gloss(x, labels.roll(1), indices=torch.arange(6), visible=visible)["g_loss"]
+    assert good < 0.1 < bad
+    good.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert not bank.embeddings.requires_grad
+
+
+def test_bank_is_updated_in_training_mode_only():
+    x = _embeddings(6, seed=4)
+    bank = _bank(torch.zeros(10, 5, dtype=torch.float64) + 1, torch.arange(10) % 3)
+    gloss = GLoss(graph="bank", memory_bank=bank, k=3)
+    gloss.eval()
+    gloss(x, torch.arange(6) % 3, indices=torch.arange(6))
+    assert torch.equal(bank.embeddings[0], torch.nn.functional.normalize(torch.ones(5, dtype=torch.float64), dim=0))
+    gloss.train()
+    gloss(x, torch.arange(6) % 3, indices=torch.arange(6))
+    torch.testing.assert_close(bank.embeddings[:6], torch.nn.functional.normalize(x, dim=1))
+
+
+@pytest.mark.parametrize("graph", ["dense", "knn", "bank"])
+@pytest.mark.parametrize("sigma", [1e-4, 1e-2, 1.0, 1e2, 1e4])
+def test_sigma_sweep_is_finite(graph, sigma):
+    x = _embeddings(24, 8, seed=5, dtype=torch.float32).requires_grad_()
+    labels = torch.arange(24) % 3
+    bank = _bank(_embeddings(40, 8, seed=6, dtype=torch.float32), torch.arange(40) % 3) if graph == "bank" else None
+    gloss = GLoss(graph=graph, sigma=sigma, k=4, memory_bank=bank)
+    loss = gloss(x, labels, indices=torch.arange(24) + 16)["g_loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("graph", ["dense", "knn"])
+def test_degenerate_batches_give_an_attached_zero(graph):
+    x = _embeddings(6).requires_grad_()
+    gloss = GLoss(graph=graph)
+    cases = [
+        (torch.zeros(6, dtype=torch.long), None),  # a single class
+        (torch.tensor([0, 0, 0, 1, 1, 1]), torch.ones(6, dtype=torch.bool)),  # nothing hidden
+        (torch.tensor([0, 0, 0, 1, 1, 1]), torch.zeros(6, dtype=torch.bool)),  # nothing visible
+        (torch.tensor([0, 1, 2, 2, 2, 2]), torch.tensor([True, True, False, False, False, False])),  # no seed of 2
+    ]
+    for labels, visible in cases:
+        loss = gloss(x, labels, visible=visible)["g_loss"]
+        assert loss.item() == 0.0 and loss.grad_fn is not None
+        (grad,) = torch.autograd.grad(loss, x)
+        assert torch.equal(grad, torch.zeros_like(x))
+
+
+def test_hidden_nodes_without_a_seed_of_their_class_are_dropped():
+    x = _embeddings(seed=7)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    visible = torch.tensor([True, False, True, True, False, True, False, False])  # class 2 has no seed
+    dropped = GLoss(sigma=0.9)(x, labels, visible=visible)["g_loss"]
+    zero_weight = GLoss(sigma=0.9, class_weights=[1.0, 1.0, 0.0])(x, labels, visible=visible)["g_loss"]
+    torch.testing.assert_close(dropped, zero_weight)
+    assert torch.isfinite(dropped) and dropped > 0
+
+
+def test_released_form_is_cross_entropy_of_propagated_scores():
+    x = _embeddings(seed=8)
+    loss = GLoss(sigma=0.8, loss_form="released", damping=0.0)(x, LABELS, visible=VISIBLE)["g_loss"]
+    T = dense_transition(torch.nn.functional.normalize(x, dim=1), 0.8)
+    scores = harmonic_label_propagation(T, LABELS, VISIBLE)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(scores, LABELS[~VISIBLE]))
+    nll = GLoss(sigma=0.8, damping=0.0)(x, LABELS, visible=VISIBLE)["g_loss"]
+    torch.testing.assert_close(nll, torch.nn.functional.nll_loss(scores.log(), LABELS[~VISIBLE]))
+
+
+def test_class_weights_reweight_the_mean():
+    x = _embeddings(seed=9)
+    visible = torch.tensor([True, False, True, True, False, True, True, False])
+    per_class = [GLoss(sigma=0.9, class_weights=w)(x, LABELS, visible=visible)["g_loss"]
+                 for w in ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])]
+    weighted = GLoss(sigma=0.9, class_weights=[2.0, 1.0, 1.0])(x, LABELS, visible=visible)["g_loss"]
+    torch.testing.assert_close(weighted, (2 * per_class[0] + per_class[1] + per_class[2]) / 4)
+
+
+@pytest.mark.parametrize("graph", ["dense", "knn", "bank"])
+def test_loss_decreases_when_classes_move_together(graph):
+    torch.manual_seed(0)
+    labels = torch.arange(48) % 4
+    x = torch.randn(48, 16, generator=torch.Generator().manual_seed(10), requires_grad=True)
+    bank = _bank(x.detach().clone(), labels) if graph == "bank" else None
+    gloss = GLoss(graph=graph, sigma=0.5, k=6, memory_bank=bank, seed=1)
+    fixed = gloss.split(labels)
+
+    def evaluate():
+        with torch.no_grad():
+            gloss.eval()
+            out = gloss(x, labels, indices=torch.arange(48), visible=fixed)["g_loss"].item()
+            gloss.train()
+            return out
+
+    before = evaluate()
+    optimiser = torch.optim.Adam([x], lr=0.05)
+    for _ in range(15):
+        optimiser.zero_grad()
+        gloss(x, labels, indices=torch.arange(48))["g_loss"].backward()
+        optimiser.step()
+    assert evaluate() < 0.8 * before
+
+
+def test_stratified_seeded_split():
+    labels = torch.tensor([0] * 10 + [1] * 5 + [2] * 2 + [3])
+    a, b, c = GLoss(seed=3), GLoss(seed=3), GLoss(seed=4)
+    masks = [a.split(labels) for _ in range(3)]
+    assert all(torch.equal(m, b.split(labels)) for m in masks)  # same seed, same sequence
+    assert not torch.equal(masks[0], masks[1])  # the generator advances
+    assert not all(torch.equal(m, c.split(labels)) for m in masks)
+    for mask in masks:
+        assert mask[labels == 0].sum() == 6 and mask[labels == 1].sum() == 3  # round(0.6 n)
+        assert mask[labels == 2].sum() == 1 and mask[labels == 3].sum() == 1  # >= 1 visible, >= 1 hidden
+
+
+def test_sigma_heuristics_are_applied_per_batch():
+    x = _embeddings(12, seed=11)
+    labels = torch.arange(12) % 3
+    for spec, fn in (("sqrt", lambda z: sigma_sqrt_median(z)), ("dicm", lambda z: sigma_dicm(z, labels))):
+        gloss = GLoss(sigma=spec)
+        assert torch.isfinite(gloss(x, labels)["g_loss"])
+        assert gloss.last_sigma == pytest.approx(fn(torch.nn.functional.normalize(x, dim=1)))
+
+
+def test_config_and_citation():
+    gloss = GLoss(graph="knn", sigma="sqrt", k=5, class_weights=[1, 2])
+    config = gloss.get_config_dict()
+    assert config["graph"] == "knn" and config["sigma"] == "sqrt" and config["k"] == 5
+    assert config["class_weights"] == [1.0, 2.0] and config["gamma"] == 0.6
+    assert gloss.citation.startswith("@inproceedings") and "G-Loss" in gloss.citation
+
+
+def test_g_loss_errors():
+    with pytest.raises(ValueError, match=r"Expected 'graph' to be one of \('dense', 'knn', 'bank'\) \(got 'full'\)"):
+        GLoss(graph="full")
+    with pytest.raises(ValueError, match=r"Expected 'gamma' to lie in \(0, 1\) \(got 1.0\)"):
+        GLoss(gamma=1.0)
+    with pytest.raises(ValueError, match="Expected a 'memory_bank' for graph='bank'"):
+        GLoss(graph="bank")
+    with pytest.raises(ValueError, match=r"Expected 'sigma' to be a positive float or one of"):
+        GLoss(sigma="median")
+    with pytest.raises(ValueError, match=r"Expected 'loss_form' to be one of \('nll', 'released'\)"):
+        GLoss(loss_form="ce")
+    gloss = GLoss()
+    with pytest.raises(ValueError, match=r"Expected 'labels' to have shape \[8\] \(got \[8, 1\]\)"):
+        gloss(_embeddings(), LABELS.view(-1, 1))
+    with pytest.raises(ValueError, match=r"Expected 'embeddings' to be two-dimensional \(got 1 dimensions\)"):
+        gloss(_embeddings()[0], LABELS)
+    bank_loss = GLoss(graph="bank", memory_bank=_bank(_embeddings(), LABELS))
+    with pytest.raises(ValueError, match=r"Expected 'indices' \(dataset row ids of the batch\)"):
+        bank_loss(_embeddings(), LABELS)

@@ -1,0 +1,129 @@
+import pytest
+import torch
+
+from graphs.edge_weights import log_normalize_edge_weight, symmetrize
+from graphs.propagation import DifferentiableLabelPropagation, harmonic_label_propagation, soft_labels
+
+LABELS = torch.tensor([0, 1, 0, 1, 2, 2])
+VISIBLE = torch.tensor([True, True, False, False, True, False])
+
+
+def _transition(n=6, seed=0):
+    w = torch.rand(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    w = (w + w.t()).fill_diagonal_(0)
+    return w / w.sum(1, keepdim=True)  # row-normalised, T[i, j] = weight of j -> i
+
+
+def _edges_of(T):
+    target, source = T.nonzero(as_tuple=True)
+    return torch.stack([source, target]), T[target, source]
+
+
+def _seeds(dtype=torch.float64):
+    return soft_labels(LABELS, 3, dtype) * VISIBLE.unsqueeze(1)
+
+
+def test_harmonic_literal_chain():
+    # 0 (class 0) -- 1 (hidden) -- 2 (class 1) with weights 3 and 1
+    T = torch.tensor([[0.0, 1.0, 0.0], [0.75, 0.0, 0.25], [0.0, 1.0, 0.0]])
+    F_u = harmonic_label_propagation(T, torch.tensor([0, 0, 1]), torch.tensor([True, False, True]))
+    torch.testing.assert_close(F_u, torch.tensor([[0.75, 0.25]]))
+
+
+def test_iterative_converges_to_closed_form():
+    T = _transition()
+    closed = harmonic_label_propagation(T, LABELS, VISIBLE)
+    layer = DifferentiableLabelPropagation(num_iters=2000, tol=1e-12)
+    out = layer(_seeds(), T, visible=VISIBLE)
+    torch.testing.assert_close(out[~VISIBLE], closed, atol=1e-6, rtol=0)
+    assert layer.last_num_iters < 2000  # stopped early on tol
+    torch.testing.assert_close(out[VISIBLE], _seeds()[VISIBLE])  # visible rows stay clamped
+
+
+def test_closed_form_accepts_hidden_rows_only():
+    T = _transition(seed=1)
+    torch.testing.assert_close(harmonic_label_propagation(T[~VISIBLE], LABELS, VISIBLE),
+                               harmonic_label_propagation(T, LABELS, VISIBLE))
+
+
+def test_sparse_dense_and_torch_sparse_paths_agree():
+    T = _transition(seed=2)
+    edge_index, weight = _edges_of(T)
+    layer = DifferentiableLabelPropagation(num_iters=7, tol=None)
+    dense = layer(_seeds(), T, visible=VISIBLE)
+    sparse = layer(_seeds(), edge_index, weight, visible=VISIBLE)
+    coo = layer(_seeds(), T.to_sparse(), visible=VISIBLE)
+    csr = layer(_seeds(), T.to_sparse_csr(), visible=VISIBLE)
+    assert dense.shape == (6, 3)
+    for other in (sparse, coo, csr):
+        torch.testing.assert_close(other, dense)
+
+
+def test_gradcheck_iterative_on_edge_weights():
+    T = _transition(5, seed=3)
+    edge_index, weight = _edges_of(T)
+    visible = torch.tensor([True, False, True, False, False])
+    y = soft_labels(torch.tensor([0, 0, 1, 1, 0]), 2, torch.float64) * visible.unsqueeze(1)
+    layer = DifferentiableLabelPropagation(num_iters=10, tol=None)
+    weight = weight.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda w: layer(y, edge_index, w, visible=visible), (weight,))
+    T_dense = T.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: layer(y, t.to_sparse(), visible=visible), (T_dense,))
+
+
+def test_gradcheck_closed_form():
+    T = _transition(5, seed=4).requires_grad_()
+    visible = torch.tensor([True, False, True, False, False])
+    labels = torch.tensor([0, 0, 1, 1, 0])
+    assert torch.autograd.gradcheck(lambda t: harmonic_label_propagation(t, labels, visible), (T,))
+
+
+def test_gradient_reaches_embeddings():
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5)).requires_grad_()
+    edge_index, _ = symmetrize(torch.tensor([[1, 2, 3, 4, 5, 0], [0, 1, 2, 3, 4, 5]]), None, 6)
+    log_w = -(x[edge_index[0]] - x[edge_index[1]]).pow(2).sum(-1)
+    weight = log_normalize_edge_weight(edge_index, log_w, 6, mode="sym_row")
+    out = DifferentiableLabelPropagation(num_iters=20)(_seeds(), edge_index, weight, visible=VISIBLE)
+    (grad,) = torch.autograd.grad(out[~VISIBLE, 0].sum(), x)
+    assert grad.abs().sum() > 0 and torch.isfinite(grad).all()
+
+
+def test_soft_variant_matches_its_closed_form():
+    T = _transition(seed=6)
+    y = _seeds()
+    layer = DifferentiableLabelPropagation(num_iters=500, tol=1e-13, alpha=0.8)
+    out = layer(y, T, visible=VISIBLE)
+    expected = 0.2 * torch.linalg.solve(torch.eye(6, dtype=T.dtype) - 0.8 * T, y)
+    torch.testing.assert_close(out, expected, atol=1e-8, rtol=0)
+
+
+def test_long_labels_and_default_visible():
+    T = _transition(seed=7)
+    layer = DifferentiableLabelPropagation(num_iters=3, tol=None)
+    out_long = layer(torch.tensor([0, 1, 1]), T[:3, :3] / T[:3, :3].sum(1, keepdim=True))
+    assert out_long.shape == (3, 2)  # all rows labelled -> all clamped
+    torch.testing.assert_close(out_long, soft_labels(torch.tensor([0, 1, 1]), dtype=torch.float64))
+
+
+def test_repr():
+    assert repr(DifferentiableLabelPropagation(num_iters=30, tol=1e-5)) == \
+        "DifferentiableLabelPropagation(num_iters=30, tol=1e-05)"
+    assert repr(DifferentiableLabelPropagation(alpha=0.9)) == \
+        "DifferentiableLabelPropagation(num_iters=50, tol=1e-06, alpha=0.9)"
+
+
+def test_propagation_errors():
+    T = _transition()
+    layer = DifferentiableLabelPropagation()
+    with pytest.raises(ValueError, match=r"Expected 'visible' to be a boolean mask \(got dtype torch.int64\)"):
+        layer(_seeds(), T, visible=VISIBLE.long())
+    with pytest.raises(ValueError, match=r"Expected the dense transition matrix to have shape \[6, 6\]"):
+        layer(_seeds(), T[:5, :5], visible=VISIBLE)
+    with pytest.raises(ValueError, match=r"Expected 'edge_index' to be two-dimensional \(got 3 dimensions\)"):
+        layer(_seeds(), torch.zeros(2, 3, 1, dtype=torch.long), visible=VISIBLE)
+    with pytest.raises(ValueError, match="Expected at least one visible node"):
+        harmonic_label_propagation(T, LABELS, torch.zeros(6, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"Expected 'num_iters' to be a positive integer \(got 0\)"):
+        DifferentiableLabelPropagation(num_iters=0)
+    with pytest.raises(ValueError, match=r"Expected 'alpha' to lie in \(0, 1\) \(got 1.5\)"):
+        DifferentiableLabelPropagation(alpha=1.5)
