@@ -43,6 +43,12 @@ def method_name(run_dir: Path, train_summary: dict) -> str:
     return str(train_summary.get("loss"))
 
 
+def dataset_label(prepare_config: dict) -> str:
+    """The dataset name, marked when a ``--limit`` slice was used (so slices never pass for full data)."""
+    limit = prepare_config.get("limit")
+    return prepare_config["dataset"] + (f" (train<={limit})" if limit else "")
+
+
 def read_run(run_dir: str | Path) -> RunRecord:
     """One finished run (prepare, train and evaluate manifests present)."""
     run_dir = Path(run_dir)
@@ -51,7 +57,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
     history = [json.loads(x) for x in trained.output("history.jsonl").read_text().splitlines() if x.strip()]
     seed = trained.config.get("seed", trained.config.get("loop", {}).get("seed", 0))
     return RunRecord(
-        run_dir=str(run_dir), dataset=prepared.config["dataset"], method=method_name(run_dir, trained.summary),
+        run_dir=str(run_dir), dataset=dataset_label(prepared.config), method=method_name(run_dir, trained.summary),
         seed=int(seed), accuracy=summary["headline"]["accuracy"], macro_f1=summary["headline"]["macro_f1"],
         macro_silhouette=summary.get("macro_silhouette"), seconds_per_epoch=trained.summary.get("seconds_per_epoch"),
         best_epoch=trained.summary.get("best_epoch"), train_seconds=trained.data.get("wall_seconds"),

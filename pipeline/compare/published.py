@@ -11,7 +11,7 @@ PUBLISHED = Path(__file__).with_name("published.toml")
 def published_rows(datasets: list[str]) -> list[dict]:
     """``[{method, source, accuracy: {dataset: percent}}]`` restricted to ``datasets``."""
     data = tomllib.loads(PUBLISHED.read_text())
-    lowered = {d.lower(): d for d in datasets}
+    lowered = {d.split(" ")[0].lower(): d for d in datasets}
     rows = []
     for entry in data["entry"]:
         accuracy = {lowered[k.lower()]: v for k, v in entry["accuracy"].items() if k.lower() in lowered}

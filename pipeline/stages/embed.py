@@ -31,7 +31,7 @@ def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) 
     from graphs.sigma import sigma_dicm, sigma_sqrt_median
 
     x = torch.nn.functional.normalize(torch.from_numpy(embeddings).double(), dim=-1)
-    y = torch.from_numpy(labels)
+    y = torch.from_numpy(np.array(labels))
     return {"sqrt": float(sigma_sqrt_median(x)), "dicm": float(sigma_dicm(x, y)), "on": "l2-normalised train embeddings"}
 
 
