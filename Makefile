@@ -18,7 +18,7 @@ $(BIN)/gloss: setup.cfg pyproject.toml
 venv: $(BIN)/gloss
 
 demo: venv
-	$(BIN)/gloss prepare --dataset R8 --run-dir runs/demo
+	$(BIN)/gloss run --run-dir runs/demo
 
 test: venv
 	$(BIN)/python -m pytest -q
