@@ -226,10 +226,14 @@ def fit(
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(rows)
             docs += len(rows)
-            if bar is not None:
-                rate = docs / max(1e-9, time.perf_counter() - started)
+            rate = docs / max(1e-9, time.perf_counter() - started)
+            if bar is not None and not bar.disable:
                 bar.set_postfix({**{k: f"{v / docs:.4f}" for k, v in sums.items()}, "docs/s": f"{rate:.1f}"})
                 bar.update(1)
+            elif progress and number % max(1, len(batches) // 4) == 0 and number < len(batches):
+                # No terminal (a log file): a line per quarter epoch instead of a progress bar.
+                echo(f"train: epoch {epoch}: {number}/{len(batches)} batches, total={sums['total'] / docs:.4f}, "
+                     f"{rate:.1f} docs/s")
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - started
