@@ -28,6 +28,7 @@ class EmbedConfig:
 
 def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
     import torch
+
     from graphs.sigma import sigma_dicm, sigma_sqrt_median
 
     x = torch.nn.functional.normalize(torch.from_numpy(embeddings).double(), dim=-1)
