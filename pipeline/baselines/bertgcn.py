@@ -24,12 +24,12 @@ import torch.nn.functional as F
 
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, to_device
 from pipeline.errors import GlossError
+from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.manifest import Manifest, StageContext, load_manifest
 from pipeline.stages.prepare import load_splits
 from pipeline.training.batching import plan_batches
 from pipeline.training.loop import fit
 from pipeline.training.objectives import Objective, ObjectiveConfig
-from pipeline.training.validation import classification_scores, macro_silhouette
 
 
 def _initial_encoder(ctx: StageContext, config, texts, labels, num_classes, echo):
@@ -120,7 +120,7 @@ def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
             docs += len(rows)
         bertgcn.bank.copy_(encode_bank())
         val_pred = predict("val").argmax(1)
-        scores = classification_scores(labels["val"], val_pred)
+        scores = accuracy_and_macro_f1(labels["val"], val_pred)
         record = {"epoch": epoch, "train_loss": total / docs, "val_accuracy": scores["accuracy"],
                   "val_macro_f1": scores["macro_f1"], "seconds": round(time.perf_counter() - epoch_start, 2)}
         history.append(record)
@@ -146,7 +146,8 @@ def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
         "method": "bertgcn", "loss": None, "has_head": True, "best_epoch": best_epoch, "epochs_run": len(history),
         "stopped_early": len(history) < config.loop.epochs,
         "best_val": {k: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")},
-        "val_macro_silhouette": macro_silhouette(bank[offsets["val"]:offsets["test"]], labels["val"]),
+        "val_macro_silhouette": (silhouette(bank[offsets["val"]:offsets["test"]], labels["val"]) or {}).get(
+            "macro_silhouette"),
         "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in history])), 2),
         "total_seconds": round(time.perf_counter() - started, 1),
         "graph": {"nodes": graph.num_nodes, "words": graph.num_words, "build_seconds": round(build_seconds, 2)},

@@ -22,9 +22,9 @@ from torch import nn
 
 from pipeline.encoder import embed_texts, to_device, token_lengths
 from pipeline.errors import GlossError
+from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.training.batching import plan_batches
 from pipeline.training.objectives import Objective
-from pipeline.training.validation import classification_scores, macro_silhouette
 
 logger = logging.getLogger("gloss")
 
@@ -110,12 +110,13 @@ def validate(model, head, texts, labels: np.ndarray, batch_size: int) -> tuple[d
     embeddings = embed_texts(model, texts, batch_size)
     if not np.isfinite(embeddings).all():
         raise GlossError("validation embeddings contain NaN or Inf: the model diverged (lower --lr)")
-    scores = {"val_macro_silhouette": macro_silhouette(embeddings, labels)}
+    scored = silhouette(embeddings, labels, max_samples=5000)
+    scores = {"val_macro_silhouette": None if scored is None else scored["macro_silhouette"]}
     if head is not None:
         with torch.inference_mode():
             logits = head(torch.from_numpy(embeddings).to(next(head.parameters()).device))
         predictions = logits.argmax(dim=1).cpu().numpy()
-        scores.update({f"val_{k}": v for k, v in classification_scores(labels, predictions).items()})
+        scores.update({f"val_{k}": v for k, v in accuracy_and_macro_f1(labels, predictions).items()})
     return scores, embeddings
 
 
