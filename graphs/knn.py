@@ -58,7 +58,8 @@ def _check_inputs(queries: Tensor, database: Tensor, k: int, metric: str, backen
         raise ValueError(f"Expected 'k' to be a positive integer (got {k!r})")
 
 
-def _normalize_exclude(exclude: Tensor | None, exclude_self: bool, queries: Tensor, database: Tensor) -> Tensor | None:
+def _normalize_exclude(exclude: Tensor | None, exclude_self: bool, queries: Tensor,
+                       database: Tensor) -> Tensor | None:
     """Returns the database rows to drop per query as ``[Q, m]`` long tensor, or ``None``."""
     num_queries = queries.size(0)
     if exclude_self:
@@ -85,7 +86,9 @@ def _normalize_exclude(exclude: Tensor | None, exclude_self: bool, queries: Tens
 def _pick_backend(backend: str, queries: Tensor, database: Tensor) -> str:
     if backend != "auto":
         if backend == "faiss" and faiss is None:
-            raise ImportError("'knn_search(backend=\"faiss\")' requires 'faiss'. Install it via 'pip install faiss-cpu'")
+            raise ImportError(
+                "'knn_search(backend=\"faiss\")' requires 'faiss'. Install it via 'pip install faiss-cpu'"
+            )
         return backend
     if faiss is None:
         return "torch"
@@ -139,7 +142,8 @@ def _torch_search(queries: Tensor, database: Tensor, k: int, metric: str, exclud
 def _faiss_search(queries: Tensor, database: Tensor, k: int, metric: str) -> tuple[Tensor, Tensor]:
     faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
     if queries.is_cuda and faiss_gpu_available():  # pragma: no cover - needs faiss-gpu and a GPU
-        importlib.import_module("faiss.contrib.torch_utils")  # lets faiss.knn_gpu take torch tensors, no copies
+        # Lets faiss.knn_gpu take torch CUDA tensors directly, without copies.
+        importlib.import_module("faiss.contrib.torch_utils")
 
         global _gpu_resources
         if _gpu_resources is None:

@@ -69,7 +69,9 @@ class MemoryBank(nn.Module):
 
     def _check_rows(self, embeddings: Tensor, labels: Tensor | None, indices: Tensor | None) -> None:
         if embeddings.dim() != 2:
-            raise ValueError(f"Expected 'embeddings' to be two-dimensional (got {embeddings.dim()} dimensions)")
+            raise ValueError(
+                f"Expected 'embeddings' to be two-dimensional (got {embeddings.dim()} dimensions)"
+            )
         if embeddings.size(1) != self.dim:
             raise ValueError(f"Expected 'embeddings' to have {self.dim} columns (got {embeddings.size(1)})")
         n = embeddings.size(0)
@@ -134,7 +136,8 @@ class MemoryBank(nn.Module):
         if exclude is not None:
             exclude = exclude.to(self.labels.device, torch.long)
         if num_filled == self.size:
-            return knn_search(queries, self.embeddings, k, metric=metric, backend=self.backend, exclude=exclude)
+            return knn_search(queries, self.embeddings, k, metric=metric, backend=self.backend,
+                              exclude=exclude)
         # Partially filled bank: search the filled rows and map ids back.
         rows = filled.nonzero().view(-1)  # [F]
         compact = torch.full((self.size,), -1, dtype=torch.long, device=rows.device)  # [S]

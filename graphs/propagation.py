@@ -14,7 +14,7 @@ __all__ = ["DifferentiableLabelPropagation", "harmonic_label_propagation", "soft
 
 
 def soft_labels(labels: Tensor, num_classes: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
-    """Long class ids ``[N]`` become one-hot rows ``[N, C]``; a floating ``[N, C]`` tensor is returned as is."""
+    """Long class ids ``[N]`` become one-hot rows ``[N, C]``; floating ``[N, C]`` soft labels pass through."""
     if labels.is_floating_point():
         if labels.dim() != 2:
             raise ValueError(f"Expected soft labels to be two-dimensional (got {labels.dim()} dimensions)")
@@ -100,7 +100,8 @@ class DifferentiableLabelPropagation(MessagePassing):
                 :obj:`y` with a positive sum)
         """
         if not y.is_floating_point():
-            ref = edge_index if self._is_dense(edge_index) or is_torch_sparse_tensor(edge_index) else edge_weight
+            matrix = self._is_dense(edge_index) or is_torch_sparse_tensor(edge_index)
+            ref = edge_index if matrix else edge_weight
             y = soft_labels(y, dtype=ref.dtype if isinstance(ref, Tensor) else None)  # [N, C]
         num_nodes = y.size(0)
         visible = (y.sum(-1) > 0) if visible is None else _check_visible(visible, num_nodes)

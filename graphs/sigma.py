@@ -19,7 +19,8 @@ def _check_x(x: Tensor) -> None:
         raise ValueError(f"Expected 'x' to have at least two rows (got {x.size(0)})")
 
 
-def _subsample(x: Tensor, labels: Tensor | None, sample: int | None, seed: int) -> tuple[Tensor, Tensor | None]:
+def _subsample(x: Tensor, labels: Tensor | None, sample: int | None,
+               seed: int) -> tuple[Tensor, Tensor | None]:
     """At most :obj:`sample` rows drawn uniformly without replacement by a seeded generator."""
     if sample is None or x.size(0) <= sample:
         return x, labels
@@ -81,7 +82,8 @@ def sigma_dicm(x: Tensor, labels: Tensor, sample: int | None = DEFAULT_SAMPLE, s
     _check_x(x)
     if labels.dim() != 1 or labels.size(0) != x.size(0):
         raise ValueError(
-            f"Expected 'labels' to be one-dimensional with {x.size(0)} entries (got shape {list(labels.shape)})"
+            f"Expected 'labels' to be one-dimensional with {x.size(0)} entries "
+            f"(got shape {list(labels.shape)})"
         )
     x, labels = _subsample(x.detach().float(), labels.to(x.device), sample, seed)
     if labels.unique().numel() < 2:
@@ -105,7 +107,9 @@ def resolve_sigma(spec: float | str, x: Tensor | None = None, labels: Tensor | N
     """
     if isinstance(spec, str):
         if spec not in SIGMA_HEURISTICS:
-            raise ValueError(f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got '{spec}')")
+            raise ValueError(
+                f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got '{spec}')"
+            )
         if x is None:
             raise ValueError(f"Expected 'x' to be given for sigma='{spec}'")
         if spec == "sqrt":
@@ -114,7 +118,9 @@ def resolve_sigma(spec: float | str, x: Tensor | None = None, labels: Tensor | N
             raise ValueError("Expected 'labels' to be given for sigma='dicm'")
         return sigma_dicm(x, labels, sample=sample, seed=seed)
     if isinstance(spec, bool) or not isinstance(spec, (int, float)):
-        raise ValueError(f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got {spec!r})")
+        raise ValueError(
+            f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got {spec!r})"
+        )
     if not spec > 0 or spec == float("inf"):
         raise ValueError(f"Expected 'sigma' to be positive and finite (got {spec})")
     return float(spec)

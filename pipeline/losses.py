@@ -42,7 +42,9 @@ class GLossST(nn.Module):
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         features = list(sentence_features)
         if len(features) != 1:
-            raise ValueError(f"Expected a single text column for {self.__class__.__name__} (got {len(features)})")
+            raise ValueError(
+                f"Expected a single text column for {self.__class__.__name__} (got {len(features)})"
+            )
         embeddings = self.model(features[0])["sentence_embedding"]  # [B, D]
         return self.compute_loss_from_embeddings(embeddings, labels)
 

@@ -135,7 +135,9 @@ class GLoss(nn.Module):
         if not isinstance(sigma, str):
             resolve_sigma(sigma)  # validates a number
         elif sigma not in SIGMA_HEURISTICS:
-            raise ValueError(f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got '{sigma}')")
+            raise ValueError(
+                f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got '{sigma}')"
+            )
         if graph == "bank":
             if memory_bank is None:
                 raise ValueError("Expected a 'memory_bank' for graph='bank'")
@@ -262,14 +264,18 @@ class GLoss(nn.Module):
         return CITATION
 
     def extra_repr(self) -> str:
-        return f"graph='{self.graph}', sigma={self.sigma!r}, gamma={self.gamma}, k={self.k}, loss_form='{self.loss_form}'"
+        return (f"graph='{self.graph}', sigma={self.sigma!r}, gamma={self.gamma}, k={self.k}, "
+                f"loss_form='{self.loss_form}'")
 
     # ------------------------------------------------------------------ internals
 
     @staticmethod
-    def _check_inputs(embeddings: Tensor, labels: Tensor, indices: Tensor | None, visible: Tensor | None) -> None:
+    def _check_inputs(embeddings: Tensor, labels: Tensor, indices: Tensor | None,
+                      visible: Tensor | None) -> None:
         if embeddings.dim() != 2:
-            raise ValueError(f"Expected 'embeddings' to be two-dimensional (got {embeddings.dim()} dimensions)")
+            raise ValueError(
+                f"Expected 'embeddings' to be two-dimensional (got {embeddings.dim()} dimensions)"
+            )
         size = embeddings.size(0)
         if labels.dim() != 1 or labels.size(0) != size:
             raise ValueError(f"Expected 'labels' to have shape [{size}] (got {list(labels.shape)})")
@@ -340,7 +346,8 @@ class GLoss(nn.Module):
         k = min(self.k, batch_size - 1)
         parts = []
         if k >= 1:
-            parts.append(knn_graph(x[:batch_size].detach(), k, metric=self._metric, backend="torch"))  # [2, B k]
+            batch_knn = knn_graph(x[:batch_size].detach(), k, metric=self._metric, backend="torch")  # [2, Bk]
+            parts.append(batch_knn)
         if bank_nbr is not None:
             target = torch.arange(batch_size, device=x.device).repeat_interleave(bank_nbr.size(1))
             parts.append(torch.stack([bank_nbr.reshape(-1), target], dim=0))  # [2, B k_bank]

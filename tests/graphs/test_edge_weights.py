@@ -64,7 +64,8 @@ def test_sampled_and_chunked_edge_dots_agree():
     src = torch.randint(0, 50, (300,), generator=torch.Generator().manual_seed(4))
     dst = torch.randint(0, 50, (300,), generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(_sampled_dot(x, x, src, dst), _chunked_dot(x, x, src, dst))
-    torch.testing.assert_close(edge_squared_distance(x, torch.stack([src, dst])), (x[src] - x[dst]).pow(2).sum(-1))
+    expected = (x[src] - x[dst]).pow(2).sum(-1)
+    torch.testing.assert_close(edge_squared_distance(x, torch.stack([src, dst])), expected)
 
 
 def test_symmetrize_max_and_mean():

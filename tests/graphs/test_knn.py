@@ -12,7 +12,8 @@ def _random(n, d=8, seed=0, dtype=torch.float32):
 
 def _brute_force(queries, database, k, metric, mask=None):
     if metric == "cosine":
-        scores = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(database, dim=1).t()
+        q, db = torch.nn.functional.normalize(queries, dim=1), torch.nn.functional.normalize(database, dim=1)
+        scores = q @ db.t()
     elif metric == "ip":
         scores = queries @ database.t()
     else:

@@ -115,7 +115,7 @@ def test_repr():
 def test_propagation_errors():
     T = _transition()
     layer = DifferentiableLabelPropagation()
-    with pytest.raises(ValueError, match=r"Expected 'visible' to be a boolean mask \(got dtype torch.int64\)"):
+    with pytest.raises(ValueError, match=r"Expected 'visible' to be a boolean mask \(got dtype torch.int64"):
         layer(_seeds(), T, visible=VISIBLE.long())
     with pytest.raises(ValueError, match=r"Expected the dense transition matrix to have shape \[6, 6\]"):
         layer(_seeds(), T[:5, :5], visible=VISIBLE)

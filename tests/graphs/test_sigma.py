@@ -44,7 +44,8 @@ def test_resolve_sigma():
 
 def test_sigma_errors():
     x = torch.zeros(4, 2)
-    with pytest.raises(ValueError, match=r"Expected 'sigma' to be a positive float or one of \('sqrt', 'dicm'\)"):
+    match = r"Expected 'sigma' to be a positive float or one of \('sqrt', 'dicm'\)"
+    with pytest.raises(ValueError, match=match):
         resolve_sigma("median", x)
     with pytest.raises(ValueError, match=r"Expected 'sigma' to be positive and finite \(got -1.0\)"):
         resolve_sigma(-1.0)

@@ -22,9 +22,9 @@ def _manual_dense_loss(x, labels, visible, sigma):
     d = w.sum(1).rsqrt()
     s = d[:, None] * w * d[None, :]
     T = s / s.sum(1, keepdim=True)
-    u, l = (~visible).nonzero().view(-1), visible.nonzero().view(-1)
-    y_l = torch.nn.functional.one_hot(labels[l], int(labels.max()) + 1).to(x.dtype)
-    F_u = torch.linalg.inv(torch.eye(len(u), dtype=x.dtype) - T[u][:, u]) @ T[u][:, l] @ y_l
+    u, v = (~visible).nonzero().view(-1), visible.nonzero().view(-1)
+    y_v = torch.nn.functional.one_hot(labels[v], int(labels.max()) + 1).to(x.dtype)
+    F_u = torch.linalg.inv(torch.eye(len(u), dtype=x.dtype) - T[u][:, u]) @ T[u][:, v] @ y_v
     p = F_u / F_u.sum(1, keepdim=True)
     return -p.gather(1, labels[u].view(-1, 1)).log().mean()
 
@@ -76,7 +76,8 @@ def test_bank_seeds_carry_the_signal_and_only_batch_side_gets_gradients():
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     visible = torch.tensor([True, True, True, False, False, False])
     gloss = GLoss(graph="bank", memory_bank=bank, sigma=0.3, k=4, bank_update=False)
-    good = gloss(x, labels, indices=torch.tensor([100, 101, 102, 103, 104, 105]) % 12, visible=visible)["g_loss"]
+    rows = torch.tensor([100, 101, 102, 103, 104, 105]) % 12
+    good = gloss(x, labels, indices=rows, visible=visible)["g_loss"]
     bad = gloss(x, labels.roll(1), indices=torch.arange(6), visible=visible)["g_loss"]
     assert good < 0.1 < bad
     good.backward()
@@ -90,7 +91,8 @@ def test_bank_is_updated_in_training_mode_only():
     gloss = GLoss(graph="bank", memory_bank=bank, k=3)
     gloss.eval()
     gloss(x, torch.arange(6) % 3, indices=torch.arange(6))
-    assert torch.equal(bank.embeddings[0], torch.nn.functional.normalize(torch.ones(5, dtype=torch.float64), dim=0))
+    unit = torch.nn.functional.normalize(torch.ones(5, dtype=torch.float64), dim=0)
+    assert torch.equal(bank.embeddings[0], unit)
     gloss.train()
     gloss(x, torch.arange(6) % 3, indices=torch.arange(6))
     torch.testing.assert_close(bank.embeddings[:6], torch.nn.functional.normalize(x, dim=1))
@@ -101,7 +103,9 @@ def test_bank_is_updated_in_training_mode_only():
 def test_sigma_sweep_is_finite(graph, sigma):
     x = _embeddings(24, 8, seed=5, dtype=torch.float32).requires_grad_()
     labels = torch.arange(24) % 3
-    bank = _bank(_embeddings(40, 8, seed=6, dtype=torch.float32), torch.arange(40) % 3) if graph == "bank" else None
+    bank = None
+    if graph == "bank":
+        bank = _bank(_embeddings(40, 8, seed=6, dtype=torch.float32), torch.arange(40) % 3)
     gloss = GLoss(graph=graph, sigma=sigma, k=4, memory_bank=bank)
     loss = gloss(x, labels, indices=torch.arange(24) + 16)["g_loss"]
     loss.backward()
@@ -116,7 +120,8 @@ def test_degenerate_batches_give_an_attached_zero(graph):
         (torch.zeros(6, dtype=torch.long), None),  # a single class
         (torch.tensor([0, 0, 0, 1, 1, 1]), torch.ones(6, dtype=torch.bool)),  # nothing hidden
         (torch.tensor([0, 0, 0, 1, 1, 1]), torch.zeros(6, dtype=torch.bool)),  # nothing visible
-        (torch.tensor([0, 1, 2, 2, 2, 2]), torch.tensor([True, True, False, False, False, False])),  # no seed of 2
+        # hidden nodes only of class 2, which has no visible node
+        (torch.tensor([0, 1, 2, 2, 2, 2]), torch.tensor([True, True, False, False, False, False])),
     ]
     for labels, visible in cases:
         loss = gloss(x, labels, visible=visible)["g_loss"]
@@ -209,7 +214,8 @@ def test_config_and_citation():
 
 
 def test_g_loss_errors():
-    with pytest.raises(ValueError, match=r"Expected 'graph' to be one of \('dense', 'knn', 'bank'\) \(got 'full'\)"):
+    match = r"Expected 'graph' to be one of \('dense', 'knn', 'bank'\) \(got 'full'\)"
+    with pytest.raises(ValueError, match=match):
         GLoss(graph="full")
     with pytest.raises(ValueError, match=r"Expected 'gamma' to lie in \(0, 1\) \(got 1.0\)"):
         GLoss(gamma=1.0)
