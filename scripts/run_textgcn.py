@@ -37,9 +37,16 @@ from pipeline.baselines.textgcn import (  # noqa: E402
 def git_commit() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -54,11 +61,24 @@ def _run_seed(seed: int) -> dict:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     res = train_textgcn(
-        tr["text"].tolist(), tr["label"].tolist(), va["text"].tolist(), va["label"].tolist(),
-        test["text"].tolist(), test["label"].tolist(), args.dataset, seed,
-        epochs=args.epochs, lr=args.lr, hidden=args.hidden, dropout=args.dropout,
-        weight_decay=args.weight_decay, early_stopping=args.early_stopping or None, select=args.select,
-        backend=args.backend, graph=graph, log_every=args.log_every,
+        tr["text"].tolist(),
+        tr["label"].tolist(),
+        va["text"].tolist(),
+        va["label"].tolist(),
+        test["text"].tolist(),
+        test["label"].tolist(),
+        args.dataset,
+        seed,
+        epochs=args.epochs,
+        lr=args.lr,
+        hidden=args.hidden,
+        dropout=args.dropout,
+        weight_decay=args.weight_decay,
+        early_stopping=args.early_stopping or None,
+        select=args.select,
+        backend=args.backend,
+        graph=graph,
+        log_every=args.log_every,
     )
     run = {
         "seed": seed,
@@ -77,9 +97,12 @@ def _run_seed(seed: int) -> dict:
     }
     if not args.no_history:
         run["history"] = res.history
-    print(f"[{args.dataset}] seed {seed}: test acc {res.test_accuracy:.4f} (best epoch {res.best_epoch}, "
-          f"stopped {res.stopped_epoch}; at stop {res.last_test_accuracy:.4f}) macro-F1 {res.test_macro_f1:.4f}",
-          flush=True)
+    print(
+        f"[{args.dataset}] seed {seed}: test acc {res.test_accuracy:.4f} (best epoch {res.best_epoch}, "
+        f"stopped {res.stopped_epoch}; at stop {res.last_test_accuracy:.4f}) "
+        f"macro-F1 {res.test_macro_f1:.4f}",
+        flush=True,
+    )
     return run
 
 
@@ -103,8 +126,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--min-count", type=int, default=None)
     p.add_argument("--backend", choices=["sparse", "pyg"], default="sparse")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (per seed process)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="train this many seeds at once in forked processes that share the built graph")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many seeds at once in forked processes that share the built graph",
+    )
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--no-history", action="store_true", help="omit per-epoch histories from the JSON")
     args = p.parse_args(argv)
@@ -119,10 +146,18 @@ def main(argv: list[str] | None = None) -> dict:
     tr, va = train.iloc[tr_idx], train.iloc[va_idx]
     texts = [*tr["text"], *va["text"], *test["text"]]
     graph, clean_s, build_s = build_textgcn_graph(
-        texts, args.dataset, min_count=args.min_count, window_size=args.window_size, pair_count=args.pair_count
+        texts,
+        args.dataset,
+        min_count=args.min_count,
+        window_size=args.window_size,
+        pair_count=args.pair_count,
     )
-    print(f"[{args.dataset}] graph: {graph.num_nodes} nodes ({graph.num_words} words), {graph.num_edges} edges, "
-          f"clean {clean_s:.1f}s, build {build_s:.1f}s", flush=True)
+    print(
+        f"[{args.dataset}] graph: {graph.num_nodes} nodes ({graph.num_words} words), "
+        f"{graph.num_edges} edges, "
+        f"clean {clean_s:.1f}s, build {build_s:.1f}s",
+        flush=True,
+    )
 
     job = {"args": args, "graph": graph, "tr": tr, "va": va, "test": test}
     if args.jobs > 1 and len(args.seeds) > 1:
@@ -146,14 +181,23 @@ def main(argv: list[str] | None = None) -> dict:
         "last_epoch_test_accuracy": stats("last_epoch_test_accuracy"),
         "std_note": "sample standard deviation (ddof=1) over seeds",
         "selection": f"test scores at the epoch with the best {args.select}; early stopping as in TextGCN "
-                     f"(val loss above the mean of the previous {args.early_stopping} epochs)",
+        f"(val loss above the mean of the previous {args.early_stopping} epochs)",
         "graph": {
-            "num_docs": graph.num_docs, "num_words": graph.num_words, "num_nodes": graph.num_nodes,
-            "num_edges": graph.num_edges, "num_windows": graph.num_windows,
-            "clean_seconds": clean_s, "build_seconds": build_s,
+            "num_docs": graph.num_docs,
+            "num_words": graph.num_words,
+            "num_nodes": graph.num_nodes,
+            "num_edges": graph.num_edges,
+            "num_windows": graph.num_windows,
+            "clean_seconds": clean_s,
+            "build_seconds": build_s,
         },
-        "split": {"train": len(tr), "val": len(va), "test": len(test), "split_seed": args.split_seed,
-                  "val_size": args.val_size},
+        "split": {
+            "train": len(tr),
+            "val": len(va),
+            "test": len(test),
+            "split_seed": args.split_seed,
+            "val_size": args.val_size,
+        },
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "runs": runs,
         "peak_memory_mb": max([peak_rss_mb(), *[r["peak_memory_mb"] for r in runs]]),
@@ -161,15 +205,24 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_seconds": time.perf_counter() - t_start,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "git_commit": git_commit(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"[{args.dataset}] mean test acc {out['test_accuracy']['mean']:.4f} ± {out['test_accuracy']['std']:.4f}"
-          f" -> {args.out}", flush=True)
+    print(
+        f"[{args.dataset}] mean test acc {out['test_accuracy']['mean']:.4f} "
+        f"± {out['test_accuracy']['std']:.4f}"
+        f" -> {args.out}",
+        flush=True,
+    )
     return out
 
 

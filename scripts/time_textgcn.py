@@ -110,17 +110,24 @@ def main() -> None:
             for _ in range(args.epochs):
                 epoch(name)
             times[name].append((time.perf_counter() - t0) / args.epochs)
-    print(json.dumps({
-        "dataset": args.dataset,
-        "num_nodes": graph.num_nodes,
-        "num_edges": graph.num_edges,
-        "torch_threads": torch.get_num_threads(),
-        "epochs_per_block": args.epochs,
-        "repeats": args.repeats,
-        "seconds_per_epoch_median": {n: statistics.median(t) for n, t in times.items()},
-        "seconds_per_epoch_all": times,
-        "skipped": [] if "pyg-edge-index" in inputs else [f"pyg-edge-index (messages {message_gb:.1f} GB)"],
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "num_nodes": graph.num_nodes,
+                "num_edges": graph.num_edges,
+                "torch_threads": torch.get_num_threads(),
+                "epochs_per_block": args.epochs,
+                "repeats": args.repeats,
+                "seconds_per_epoch_median": {n: statistics.median(t) for n, t in times.items()},
+                "seconds_per_epoch_all": times,
+                "skipped": []
+                if "pyg-edge-index" in inputs
+                else [f"pyg-edge-index (messages {message_gb:.1f} GB)"],
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
