@@ -52,7 +52,9 @@ def replace_rows(bank: Tensor, index: Tensor, rows: Tensor) -> Tensor:
         raise ValueError(f"Expected 'bank' to be 2-dimensional (got shape {tuple(bank.shape)})")
     index = index.to(device=bank.device, dtype=torch.long)
     if rows.shape != (index.numel(), bank.size(1)):
-        raise ValueError(f"Expected 'rows' to have shape ({index.numel()}, {bank.size(1)}) (got {tuple(rows.shape)})")
+        raise ValueError(
+            f"Expected 'rows' to have shape ({index.numel()}, {bank.size(1)}) (got {tuple(rows.shape)})"
+        )
     return bank.detach().index_put((index,), rows.to(bank.dtype))  # [N_docs, D]
 
 
@@ -200,7 +202,8 @@ class BertGCN(Module):
         super().__init__()
         if doc_features_bank.dim() != 2:
             raise ValueError(
-                f"Expected 'doc_features_bank' to be 2-dimensional (got shape {tuple(doc_features_bank.shape)})"
+                f"Expected 'doc_features_bank' to be 2-dimensional "
+                f"(got shape {tuple(doc_features_bank.shape)})"
             )
         num_docs, dim = doc_features_bank.shape
         self.head = BertGCNHead(adj, num_docs, dim, num_classes, hidden_channels, dropout, m)
@@ -208,8 +211,10 @@ class BertGCN(Module):
 
     @torch.no_grad()
     def update_bank(self, batch_doc_idx: Tensor, batch_features: Tensor) -> None:
-        r"""Writes (detached) fresh embeddings :math:`(B, D)` into the bank at ``batch_doc_idx`` :math:`(B)`."""
-        self.bank[batch_doc_idx.to(self.bank.device, torch.long)] = batch_features.detach().to(self.bank.dtype)
+        r"""Writes fresh embeddings :math:`(B, D)`, detached, into the bank at rows ``batch_doc_idx``."""
+        self.bank[batch_doc_idx.to(self.bank.device, torch.long)] = batch_features.detach().to(
+            self.bank.dtype
+        )
 
     def forward(self, batch_features: Tensor, encoder_logits: Tensor, batch_doc_idx: Tensor) -> Tensor:
         bank = replace_rows(self.bank, batch_doc_idx, batch_features)  # [N_docs, D]

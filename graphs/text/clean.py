@@ -111,4 +111,3 @@ def clean_corpus(
     counts = Counter(word for doc in docs for word in doc)
     keep = {word for word, count in counts.items() if count >= min_count and word not in stops}
     return [[word for word in doc if word in keep] for doc in docs]
-

@@ -293,7 +293,9 @@ class TextGraph:
             return torch.arange(self.num_docs)
         idx = torch.as_tensor(doc_index, dtype=torch.long)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_docs):
-            raise ValueError(f"Expected 'doc_index' to lie in [0, {self.num_docs}) (got {idx.min()}..{idx.max()})")
+            raise ValueError(
+                f"Expected 'doc_index' to lie in [0, {self.num_docs}) (got {idx.min()}..{idx.max()})"
+            )
         return idx
 
     def word_node_ids(self) -> Tensor:
@@ -316,7 +318,9 @@ class TextGraph:
         mat = self.normalized_adjacency() if normalized else self.adjacency
         return scipy_to_torch_sparse(mat, dtype=dtype, layout=layout)
 
-    def to_edge_index(self, normalized: bool = False, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    def to_edge_index(
+        self, normalized: bool = False, dtype: torch.dtype = torch.float32
+    ) -> tuple[Tensor, Tensor]:
         r"""PyG ``edge_index`` ``[2, E]`` and ``edge_weight`` ``[E]``.
 
         With ``normalized=False`` (the default) the edges of :math:`A` without self-loops, ready for

@@ -211,14 +211,16 @@ def train_textgcn(
         select (str, optional): Epoch whose test predictions are reported: lowest ``"val_loss"`` or highest
             ``"val_acc"`` (ties: earliest). (default: :obj:`"val_loss"`)
         window_size (int, optional): PMI window. (default: :obj:`20`)
-        pair_count (str, optional): PMI pair count, ``"windows"`` or ``"positions"``. (default: :obj:`"windows"`)
+        pair_count (str, optional): PMI pair count, ``"windows"`` or ``"positions"``.
+            (default: :obj:`"windows"`)
         min_count (int, optional): Overrides the dataset's minimum word count. (default: :obj:`None`)
         remove_stopwords (bool, optional): Overrides the dataset's stop-word removal. (default: :obj:`None`)
         backend (str, optional): ``"sparse"`` (:class:`~graphs.models.TextGCN`) or ``"pyg"``
             (:class:`~graphs.models.TextGCNPyG`). (default: :obj:`"sparse"`)
         graph (TextGraph, optional): A prebuilt graph of the same documents in the same order (reused across
             seeds; cleaning options are then ignored). (default: :obj:`None`)
-        log_every (int, optional): Print a progress line every this many epochs (0: silent). (default: :obj:`0`)
+        log_every (int, optional): Print a progress line every this many epochs (0: silent).
+            (default: :obj:`0`)
 
     Returns:
         TextGCNResult: History, best epoch, test predictions / probabilities / scores, timings and memory.
@@ -235,7 +237,10 @@ def train_textgcn(
         ("test", test_texts, test_labels),
     ):
         if len(texts) != len(labels):
-            raise ValueError(f"Expected '{name}_texts' and '{name}_labels' to match in length (got {len(texts)} and {len(labels)})")
+            raise ValueError(
+                f"Expected '{name}_texts' and '{name}_labels' to match in length "
+                f"(got {len(texts)} and {len(labels)})"
+            )
         if len(texts) == 0:
             raise ValueError(f"Expected '{name}_texts' to be non-empty (got 0 documents)")
 
@@ -319,7 +324,11 @@ def train_textgcn(
                 flush=True,
             )
         losses = [r["val_loss"] for r in history]
-        if early_stopping and epoch > early_stopping + 1 and losses[-1] > np.mean(losses[-(early_stopping + 1) : -1]):
+        if (
+            early_stopping
+            and epoch > early_stopping + 1
+            and losses[-1] > np.mean(losses[-(early_stopping + 1) : -1])
+        ):
             break
     train_s = time.perf_counter() - train_t0
     assert best_proba is not None and last_proba is not None

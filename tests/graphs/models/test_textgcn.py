@@ -82,3 +82,23 @@ def test_validation_errors(graph):
         TextGCN(graph.num_nodes, 3, dropout=1.0)
     with pytest.raises(ValueError, match="Expected 'adj' to have"):
         TextGCN(graph.num_nodes + 1, 3)(adj)
+
+
+@pytest.mark.parametrize("backend", ["torch", "scipy", "auto"])
+def test_spmm_backends_agree(graph, backend):
+    from graphs.models import get_spmm_backend, set_spmm_backend
+
+    adj = graph.to_torch_sparse()
+    x = torch.randn(graph.num_nodes, 4, requires_grad=True)
+    expect = adj.to_dense() @ x.detach()
+    before = get_spmm_backend()
+    try:
+        set_spmm_backend(backend)
+        out = symmetric_spmm(adj, x)
+        out.sum().backward()
+    finally:
+        set_spmm_backend(before)
+    torch.testing.assert_close(out, expect, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad, adj.to_dense().sum(0).unsqueeze(1).expand(-1, 4), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Expected 'backend'"):
+        set_spmm_backend("cuda")

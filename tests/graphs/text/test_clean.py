@@ -25,7 +25,11 @@ def test_clean_corpus_drops_stop_words_and_rare_words():
         ["the", "cat", "ran"],
         ["a", "dog"],
     ]
-    assert clean_corpus(texts, min_count=1, stop_words={"cat"}) == [["the", "sat"], ["the", "ran"], ["a", "dog"]]
+    assert clean_corpus(texts, min_count=1, stop_words={"cat"}) == [
+        ["the", "sat"],
+        ["the", "ran"],
+        ["a", "dog"],
+    ]
 
 
 def test_counts_include_stop_words_and_whole_corpus():

@@ -107,7 +107,16 @@ def test_window_cooccurrence_counts():
     assert n == 4
     assert freq.tolist() == [3, 3, 2, 2, 1]
     expect = np.zeros((5, 5), dtype=int)
-    for (i, j), c in {(0, 1): 3, (0, 2): 1, (1, 2): 1, (0, 3): 1, (1, 3): 1, (2, 3): 1, (2, 4): 1, (3, 4): 1}.items():
+    for (i, j), c in {
+        (0, 1): 3,
+        (0, 2): 1,
+        (1, 2): 1,
+        (0, 3): 1,
+        (1, 3): 1,
+        (2, 3): 1,
+        (2, 4): 1,
+        (3, 4): 1,
+    }.items():
         expect[i, j] = expect[j, i] = c
     np.testing.assert_array_equal(pairs.toarray(), expect)
     pos, _, _ = window_cooccurrence(tokens, lengths, len(vocab), window_size=3, pair_count="positions")

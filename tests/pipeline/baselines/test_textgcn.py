@@ -13,7 +13,10 @@ DATA = Path(os.environ.get("GLOSS_DATA", "data"))
 
 def _toy_corpus(n_per_class: int, seed: int) -> tuple[list[str], list[str]]:
     rng = np.random.default_rng(seed)
-    vocab = {"sport": ["goal", "match", "team", "score", "coach"], "tech": ["chip", "code", "data", "cloud", "laptop"]}
+    vocab = {
+        "sport": ["goal", "match", "team", "score", "coach"],
+        "tech": ["chip", "code", "data", "cloud", "laptop"],
+    }
     shared = ["today", "report", "people", "new", "week"]
     texts, labels = [], []
     for label, words in vocab.items():
@@ -43,12 +46,29 @@ def test_train_textgcn_toy_corpus():
     test_texts, test_labels = _toy_corpus(10, seed=1)
     tr, va = stratified_val_split(labels, 0.2, seed=0)
     res = train_textgcn(
-        [texts[i] for i in tr], [labels[i] for i in tr], [texts[i] for i in va], [labels[i] for i in va],
-        test_texts, test_labels, "toy", seed=0, epochs=30, hidden=16, min_count=1,
+        [texts[i] for i in tr],
+        [labels[i] for i in tr],
+        [texts[i] for i in va],
+        [labels[i] for i in va],
+        test_texts,
+        test_labels,
+        "toy",
+        seed=0,
+        epochs=30,
+        hidden=16,
+        min_count=1,
     )
     assert res.classes == ["sport", "tech"]
     assert 1 <= res.best_epoch <= res.stopped_epoch == len(res.history) <= 30
-    assert set(res.history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds"}
+    assert set(res.history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_macro_f1",
+        "seconds",
+    }
     assert res.test_proba.shape == (20, 2)
     np.testing.assert_allclose(res.test_proba.sum(1), 1, rtol=1e-5)
     assert len(res.test_pred) == 20 and set(res.test_pred) <= {"sport", "tech"}
@@ -74,8 +94,15 @@ def test_textgcn_learns_on_r8_slice():
     test = pd.read_csv(root / "test.csv", keep_default_na=False, dtype=str).iloc[:200]
     tr, va = train.iloc[:200], train.iloc[200:]
     res = train_textgcn(
-        tr["text"].tolist(), tr["label"].tolist(), va["text"].tolist(), va["label"].tolist(),
-        test["text"].tolist(), test["label"].tolist(), "R8", seed=0, epochs=100,
+        tr["text"].tolist(),
+        tr["label"].tolist(),
+        va["text"].tolist(),
+        va["label"].tolist(),
+        test["text"].tolist(),
+        test["label"].tolist(),
+        "R8",
+        seed=0,
+        epochs=100,
     )
     majority = test["label"].value_counts().iloc[0] / len(test)
     # Always predicting the majority class scores `majority`; learning must halve its error rate.
