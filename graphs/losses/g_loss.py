@@ -186,8 +186,16 @@ class GLoss(nn.Module):
                 split.
         """
         self._check_inputs(embeddings, labels, indices, visible)
+        # The graph is built in at least float32 and outside autocast: the kernel, log-space normalisation
+        # and the solve are not meaningful in half precision (and torch.linalg.solve rejects it).
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return self._compute(embeddings, labels, indices, visible)
+
+    def _compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None,
+                 visible: Tensor | None) -> dict[str, Tensor]:
         labels = labels.to(embeddings.device)
-        x = nn.functional.normalize(embeddings, dim=-1) if self.normalize_embeddings else embeddings
+        x = embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings
+        x = nn.functional.normalize(x, dim=-1) if self.normalize_embeddings else x
         if visible is None:
             visible = self.split(labels)
         visible = visible.to(embeddings.device)

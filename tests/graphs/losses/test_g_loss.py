@@ -233,3 +233,18 @@ def test_g_loss_errors():
     bank_loss = GLoss(graph="bank", memory_bank=_bank(_embeddings(), LABELS))
     with pytest.raises(ValueError, match=r"Expected 'indices' \(dataset row ids of the batch\)"):
         bank_loss(_embeddings(), LABELS)
+
+
+@pytest.mark.parametrize("graph", ["dense", "knn"])
+def test_half_precision_embeddings_and_autocast(graph):
+    x32 = _embeddings(12, seed=12, dtype=torch.float32)
+    labels = torch.arange(12) % 3
+    visible = torch.arange(12) < 8
+    expected = GLoss(graph=graph, k=4)(x32.bfloat16().float(), labels, visible=visible)["g_loss"]
+    x16 = x32.bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = GLoss(graph=graph, k=4)(x16, labels, visible=visible)["g_loss"]
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert x16.grad.dtype == torch.bfloat16 and torch.isfinite(x16.grad.float()).all()
