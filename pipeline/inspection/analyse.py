@@ -4,7 +4,7 @@ measures it (JSON-able report), keeping the arrays the plots and exports need.""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,7 @@ def inspect_embeddings(data: Embeddings, options: InspectOptions, device: str = 
         edge_homophily,
         gloss_batch_graphs,
         knn_vote,
+        neighbor_edges,
         node_degrees,
         sigma_values,
     )
@@ -148,13 +149,11 @@ def inspect_embeddings(data: Embeddings, options: InspectOptions, device: str = 
     lap("knn")
     nbr_np = nbr.cpu().numpy()  # [N, k]
     c = data.num_classes
-    from graphs.inspection import neighbor_edges
-
     edges = neighbor_edges(nbr_np)  # [2, N k]
     homophily = edge_homophily(edges, data.labels, c)
     out_deg, in_deg = node_degrees(edges, n)
     degree = degree_stats(out_deg, in_deg)
-    count, comp = component_ids(edges, n)
+    _, comp = component_ids(edges, n)
     components = component_purity(comp, data.labels)
     vote = knn_vote(nbr_np, data.labels, c)
     right = vote.pop("predictions") == data.labels
@@ -227,7 +226,9 @@ def epoch_metrics(x: np.ndarray, labels: np.ndarray, options: InspectOptions, de
     )
 
     n = len(labels)
-    _check_k(options.k, n)
+    _check_k(min(options.k, max(n - 1, 1)), n)
+    k = min(options.k, n - 1)  # a small validation split may hold fewer than k + 1 documents
+    options = replace(options, k=k)
     data = Embeddings(x, labels, np.zeros(n, dtype=np.int8), ("all",), [], "epoch")
     if num_classes is not None:
         data.label_names = [str(i) for i in range(num_classes)]
@@ -244,6 +245,7 @@ def epoch_metrics(x: np.ndarray, labels: np.ndarray, options: InspectOptions, de
     silhouette = _silhouette(x, labels, options)
     return {
         "nodes": n,
+        "k": k,
         "edge_homophily": edge_homophily(edges, labels, data.num_classes)["edge_homophily"],
         "knn_vote_accuracy": vote["accuracy"],
         "lp_accuracy": propagation["accuracy"],
