@@ -446,9 +446,10 @@ def evaluate(run_dir, knn_k, tsne_max, seed, force):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample.")
 @click.option("--export", default="csv,graphml", show_default=True,
               help="Edge-list formats: a comma list of csv, npz, graphml, or none.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNG figures.")
 @force_option
 def inspect(run_dir, source, epochs, embeddings, labels, out, k, metric, backend, device, batches, batch_size, gamma,
-            holdout, layout_nodes, seed, export, force):
+            holdout, layout_nodes, seed, export, plots, force):
     """Build the exact kNN graph of a run's embeddings (or of --embeddings) and report edge homophily (overall,
     per class), in/out degrees and hubs, weakly connected components and their label purity, leave-one-out
     kNN-vote accuracy, label-propagation accuracy, pairwise distances with the sigma heuristics and the
@@ -463,7 +464,7 @@ def inspect(run_dir, source, epochs, embeddings, labels, out, k, metric, backend
         raise GlossError(f"--export {export}: {exc}") from None
     options = InspectOptions(k=k, metric=metric, backend=backend, batches=batches, batch_size=batch_size,
                              gamma=gamma, seed=seed, holdout=holdout, layout_nodes=layout_nodes)
-    config = stage.InspectConfig(source=source, epochs=epochs, options=options, export=formats)
+    config = stage.InspectConfig(source=source, epochs=epochs, options=options, export=formats, plots=plots)
     if (run_dir is None) == (embeddings is None):
         raise GlossError("give either --run-dir RUN or --embeddings FILE.npy (with --labels and --out)")
     if embeddings is not None:

@@ -39,12 +39,14 @@ class InspectConfig:
         epochs: ``all`` to follow the validation graph across the epochs of ``RUN/train``; ``None`` not to.
         options: the measurement knobs.
         export: edge-list formats among ``csv``, ``npz``, ``graphml``.
+        plots: draw the PNGs.
     """
 
     source: str = "pretrained"
     epochs: str | None = None
     options: InspectOptions = field(default_factory=InspectOptions)
     export: tuple[str, ...] = ("csv", "graphml")
+    plots: bool = True
 
 
 def _device(device: str) -> str:
@@ -79,7 +81,6 @@ def _body(config: InspectConfig, load, device: str, epochs_loader=None):
     """The stage body: ``load()`` gives the :class:`Embeddings`; ``epochs_loader()`` the epoch files."""
 
     def body(ctx: StageContext) -> dict:
-        from pipeline.inspection import plots
         from pipeline.inspection.analyse import epoch_metrics, inspect_embeddings
         from pipeline.inspection.export import write_edges_csv, write_edges_npz, write_graphml
         from pipeline.inspection.inputs import load_array
@@ -99,21 +100,8 @@ def _body(config: InspectConfig, load, device: str, epochs_loader=None):
         weight = graph.weight.reshape(-1)  # [N k]
         names = data.label_names
         h = report["homophily"]
-        plots.plot_degree_histogram(graph.in_degree, opts.k, report["degree"]["hub_threshold"],
-                                    ctx.output("degree_histogram.png"))
-        plots.plot_homophily_per_class(h["per_class"], h["class_share"], names, h["edge_homophily"],
-                                       ctx.output("homophily_per_class.png"))
-        plots.plot_distance_histogram(report["distances"]["histogram"], report["sigma"],
-                                      report["distances"]["quantiles"]["p50"], ctx.output("distance_histogram.png"))
-        example = graph.extras["batch_example"]
-        plots.plot_batch_adjacency(example["weight"].numpy(), example["labels"].numpy(), example["visible"].numpy(),
-                                   names, example["sigma"], ctx.output("batch_adjacency.png"))
-        from graphs.inspection import snowball_sample
-
-        sample = snowball_sample(edges, len(data.labels), opts.layout_nodes, seed=opts.seed)
-        plots.plot_subgraph(sample, edges, data.labels, names, ctx.output("subgraph_layout.png"), seed=opts.seed)
-        if report.get("epochs"):
-            plots.plot_evolution(report["epochs"], ctx.output("evolution.png"))
+        if config.plots:
+            _plot(ctx, report, graph, data, edges, opts)
         if "csv" in config.export:
             write_edges_csv(ctx.output("edges.csv", rows=int(edges.shape[1])), edges, weight, data.labels)
         if "npz" in config.export:
@@ -137,6 +125,28 @@ def _body(config: InspectConfig, load, device: str, epochs_loader=None):
         }
 
     return body
+
+
+def _plot(ctx: StageContext, report: dict, graph, data, edges: np.ndarray, opts: InspectOptions) -> None:
+    """The PNGs of an inspection."""
+    from graphs.inspection import snowball_sample
+    from pipeline.inspection import plots
+
+    names = data.label_names
+    h = report["homophily"]
+    plots.plot_degree_histogram(graph.in_degree, opts.k, report["degree"]["hub_threshold"],
+                                ctx.output("degree_histogram.png"))
+    plots.plot_homophily_per_class(h["per_class"], h["class_share"], names, h["edge_homophily"],
+                                   ctx.output("homophily_per_class.png"))
+    plots.plot_distance_histogram(report["distances"]["histogram"], report["sigma"],
+                                  report["distances"]["quantiles"]["p50"], ctx.output("distance_histogram.png"))
+    example = graph.extras["batch_example"]
+    plots.plot_batch_adjacency(example["weight"].numpy(), example["labels"].numpy(), example["visible"].numpy(),
+                               names, example["sigma"], ctx.output("batch_adjacency.png"))
+    sample = snowball_sample(edges, len(data.labels), opts.layout_nodes, seed=opts.seed)
+    plots.plot_subgraph(sample, edges, data.labels, names, ctx.output("subgraph_layout.png"), seed=opts.seed)
+    if report.get("epochs"):
+        plots.plot_evolution(report["epochs"], ctx.output("evolution.png"))
 
 
 def _json_default(value):

@@ -118,15 +118,17 @@ def test_inspect_run_writes_every_output_and_skips_a_second_run(run):
 
     again = _inspect(*full)
     assert again.exit_code == 0 and "up to date" in again.output
-    changed = _inspect(*full, "--k", "3")
+    changed = _inspect(*full, "--k", "3", "--no-plots", "--export", "none")
     assert changed.exit_code == 0 and "up to date" not in changed.output
     assert json.loads((out / "inspect.json").read_text())["k"] == 3
+    assert not (out / "edges.csv").exists() and not list(out.glob("*.png"))
 
 
 def test_faiss_and_torch_backends_give_the_same_report(run):
     reports = {}
     for backend in ("faiss", "torch"):
-        result = _inspect("--run-dir", str(run), "--backend", backend, "--export", "none", "--force")
+        result = _inspect("--run-dir", str(run), "--backend", backend, "--export", "none", "--no-plots",
+                          "--force")
         assert result.exit_code == 0, result.output
         reports[backend] = json.loads((run / "inspect" / "inspect.json").read_text())
         assert reports[backend]["search"]["backend"] == backend
@@ -158,7 +160,7 @@ def test_inspect_arbitrary_embeddings(tmp_path):
 
     np.save(tmp_path / "y.npy", np.repeat(np.arange(3), 15))
     ints = _inspect("--embeddings", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--out",
-                    str(tmp_path / "ints"), "--k", "4", "--metric", "l2", "--export", "npz")
+                    str(tmp_path / "ints"), "--k", "4", "--metric", "l2", "--export", "npz", "--no-plots")
     assert ints.exit_code == 0, ints.output
     assert json.loads((tmp_path / "ints" / "inspect.json").read_text())["knn_vote"]["accuracy"] == 1.0
 
@@ -196,7 +198,7 @@ def test_bad_label_files(tmp_path):
 
 
 def test_epochs_need_a_train_stage_with_val_embeddings(run):
-    result = _inspect("--run-dir", str(run), "--epochs", "all", "--export", "none", "--force")
+    result = _inspect("--run-dir", str(run), "--epochs", "all", "--export", "none", "--no-plots")
     assert result.exit_code == 0, result.output  # the fabricated train stage has them
     epochs = json.loads((run / "inspect" / "inspect.json").read_text())["epochs"]
     assert all(e["k"] == len(_labels(run, "val")) - 1 for e in epochs)  # k = 10 capped for a 9-document val split
@@ -218,7 +220,8 @@ def test_cuda_without_a_gpu_is_a_one_line_error(run):
 def test_inspect_on_cuda_matches_cpu(run):
     reports = {}
     for device in ("cpu", "cuda"):
-        result = _inspect("--run-dir", str(run), "--device", device, "--export", "none", "--force")
+        result = _inspect("--run-dir", str(run), "--device", device, "--export", "none", "--no-plots",
+                          "--force")
         assert result.exit_code == 0, result.output
         reports[device] = json.loads((run / "inspect" / "inspect.json").read_text())
     assert reports["cuda"]["device"].startswith("cuda")
