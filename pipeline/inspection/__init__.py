@@ -1,0 +1,1 @@
+"""``gloss inspect`` helpers: inputs, analysis, plots, exports and the text summary."""

@@ -1,0 +1,214 @@
+"""``gloss inspect``: the exact kNN graph of a run's embeddings (or of any ``.npy``), measured, drawn and
+exported.
+
+Inputs: ``RUN/embed/embeddings_{train,val,test}.npy`` (``--source pretrained``), ``RUN/train/...`` (``trained``,
+the best epoch) and, with ``--epochs all``, every ``RUN/train/val_embeddings/epoch-K.npy`` (epoch 0 = the
+pre-trained val embeddings); labels from ``RUN/prepare``. Or ``--embeddings FILE.npy --labels FILE`` with
+``--out DIR``.
+
+Outputs (``RUN/inspect/`` or ``--out``, written atomically with a manifest): ``inspect.json`` (every figure),
+``summary.txt``, ``degree_histogram.png``, ``homophily_per_class.png``, ``distance_histogram.png``,
+``batch_adjacency.png``, ``subgraph_layout.png``, ``evolution.png`` (``--epochs``), and the edges as
+``edges.csv`` / ``edges.npz`` / ``graph.graphml`` (``--export``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import GlossError
+from pipeline.inspection.analyse import InspectOptions
+from pipeline.manifest import Manifest, StageContext, run_stage
+
+STAGE = "inspect"
+PLOTS = ("degree_histogram.png", "homophily_per_class.png", "distance_histogram.png", "batch_adjacency.png",
+         "subgraph_layout.png")
+EXPORT_FILES = {"csv": "edges.csv", "npz": "edges.npz", "graphml": "graph.graphml"}
+
+
+@dataclass
+class InspectConfig:
+    """What to inspect and how.
+
+    Args:
+        source: ``pretrained`` or ``trained`` embeddings of the run (ignored with ``--embeddings``).
+        epochs: ``all`` to follow the validation graph across the epochs of ``RUN/train``; ``None`` not to.
+        options: the measurement knobs.
+        export: edge-list formats among ``csv``, ``npz``, ``graphml``.
+        plots: draw the PNGs.
+    """
+
+    source: str = "pretrained"
+    epochs: str | None = None
+    options: InspectOptions = field(default_factory=InspectOptions)
+    export: tuple[str, ...] = ("csv", "graphml")
+    plots: bool = True
+
+
+def _device(device: str) -> str:
+    from pipeline.encoder import resolve_device
+
+    return resolve_device(device)
+
+
+def _check(config: InspectConfig) -> None:
+    from pipeline.inspection.export import FORMATS
+
+    if config.source not in ("pretrained", "trained"):
+        raise GlossError(f"--source {config.source}: expected pretrained or trained")
+    if config.epochs not in (None, "all"):
+        raise GlossError(f"--epochs {config.epochs}: expected 'all'")
+    bad = [f for f in config.export if f not in FORMATS]
+    if bad:
+        raise GlossError(f"--export {bad[0]}: expected a comma list of {', '.join(FORMATS)}, or none")
+    o = config.options
+    if o.metric not in ("cosine", "l2"):
+        raise GlossError(f"--metric {o.metric}: expected cosine or l2")
+    if o.backend not in ("auto", "faiss", "torch"):
+        raise GlossError(f"--backend {o.backend}: expected auto, faiss or torch")
+    if o.backend == "faiss":
+        from graphs import knn
+
+        if knn.faiss is None:
+            raise GlossError("--backend faiss: faiss is not installed (pip install faiss-cpu)")
+
+
+def _body(config: InspectConfig, load, device: str, epochs_loader=None):
+    """The stage body: ``load()`` gives the :class:`Embeddings`; ``epochs_loader()`` the epoch files."""
+
+    def body(ctx: StageContext) -> dict:
+        from pipeline.inspection.analyse import epoch_metrics, inspect_embeddings
+        from pipeline.inspection.export import write_edges_csv, write_edges_npz, write_graphml
+        from pipeline.inspection.inputs import load_array
+        from pipeline.inspection.summary import summary_lines
+
+        data = load()
+        opts = config.options
+        report, graph = inspect_embeddings(data, opts, device)
+        if epochs_loader is not None:
+            files, val_labels, names = epochs_loader()
+            report["epochs"] = [
+                {"epoch": epoch, **epoch_metrics(load_array(path, len(val_labels)), val_labels, opts, device,
+                                                 max(len(names), int(val_labels.max()) + 1))}
+                for epoch, path in files
+            ]
+        edges = graph.edges  # [2, N k]
+        weight = graph.weight.reshape(-1)  # [N k]
+        names = data.label_names
+        h = report["homophily"]
+        if config.plots:
+            _plot(ctx, report, graph, data, edges, opts)
+        if "csv" in config.export:
+            write_edges_csv(ctx.output("edges.csv", rows=int(edges.shape[1])), edges, weight, data.labels)
+        if "npz" in config.export:
+            write_edges_npz(ctx.output("edges.npz"), edges, weight, data.labels, data.split, data.split_names, names)
+        if "graphml" in config.export:
+            write_graphml(ctx.output("graph.graphml"), edges, weight, data.labels, data.split, data.split_names,
+                          names, graph.component, graph.in_degree)
+        report["config"] = asdict(config)
+        ctx.output("inspect.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+        lines = summary_lines(report)
+        ctx.output("summary.txt").write_text("\n".join(lines) + "\n")
+        return {
+            "lines": lines,
+            "nodes": report["nodes"],
+            "edge_homophily": h["edge_homophily"],
+            "knn_vote_accuracy": report["knn_vote"]["accuracy"],
+            "lp_accuracy": report["label_propagation"]["accuracy"],
+            "batch_accuracy": report["batches"]["accuracy"],
+            "backend": report["search"]["backend"],
+            "device": report["device"],
+        }
+
+    return body
+
+
+def _plot(ctx: StageContext, report: dict, graph, data, edges: np.ndarray, opts: InspectOptions) -> None:
+    """The PNGs of an inspection."""
+    from graphs.inspection import snowball_sample
+    from pipeline.inspection import plots
+
+    names = data.label_names
+    h = report["homophily"]
+    plots.plot_degree_histogram(graph.in_degree, opts.k, report["degree"]["hub_threshold"],
+                                ctx.output("degree_histogram.png"))
+    plots.plot_homophily_per_class(h["per_class"], h["class_share"], names, h["edge_homophily"],
+                                   ctx.output("homophily_per_class.png"))
+    plots.plot_distance_histogram(report["distances"]["histogram"], report["sigma"],
+                                  report["distances"]["quantiles"]["p50"], ctx.output("distance_histogram.png"))
+    example = graph.extras["batch_example"]
+    plots.plot_batch_adjacency(example["weight"].numpy(), example["labels"].numpy(), example["visible"].numpy(),
+                               names, example["sigma"], ctx.output("batch_adjacency.png"))
+    sample = snowball_sample(edges, len(data.labels), opts.layout_nodes, seed=opts.seed)
+    plots.plot_subgraph(sample, edges, data.labels, names, ctx.output("subgraph_layout.png"), seed=opts.seed)
+    if report.get("epochs"):
+        plots.plot_evolution(report["epochs"], ctx.output("evolution.png"))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def run(config: InspectConfig, run_dir: str | Path, device: str = "auto", force: bool = False, echo=print) -> Manifest:
+    """Inspect a run's embeddings into ``RUN/inspect/``."""
+    from pipeline.inspection.inputs import SOURCES, epoch_embeddings, run_embeddings
+    from pipeline.manifest import load_manifest
+
+    _check(config)
+    device = _device(device)
+    upstream = {"prepare": load_manifest(run_dir, "prepare")}
+    stage = SOURCES[config.source]
+    upstream[stage] = load_manifest(run_dir, stage)
+    epochs_loader = None
+    if config.epochs == "all":
+        files, val_labels, names, manifests = epoch_embeddings(run_dir)
+        upstream.update(manifests)
+
+        def epochs_loader():
+            return files, val_labels, names
+
+    def load():
+        return run_embeddings(run_dir, config.source)[0]
+
+    return run_stage(run_dir, STAGE, {"mode": "run", **asdict(config)}, _body(config, load, device, epochs_loader),
+                     upstream=upstream, force=force, echo=echo)
+
+
+def run_files(config: InspectConfig, embeddings: str | Path, labels: str | Path, out: str | Path,
+              device: str = "auto", force: bool = False, echo=print) -> Manifest:
+    """Inspect an arbitrary ``.npy`` with a labels file into ``out`` (atomically, with a manifest)."""
+    from pipeline.inspection.inputs import file_embeddings
+
+    _check(config)
+    if config.epochs is not None:
+        raise GlossError("--epochs needs --run-dir (the epochs of RUN/train)")
+    for option, path in (("--embeddings", embeddings), ("--labels", labels)):
+        if not Path(path).is_file():
+            raise GlossError(f"{option} {path}: file not found")
+    device = _device(device)
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise GlossError(f"--out {out}: exists and is not a directory")
+    file_config = {"mode": "files", **asdict(config)}
+    file_config.pop("source")
+
+    def load():
+        return file_embeddings(embeddings, labels)
+
+    try:
+        return run_stage(out.parent, out.name, file_config, _body(config, load, device),
+                         input_files={"embeddings": Path(embeddings), "labels": Path(labels)}, force=force, echo=echo)
+    finally:
+        for folder in (out.parent / ".scratch" / out.name, out.parent / ".scratch"):
+            try:  # run_stage's scratch space, PARENT/.scratch/NAME: unused here, dropped when empty
+                folder.rmdir()
+            except OSError:
+                pass
