@@ -385,16 +385,6 @@ def _run_evaluate(run_dir, force):
         click.echo(line)
 
 
-def _not_built(name: str, help_text: str, issue: int):
-    @main.command(name=name, short_help=f"{help_text} (not built yet)", context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args):
-        raise GlossError(f"`gloss {name}` is not built yet (issue #{issue})")
-
-    command.__doc__ = f"{help_text} Not built yet: see issue #{issue}."
-    return command
-
-
 @main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, probe, propagation.")
 @config_option
 @run_dir_option(required=True)
