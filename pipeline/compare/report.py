@@ -34,7 +34,8 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
     if published:
         datasets = list(dict.fromkeys(r["dataset"] for r in rows))
         lines += ["", "Published test accuracies (%), **not measured by gloss** (sources below):", "",
-                  "| method (published) | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+                  "| method (published, full training sets) | " + " | ".join(d.split(" ")[0] for d in datasets) + " |",
+                  "|---|" + "---|" * len(datasets)]
         for entry in published:
             cells = [f"{entry['accuracy'][d]:.2f}" if d in entry["accuracy"] else "" for d in datasets]
             lines.append(f"| {entry['method']} | " + " | ".join(cells) + " |")
