@@ -410,26 +410,29 @@ def evaluate(run_dir, knn_k, tsne_max, seed, force):
 @config_option
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run whose embeddings to inspect (writes RUN/inspect/).")
-@click.option("--source", type=click.Choice(["pretrained", "trained"]), default="pretrained", show_default=True,
-              help="RUN/embed embeddings or RUN/train's (best epoch).")
+@click.option("--source", type=click.Choice(["pretrained", "trained"]), default="pretrained",
+              show_default=True, help="RUN/embed embeddings or RUN/train's (best epoch).")
 @click.option("--epochs", type=click.Choice(["all"]), default=None,
               help="Also follow the val graph across RUN/train/val_embeddings/epoch-K.npy (0 = pre-trained).")
 @click.option("--embeddings", type=click.Path(dir_okay=False), default=None,
               help="Instead of a run: an [N, D] .npy of embeddings (needs --labels and --out).")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
               help="Labels of --embeddings: integer .npy, CSV/TSV (label column) or text (one per line).")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder of the --embeddings mode.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder of the --embeddings mode.")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per node.")
 @click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default="auto", show_default=True,
-              help="kNN search: auto = FAISS on CPU (torch top-k for small graphs), FAISS GPU or torch on CUDA.")
+              help="kNN search: auto = FAISS on CPU (torch top-k for small graphs), FAISS GPU or torch "
+                   "on CUDA.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda.")
 @click.option("--batches", type=click.IntRange(min=1), default=5, show_default=True,
               help="G-Loss batch graphs sampled from train.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
-@click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.6, show_default=True,
-              help="G-Loss share of visible nodes in the batch graphs.")
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+@click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.6,
+              show_default=True, help="G-Loss share of visible nodes in the batch graphs.")
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True,
               help="Share of nodes hidden for label propagation when there is no train/val split.")
 @click.option("--layout-nodes", type=click.IntRange(min=2), default=200, show_default=True,
               help="Nodes of the sampled subgraph drawn in subgraph_layout.png.")
@@ -438,12 +441,12 @@ def evaluate(run_dir, knn_k, tsne_max, seed, force):
               help="Edge-list formats: a comma list of csv, npz, graphml, or none.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNG figures.")
 @force_option
-def inspect(run_dir, source, epochs, embeddings, labels, out, k, metric, backend, device, batches, batch_size, gamma,
-            holdout, layout_nodes, seed, export, plots, force):
-    """Build the exact kNN graph of a run's embeddings (or of --embeddings) and report edge homophily (overall,
-    per class), in/out degrees and hubs, weakly connected components and their label purity, leave-one-out
-    kNN-vote accuracy, label-propagation accuracy, pairwise distances with the sigma heuristics and the
-    accuracy of G-Loss batch graphs: inspect.json, summary.txt, plots and edge lists."""
+def inspect(run_dir, source, epochs, embeddings, labels, out, k, metric, backend, device, batches, batch_size,
+            gamma, holdout, layout_nodes, seed, export, plots, force):
+    """Build the exact kNN graph of a run's embeddings (or of --embeddings) and report edge homophily
+    (overall, per class), in/out degrees and hubs, weakly connected components and their label purity,
+    leave-one-out kNN-vote accuracy, label-propagation accuracy, pairwise distances with the sigma heuristics
+    and the accuracy of G-Loss batch graphs: inspect.json, summary.txt, plots and edge lists."""
     from pipeline.inspection.analyse import InspectOptions
     from pipeline.inspection.export import parse_formats
     from pipeline.stages import inspect as stage
@@ -460,7 +463,8 @@ def inspect(run_dir, source, epochs, embeddings, labels, out, k, metric, backend
     if embeddings is not None:
         if labels is None or out is None:
             raise GlossError("--embeddings needs --labels FILE and --out DIR")
-        manifest = stage.run_files(config, embeddings, labels, out, device=device, force=force, echo=click.echo)
+        manifest = stage.run_files(config, embeddings, labels, out, device=device, force=force,
+                                   echo=click.echo)
     else:
         if labels is not None or out is not None:
             raise GlossError("--labels and --out go with --embeddings; with --run-dir the labels come from "

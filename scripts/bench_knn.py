@@ -62,7 +62,9 @@ def _sklearn_graph(x: np.ndarray, k: int) -> np.ndarray:
     """k neighbours of every row (self dropped) with scikit-learn brute force. Shapes: [N, D] -> [N, k]."""
     from sklearn.neighbors import NearestNeighbors
 
-    _, idx = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric="cosine").fit(x).kneighbors(x)  # [N, k+1]
+    _, idx = (
+        NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric="cosine").fit(x).kneighbors(x)
+    )  # [N, k+1]
     n = len(x)
     is_self = idx == np.arange(n)[:, None]  # [N, k+1]
     is_self[~is_self.any(axis=1), -1] = True  # self pushed out by duplicates: drop the farthest instead
@@ -99,21 +101,32 @@ def worker(backend: str, n: int, dim: int, k: int, seed: int, result: str) -> No
     seconds = time.perf_counter() - started
     peak = _rss_mb()
     np.save(result, nbr.astype(np.int64))
-    print(json.dumps({
-        "backend": backend, "n": n, "dim": dim, "k": k, "seconds": round(seconds, 3),
-        "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak, 1),
-        "search_peak_mb": round(peak - rss_before, 1), "threads": threads,
-        "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
-    }))
+    print(
+        json.dumps(
+            {
+                "backend": backend,
+                "n": n,
+                "dim": dim,
+                "k": k,
+                "seconds": round(seconds, 3),
+                "rss_before_mb": round(rss_before, 1),
+                "peak_rss_mb": round(peak, 1),
+                "search_peak_mb": round(peak - rss_before, 1),
+                "threads": threads,
+                "load_before": [round(v, 2) for v in load_before],
+                "load_after": [round(v, 2) for v in os.getloadavg()],
+            }
+        )
+    )
 
 
 def sorted_similarities(x: np.ndarray, nbr: np.ndarray, block: int = 8192) -> np.ndarray:
     """Cosine similarity of every node to its neighbours in float64, sorted descending. Shapes: [N, k]."""
     out = np.empty(nbr.shape, dtype=np.float64)
     for start in range(0, len(x), block):
-        q = x[start:start + block].astype(np.float64)  # [b, D]
-        sims = np.einsum("bd,bkd->bk", q, x[nbr[start:start + block]].astype(np.float64))  # [b, k]
-        out[start:start + block] = -np.sort(-sims, axis=1)
+        q = x[start : start + block].astype(np.float64)  # [b, D]
+        sims = np.einsum("bd,bkd->bk", q, x[nbr[start : start + block]].astype(np.float64))  # [b, k]
+        out[start : start + block] = -np.sort(-sims, axis=1)
     return out
 
 
@@ -122,14 +135,32 @@ def compare(x: np.ndarray, reference: np.ndarray, other: np.ndarray) -> dict:
     diff = np.abs(sorted_similarities(x, reference) - sorted_similarities(x, other)).max()
     same_sets = (np.sort(reference, axis=1) == np.sort(other, axis=1)).all(axis=1).mean()
     no_self = bool((other != np.arange(len(x))[:, None]).all())
-    return {"max_similarity_diff": float(diff), "same_index_sets": float(same_sets), "self_excluded": no_self,
-            "agree": bool(diff <= TOLERANCE and no_self)}
+    return {
+        "max_similarity_diff": float(diff),
+        "same_index_sets": float(same_sets),
+        "self_excluded": no_self,
+        "agree": bool(diff <= TOLERANCE and no_self),
+    }
 
 
 def run_one(backend: str, n: int, args, tmp: Path) -> tuple[dict, np.ndarray]:
     result = tmp / f"{backend}-{n}.npy"
-    command = [sys.executable, __file__, "--worker", backend, "--n", str(n), "--dim", str(args.dim), "--k",
-               str(args.k), "--seed", str(args.seed), "--result", str(result)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        backend,
+        "--n",
+        str(n),
+        "--dim",
+        str(args.dim),
+        "--k",
+        str(args.k),
+        "--seed",
+        str(args.seed),
+        "--result",
+        str(result),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker {backend} n={n} failed:\n{done.stderr}")
@@ -157,8 +188,12 @@ def main() -> None:
         backends.insert(0, "faiss")  # the reference of the agreement check
     sizes = QUICK_SIZES if args.quick else SIZES
     started = time.perf_counter()
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-               "load_start": [round(v, 2) for v in os.getloadavg()]}
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_start": [round(v, 2) for v in os.getloadavg()],
+    }
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_knn-") as tmp:
         for case, n in sizes.items():
@@ -175,16 +210,28 @@ def main() -> None:
     def seconds(backend: str, case: str) -> float | None:
         return next((r["seconds"] for r in rows if r["backend"] == backend and r["case"] == case), None)
 
-    summary: dict = {"summary": True, "quick": args.quick, "dim": args.dim, "k": args.k, "machine": machine,
-                     "load_end": [round(v, 2) for v in os.getloadavg()],
-                     "all_agree": all(r["agree"] for r in rows),
-                     "seconds": {case: {b: seconds(b, case) for b in backends} for case in sizes},
-                     "peak_mb": {case: {r["backend"]: r["search_peak_mb"] for r in rows if r["case"] == case}
-                                 for case in sizes},
-                     "wall_seconds": round(time.perf_counter() - started, 1)}
+    command = "python " + " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    summary: dict = {
+        "summary": True,
+        "command": command,
+        "quick": args.quick,
+        "dim": args.dim,
+        "k": args.k,
+        "machine": machine,
+        "load_end": [round(v, 2) for v in os.getloadavg()],
+        "all_agree": all(r["agree"] for r in rows),
+        "seconds": {case: {b: seconds(b, case) for b in backends} for case in sizes},
+        "peak_mb": {
+            case: {r["backend"]: r["search_peak_mb"] for r in rows if r["case"] == case} for case in sizes
+        },
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
     if not args.quick:
         faiss_20ng = seconds("faiss", "20ng_like")
-        summary["target_20ng_faiss_under_5s"] = {"seconds": faiss_20ng, "met": faiss_20ng is not None and faiss_20ng < 5}
+        summary["target_20ng_faiss_under_5s"] = {
+            "seconds": faiss_20ng,
+            "met": faiss_20ng is not None and faiss_20ng < 5,
+        }
         f, s = seconds("faiss", "100k"), seconds("sklearn", "100k")
         ratio = round(s / f, 2) if f and s else None
         summary["target_faiss_3x_sklearn_100k"] = {"speedup": ratio, "met": ratio is not None and ratio >= 3}

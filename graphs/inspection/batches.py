@@ -17,9 +17,16 @@ __all__ = ["gloss_batch_graphs"]
 
 
 @torch.no_grad()
-def gloss_batch_graphs(x: Tensor, labels: Tensor, num_batches: int = 5, batch_size: int = 32,
-                       gamma: float = 0.6, seed: int = 0, num_classes: int | None = None,
-                       damping: float = 1e-6) -> dict[str, Any]:
+def gloss_batch_graphs(
+    x: Tensor,
+    labels: Tensor,
+    num_batches: int = 5,
+    batch_size: int = 32,
+    gamma: float = 0.6,
+    seed: int = 0,
+    num_classes: int | None = None,
+    damping: float = 1e-6,
+) -> dict[str, Any]:
     r"""Propagation accuracy on the hidden nodes of random G-Loss batches, as the loss sees them.
 
     Each batch is :obj:`batch_size` rows drawn without replacement (seeded); :meth:`GLoss.split` hides a
@@ -88,8 +95,12 @@ def gloss_batch_graphs(x: Tensor, labels: Tensor, num_batches: int = 5, batch_si
         if example is None:
             order = torch.argsort(yb, stable=True)  # [B]
             W = dense_gaussian_kernel(xb[order], sigma)  # [B, B]
-            example = {"weight": W.cpu(), "labels": yb[order].cpu(), "visible": visible[order].cpu(),
-                       "sigma": float(sigma)}
+            example = {
+                "weight": W.cpu(),
+                "labels": yb[order].cpu(),
+                "visible": visible[order].cpu(),
+                "sigma": float(sigma),
+            }
 
     def mean(key: str) -> float | None:
         values = [r[key] for r in records if r[key] is not None]

@@ -32,9 +32,15 @@ def holdout_mask(num_nodes: int, fraction: float = 0.2, seed: int = 0) -> np.nda
 
 
 @torch.no_grad()
-def graph_label_propagation(edges: Tensor, weight: Tensor, labels: Tensor, visible: Tensor,
-                            num_classes: int | None = None, num_iters: int = 1000,
-                            tol: float = 1e-6) -> dict[str, Any]:
+def graph_label_propagation(
+    edges: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    visible: Tensor,
+    num_classes: int | None = None,
+    num_iters: int = 1000,
+    tol: float = 1e-6,
+) -> dict[str, Any]:
     r"""Clamped label propagation (Zhu and Ghahramani, 2002) from the visible nodes over a kNN graph.
 
     The graph is symmetrised by the maximum weight (an edge exists when either end lists the other),
@@ -67,7 +73,9 @@ def graph_label_propagation(edges: Tensor, weight: Tensor, labels: Tensor, visib
     edge_index, w = symmetrize(edges.long(), weight.double(), num_nodes, reduce="max")  # [2, E'], [E']
     w = normalize_edge_weight(edge_index, w, num_nodes, mode="row")  # rows of T sum to 1 (or 0)
     # T[i, j] = weight of the edge j -> i (row 0 of edge_index is the source j).
-    T = torch.sparse_coo_tensor(edge_index.flip(0), w, (num_nodes, num_nodes), check_invariants=False)  # [N, N]
+    T = torch.sparse_coo_tensor(
+        edge_index.flip(0), w, (num_nodes, num_nodes), check_invariants=False
+    )  # [N, N]
     T = T.coalesce()  # the layer turns it into CSR
     seeds = torch.nn.functional.one_hot(labels.clamp_min(0), c).double() * visible.unsqueeze(1)  # [N, C]
     layer = DifferentiableLabelPropagation(num_iters=num_iters, tol=tol)

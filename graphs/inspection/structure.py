@@ -208,9 +208,18 @@ def component_purity(component: Any, labels: Any, top: int = 10) -> dict[str, An
     comp = _as_numpy(component).astype(np.int64, copy=False)  # [N]
     y = _as_numpy(labels).astype(np.int64, copy=False)  # [N]
     if comp.size == 0:
-        return {"components": 0, "largest": 0, "singletons": 0, "purity_weighted": None, "purity_mean": None,
-                "pure_components": 0, "top": []}
-    counts = sp.csr_matrix((np.ones(len(y)), (comp, y)), shape=(int(comp.max()) + 1, int(y.max()) + 1))  # [K, C]
+        return {
+            "components": 0,
+            "largest": 0,
+            "singletons": 0,
+            "purity_weighted": None,
+            "purity_mean": None,
+            "pure_components": 0,
+            "top": [],
+        }
+    counts = sp.csr_matrix(
+        (np.ones(len(y)), (comp, y)), shape=(int(comp.max()) + 1, int(y.max()) + 1)
+    )  # [K, C]
     sizes = np.asarray(counts.sum(axis=1)).ravel()  # [K]
     majority_count = counts.max(axis=1).toarray().ravel()  # [K]
     majority = np.asarray(counts.argmax(axis=1)).ravel()  # [K]
@@ -225,7 +234,9 @@ def component_purity(component: Any, labels: Any, top: int = 10) -> dict[str, An
         "purity_weighted": float(majority_count.sum() / sizes.sum()),
         "purity_mean": float(purity.mean()),
         "pure_components": int((purity == 1).sum()),
-        "top": [{"size": int(sizes[i]), "purity": float(purity[i]), "majority": int(majority[i])} for i in order],
+        "top": [
+            {"size": int(sizes[i]), "purity": float(purity[i]), "majority": int(majority[i])} for i in order
+        ],
     }
 
 
@@ -276,7 +287,9 @@ def knn_vote(neighbors: Any, labels: Any, num_classes: int | None = None) -> dic
     }
 
 
-def snowball_sample(edges: Any, num_nodes: int, size: int = 200, num_seeds: int = 10, seed: int = 0) -> np.ndarray:
+def snowball_sample(
+    edges: Any, num_nodes: int, size: int = 200, num_seeds: int = 10, seed: int = 0
+) -> np.ndarray:
     """A connected-looking sample for drawing: breadth-first search over the symmetrised graph from
     ``num_seeds`` random nodes (neighbours visited in random order) until ``size`` nodes are reached; a
     fresh random seed is taken whenever the search runs dry. A uniform sample of a large kNN graph would
@@ -314,7 +327,7 @@ def snowball_sample(edges: Any, num_nodes: int, size: int = 200, num_seeds: int 
             take_seed()
             continue
         node = queue.popleft()
-        for nb in rng.permutation(adj.indices[adj.indptr[node]:adj.indptr[node + 1]]):
+        for nb in rng.permutation(adj.indices[adj.indptr[node] : adj.indptr[node + 1]]):
             if len(chosen) >= size:
                 break
             if not taken[nb]:

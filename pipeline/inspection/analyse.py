@@ -32,7 +32,10 @@ class InspectOptions:
 
 @dataclass
 class Graph:
-    """Arrays of an inspected graph (numpy, CPU). Shapes: neighbors/scores/weight [N, k], in/out/component [N]."""
+    """Arrays of an inspected graph (numpy, CPU).
+
+    Shapes: neighbors, scores, weight [N, k]; out_degree, in_degree, component [N].
+    """
 
     neighbors: np.ndarray
     scores: np.ndarray
@@ -63,7 +66,9 @@ def _visible(data: Embeddings, holdout: float, seed: int) -> tuple[np.ndarray, s
 
     if "train" in data.split_names and len(data.rows("train")) and len(data.rows("val")):
         return data.split == data.split_names.index("train"), "train labels visible"
-    return holdout_mask(len(data.labels), holdout, seed), f"seeded {holdout:.0%} of the nodes hidden (seed {seed})"
+    return holdout_mask(
+        len(data.labels), holdout, seed
+    ), f"seeded {holdout:.0%} of the nodes hidden (seed {seed})"
 
 
 def _search(x, options: InspectOptions):
@@ -98,7 +103,8 @@ def _propagate(data: Embeddings, nbr, weight, visible: np.ndarray, device) -> di
     result["hidden"] = int(hidden.sum())
     result["visible"] = int(visible.sum())
     result["per_split"] = {
-        s: float(right[rows].mean()) for s in data.split_names
+        s: float(right[rows].mean())
+        for s in data.split_names
         if len(rows := data.rows(s)) and not visible[rows].any()
     }
     return result
@@ -170,8 +176,15 @@ def inspect_embeddings(data: Embeddings, options: InspectOptions, device: str = 
     pool_labels = torch.from_numpy(data.labels[pool]).to(x.device)
     sigma = sigma_values(z[torch.from_numpy(pool).to(x.device)], pool_labels, seed=options.seed)
     lap("distances")
-    batches = gloss_batch_graphs(x[torch.from_numpy(pool).to(x.device)], pool_labels, options.batches,
-                                 options.batch_size, options.gamma, options.seed, c)
+    batches = gloss_batch_graphs(
+        x[torch.from_numpy(pool).to(x.device)],
+        pool_labels,
+        options.batches,
+        options.batch_size,
+        options.gamma,
+        options.seed,
+        c,
+    )
     example = batches.pop("example")
     lap("batches")
     silhouette = _silhouette(data.x, data.labels, options)
@@ -199,13 +212,25 @@ def inspect_embeddings(data: Embeddings, options: InspectOptions, device: str = 
         "silhouette": silhouette,
         "seconds": timings,
     }
-    graph = Graph(nbr_np, scores.cpu().numpy(), weight.cpu().numpy(), out_deg, in_deg, comp,
-                  extras={"batch_example": example})
+    graph = Graph(
+        nbr_np,
+        scores.cpu().numpy(),
+        weight.cpu().numpy(),
+        out_deg,
+        in_deg,
+        comp,
+        extras={"batch_example": example},
+    )
     return report, graph
 
 
-def epoch_metrics(x: np.ndarray, labels: np.ndarray, options: InspectOptions, device: str = "cpu",
-                  num_classes: int | None = None) -> dict[str, Any]:
+def epoch_metrics(
+    x: np.ndarray,
+    labels: np.ndarray,
+    options: InspectOptions,
+    device: str = "cpu",
+    num_classes: int | None = None,
+) -> dict[str, Any]:
     """The figures followed across epochs for one set of (validation) embeddings: edge homophily,
     leave-one-out kNN-vote accuracy, label-propagation accuracy (seeded ``holdout`` hidden), silhouette,
     components and hubs.

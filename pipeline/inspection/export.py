@@ -23,7 +23,9 @@ def parse_formats(spec: str | Sequence[str]) -> tuple[str, ...]:
     items = [i.strip().lower() for i in items if i.strip() and i.strip().lower() != "none"]
     unknown = [i for i in items if i not in FORMATS]
     if unknown:
-        raise ValueError(f"unknown export format '{unknown[0]}' (expected a comma list of {', '.join(FORMATS)}, or none)")
+        raise ValueError(
+            f"unknown export format '{unknown[0]}' (expected a comma list of {', '.join(FORMATS)}, or none)"
+        )
     return tuple(dict.fromkeys(items))
 
 
@@ -43,14 +45,28 @@ def write_edges_csv(path: str | Path, edges: np.ndarray, weight: np.ndarray, lab
     return Path(path)
 
 
-def write_edges_npz(path: str | Path, edges: np.ndarray, weight: np.ndarray, labels: np.ndarray,
-                    split: np.ndarray, split_names: Sequence[str], label_names: Sequence[str]) -> Path:
+def write_edges_npz(
+    path: str | Path,
+    edges: np.ndarray,
+    weight: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    split_names: Sequence[str],
+    label_names: Sequence[str],
+) -> Path:
     """``source``, ``target``, ``weight``, ``same_label`` per edge; ``label``, ``split`` per node; names."""
     with open(path, "wb") as handle:
-        np.savez(handle, source=edges[0], target=edges[1], weight=weight.astype(np.float32),
-                 same_label=labels[edges[0]] == labels[edges[1]], label=labels.astype(np.int64),
-                 split=split.astype(np.int8), split_names=np.array(list(split_names)),
-                 label_names=np.array([str(n) for n in label_names]))
+        np.savez(
+            handle,
+            source=edges[0],
+            target=edges[1],
+            weight=weight.astype(np.float32),
+            same_label=labels[edges[0]] == labels[edges[1]],
+            label=labels.astype(np.int64),
+            split=split.astype(np.int8),
+            split_names=np.array(list(split_names)),
+            label_names=np.array([str(n) for n in label_names]),
+        )
     return Path(path)
 
 
@@ -68,10 +84,18 @@ def _xml_text(value: str) -> str:
     return escape(_XML_INVALID.sub("", value))
 
 
-def write_graphml(path: str | Path, edges: np.ndarray, weight: np.ndarray, labels: np.ndarray,
-                  split: np.ndarray, split_names: Sequence[str], label_names: Sequence[str],
-                  component: np.ndarray | None = None, in_degree: np.ndarray | None = None,
-                  chunk: int = 20000) -> Path:
+def write_graphml(
+    path: str | Path,
+    edges: np.ndarray,
+    weight: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    split_names: Sequence[str],
+    label_names: Sequence[str],
+    component: np.ndarray | None = None,
+    in_degree: np.ndarray | None = None,
+    chunk: int = 20000,
+) -> Path:
     """A directed GraphML file (read by Gephi, Cytoscape and ``networkx.read_graphml``): node attributes
     ``label`` (name), ``label_id``, ``split`` (and ``component``, ``in_degree`` when given); edge attributes
     ``weight`` and ``same_label``. Streamed in chunks, so a corpus graph of 200k edges takes seconds, not
@@ -103,8 +127,11 @@ def write_graphml(path: str | Path, edges: np.ndarray, weight: np.ndarray, label
             lines = []
             for i in range(start, min(start + chunk, n)):
                 y = int(labels[i])
-                data = [("label", names[y] if y < len(names) else str(y)), ("label_id", y),
-                        ("split", splits[int(split[i])])]
+                data = [
+                    ("label", names[y] if y < len(names) else str(y)),
+                    ("label_id", y),
+                    ("split", splits[int(split[i])]),
+                ]
                 if component is not None:
                     data.append(("component", int(component[i])))
                 if in_degree is not None:
@@ -114,12 +141,18 @@ def write_graphml(path: str | Path, edges: np.ndarray, weight: np.ndarray, label
             handle.write("".join(lines))
         for start in range(0, edges.shape[1], chunk):
             stop = start + chunk
-            handle.write("".join(
-                f'    <edge source="{s}" target="{t}"><data key="weight">{w:.6g}</data>'
-                f'<data key="same_label">{"true" if b else "false"}</data></edge>\n'
-                for s, t, w, b in zip(edges[0, start:stop].tolist(), edges[1, start:stop].tolist(),
-                                      weight[start:stop].astype(float).tolist(), same[start:stop].tolist(),
-                                      strict=True)
-            ))
+            handle.write(
+                "".join(
+                    f'    <edge source="{s}" target="{t}"><data key="weight">{w:.6g}</data>'
+                    f'<data key="same_label">{"true" if b else "false"}</data></edge>\n'
+                    for s, t, w, b in zip(
+                        edges[0, start:stop].tolist(),
+                        edges[1, start:stop].tolist(),
+                        weight[start:stop].astype(float).tolist(),
+                        same[start:stop].tolist(),
+                        strict=True,
+                    )
+                )
+            )
         handle.write("  </graph>\n</graphml>\n")
     return Path(path)

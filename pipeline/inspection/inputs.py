@@ -56,7 +56,9 @@ def load_array(path: str | Path, rows: int | None = None) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise GlossError(f"{path}: expected a 2-D numeric array [N, D] (got shape {list(array.shape)}, {array.dtype})")
+        raise GlossError(
+            f"{path}: expected a 2-D numeric array [N, D] (got shape {list(array.shape)}, {array.dtype})"
+        )
     if rows is not None and array.shape[0] != rows:
         raise GlossError(f"{path}: {array.shape[0]} rows, but the split has {rows} documents")
     array = array.astype(np.float32, copy=False)
@@ -95,7 +97,9 @@ def run_embeddings(run_dir: str | Path, source: str) -> tuple[Embeddings, dict[s
     return data, {"prepare": prepared, SOURCES[source]: stage}
 
 
-def epoch_embeddings(run_dir: str | Path) -> tuple[list[tuple[int, Path]], np.ndarray, list[str], dict[str, Manifest]]:
+def epoch_embeddings(
+    run_dir: str | Path,
+) -> tuple[list[tuple[int, Path]], np.ndarray, list[str], dict[str, Manifest]]:
     """The validation embeddings after every epoch of ``RUN/train`` (``val_embeddings/epoch-K.npy``),
     preceded by epoch 0 = the pre-trained ones of ``RUN/embed`` when that stage exists; the val labels,
     the label names and the manifests read."""
@@ -108,7 +112,9 @@ def epoch_embeddings(run_dir: str | Path) -> tuple[list[tuple[int, Path]], np.nd
         if match:
             files.append((int(match.group(1)), trained.output(rel)))
     if not files:
-        raise GlossError(f"{trained.stage_dir}: no val_embeddings/epoch-K.npy (this method saves no embeddings)")
+        raise GlossError(
+            f"{trained.stage_dir}: no val_embeddings/epoch-K.npy (this method saves no embeddings)"
+        )
     manifests = {"prepare": prepared, "train": trained}
     if (Path(run_dir) / "embed" / "manifest.json").is_file():
         embedded = load_manifest(run_dir, "embed")
@@ -132,13 +138,17 @@ def read_labels(path: str | Path, rows: int) -> tuple[np.ndarray, list[str]]:
         except (OSError, ValueError) as exc:
             raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
         if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
-            raise GlossError(f"{path}: expected a 1-D integer array of labels (got shape {list(values.shape)}, "
-                             f"{values.dtype})")
+            raise GlossError(
+                f"{path}: expected a 1-D integer array of labels (got shape {list(values.shape)}, "
+                f"{values.dtype})"
+            )
         raw = [str(v) for v in values.tolist()]
     elif path.suffix in (".csv", ".tsv"):
         import pandas as pd
 
-        frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        frame = pd.read_csv(
+            path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+        )
         if "label" in frame.columns:
             raw = frame["label"].tolist()
         elif len(frame.columns) == 1:
@@ -172,5 +182,11 @@ def file_embeddings(embeddings: str | Path, labels: str | Path) -> Embeddings:
     """Arbitrary embeddings and labels: one split (``all``)."""
     x = load_array(embeddings)
     ids, names = read_labels(labels, len(x))
-    return Embeddings(x=x, labels=ids, split=np.zeros(len(x), dtype=np.int8), split_names=("all",),
-                      label_names=names, source=str(Path(embeddings).resolve()))
+    return Embeddings(
+        x=x,
+        labels=ids,
+        split=np.zeros(len(x), dtype=np.int8),
+        split_names=("all",),
+        label_names=names,
+        source=str(Path(embeddings).resolve()),
+    )

@@ -21,7 +21,9 @@ DPI = 110
 def _colours(num_classes: int) -> np.ndarray:
     """One RGBA colour per class. Shapes: [C, 4]."""
     cmap = plt.get_cmap("tab10" if num_classes <= 10 else "tab20" if num_classes <= 20 else "gist_ncar")
-    return np.asarray([cmap(i if num_classes <= 20 else i / max(num_classes - 1, 1)) for i in range(num_classes)])
+    return np.asarray(
+        [cmap(i if num_classes <= 20 else i / max(num_classes - 1, 1)) for i in range(num_classes)]
+    )
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -55,19 +57,36 @@ def plot_degree_histogram(in_degree: np.ndarray, k: int, hub_threshold: float, p
     return _save(fig, path)
 
 
-def plot_homophily_per_class(per_class: Sequence[float | None], class_share: Sequence[float], names: Sequence[str],
-                             overall: float | None, path: str | Path) -> Path:
+def plot_homophily_per_class(
+    per_class: Sequence[float | None],
+    class_share: Sequence[float],
+    names: Sequence[str],
+    overall: float | None,
+    path: str | Path,
+) -> Path:
     """Bar chart of the edge homophily of each class, with each class's share of nodes (what random
     edges would give) as ticks and the overall homophily as a line."""
     c = len(per_class)
     values = np.array([np.nan if v is None else v for v in per_class], dtype=float)
     fig, ax = plt.subplots(figsize=(min(3 + 0.35 * c, 20), 4))
     ax.bar(np.arange(c), np.nan_to_num(values), color=_colours(c))
-    ax.scatter(np.arange(c), class_share, marker="_", s=200, color="black", zorder=3, label="class share (random edges)")
+    ax.scatter(
+        np.arange(c),
+        class_share,
+        marker="_",
+        s=200,
+        color="black",
+        zorder=3,
+        label="class share (random edges)",
+    )
     if overall is not None:
         ax.axhline(overall, color="#C44E52", linestyle="--", label=f"overall {overall:.3f}")
-    ax.set_xticks(np.arange(c), labels=[str(n) for n in names][:c] + [str(i) for i in range(len(names), c)],
-                  rotation=90 if c > 8 else 0, fontsize=8 if c <= 20 else 6)
+    ax.set_xticks(
+        np.arange(c),
+        labels=[str(n) for n in names][:c] + [str(i) for i in range(len(names), c)],
+        rotation=90 if c > 8 else 0,
+        fontsize=8 if c <= 20 else 6,
+    )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of same-label edges")
     ax.set_title("edge homophily per class")
@@ -75,8 +94,9 @@ def plot_homophily_per_class(per_class: Sequence[float | None], class_share: Seq
     return _save(fig, path)
 
 
-def plot_distance_histogram(histogram: dict[str, list[float]], sigma: dict[str, Any], median: float,
-                            path: str | Path) -> Path:
+def plot_distance_histogram(
+    histogram: dict[str, list[float]], sigma: dict[str, Any], median: float, path: str | Path
+) -> Path:
     """Histogram of sampled pairwise distances with the kernel widths (``sqrt``, ``dicm``) and the median
     as vertical lines."""
     counts, edges = np.asarray(histogram["counts"]), np.asarray(histogram["edges"])
@@ -95,8 +115,14 @@ def plot_distance_histogram(histogram: dict[str, list[float]], sigma: dict[str, 
     return _save(fig, path)
 
 
-def plot_batch_adjacency(weight: np.ndarray, labels: np.ndarray, visible: np.ndarray, names: Sequence[str],
-                         sigma: float, path: str | Path) -> Path:
+def plot_batch_adjacency(
+    weight: np.ndarray,
+    labels: np.ndarray,
+    visible: np.ndarray,
+    names: Sequence[str],
+    sigma: float,
+    path: str | Path,
+) -> Path:
     """Heatmap of a dense G-Loss batch graph, nodes sorted by label, class blocks outlined, hidden nodes
     marked with an x under the matrix.
 
@@ -117,17 +143,29 @@ def plot_batch_adjacency(weight: np.ndarray, labels: np.ndarray, visible: np.nda
     starts = np.concatenate([[0], np.flatnonzero(np.diff(labels)) + 1])
     ends = np.concatenate([starts[1:], [b]])
     centres = (starts + ends - 1) / 2
-    ax.set_xticks(centres, labels=[str(names[y]) if y < len(names) else str(y) for y in labels[starts]],
-                  rotation=90, fontsize=7)
-    ax.set_yticks(centres, labels=[str(names[y]) if y < len(names) else str(y) for y in labels[starts]], fontsize=7)
+    ax.set_xticks(
+        centres,
+        labels=[str(names[y]) if y < len(names) else str(y) for y in labels[starts]],
+        rotation=90,
+        fontsize=7,
+    )
+    ax.set_yticks(
+        centres, labels=[str(names[y]) if y < len(names) else str(y) for y in labels[starts]], fontsize=7
+    )
     hidden = np.flatnonzero(~visible)
     ax.scatter(hidden, np.full(len(hidden), b - 0.5 + 0.9), marker="x", s=12, color="#C44E52", clip_on=False)
     ax.set_title(f"G-Loss batch graph (dense Gaussian, sigma {sigma:.4f}); x = hidden")
     return _save(fig, path)
 
 
-def plot_subgraph(nodes: np.ndarray, edges: np.ndarray, labels: np.ndarray, names: Sequence[str],
-                  path: str | Path, seed: int = 0) -> Path:
+def plot_subgraph(
+    nodes: np.ndarray,
+    edges: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    path: str | Path,
+    seed: int = 0,
+) -> Path:
     """Spring layout (networkx) of a sampled subgraph, nodes coloured by label.
 
     Args:
@@ -153,11 +191,14 @@ def plot_subgraph(nodes: np.ndarray, edges: np.ndarray, labels: np.ndarray, name
     for cls in np.unique(y):
         members = nodes[y == cls].tolist()
         name = str(names[cls]) if cls < len(names) else str(cls)
-        nx.draw_networkx_nodes(graph, position, nodelist=members, node_color=[colours[cls]], node_size=28,
-                               ax=ax, label=name)
+        nx.draw_networkx_nodes(
+            graph, position, nodelist=members, node_color=[colours[cls]], node_size=28, ax=ax, label=name
+        )
     same = labels[edges[0][keep]] == labels[edges[1][keep]]
-    ax.set_title(f"{len(nodes)} sampled nodes, {int(keep.sum())} kNN edges "
-                 f"({same.mean() if len(same) else 0:.0%} same label)")
+    ax.set_title(
+        f"{len(nodes)} sampled nodes, {int(keep.sum())} kNN edges "
+        f"({same.mean() if len(same) else 0:.0%} same label)"
+    )
     ax.axis("off")
     if len(np.unique(y)) <= 20:
         ax.legend(fontsize=7, markerscale=1.5, loc="best")

@@ -1,10 +1,10 @@
 """``gloss inspect``: the exact kNN graph of a run's embeddings (or of any ``.npy``), measured, drawn and
 exported.
 
-Inputs: ``RUN/embed/embeddings_{train,val,test}.npy`` (``--source pretrained``), ``RUN/train/...`` (``trained``,
-the best epoch) and, with ``--epochs all``, every ``RUN/train/val_embeddings/epoch-K.npy`` (epoch 0 = the
-pre-trained val embeddings); labels from ``RUN/prepare``. Or ``--embeddings FILE.npy --labels FILE`` with
-``--out DIR``.
+Inputs: ``RUN/embed/embeddings_{train,val,test}.npy`` (``--source pretrained``), ``RUN/train/...``
+(``trained``, the best epoch) and, with ``--epochs all``, every ``RUN/train/val_embeddings/epoch-K.npy``
+(epoch 0 = the pre-trained val embeddings); labels from ``RUN/prepare``. Or ``--embeddings FILE.npy
+--labels FILE`` with ``--out DIR``.
 
 Outputs (``RUN/inspect/`` or ``--out``, written atomically with a manifest): ``inspect.json`` (every figure),
 ``summary.txt``, ``degree_histogram.png``, ``homophily_per_class.png``, ``distance_histogram.png``,
@@ -25,8 +25,13 @@ from pipeline.inspection.analyse import InspectOptions
 from pipeline.manifest import Manifest, StageContext, run_stage
 
 STAGE = "inspect"
-PLOTS = ("degree_histogram.png", "homophily_per_class.png", "distance_histogram.png", "batch_adjacency.png",
-         "subgraph_layout.png")
+PLOTS = (
+    "degree_histogram.png",
+    "homophily_per_class.png",
+    "distance_histogram.png",
+    "batch_adjacency.png",
+    "subgraph_layout.png",
+)
 EXPORT_FILES = {"csv": "edges.csv", "npz": "edges.npz", "graphml": "graph.graphml"}
 
 
@@ -92,8 +97,16 @@ def _body(config: InspectConfig, load, device: str, epochs_loader=None):
         if epochs_loader is not None:
             files, val_labels, names = epochs_loader()
             report["epochs"] = [
-                {"epoch": epoch, **epoch_metrics(load_array(path, len(val_labels)), val_labels, opts, device,
-                                                 max(len(names), int(val_labels.max()) + 1))}
+                {
+                    "epoch": epoch,
+                    **epoch_metrics(
+                        load_array(path, len(val_labels)),
+                        val_labels,
+                        opts,
+                        device,
+                        max(len(names), int(val_labels.max()) + 1),
+                    ),
+                }
                 for epoch, path in files
             ]
         edges = graph.edges  # [2, N k]
@@ -105,10 +118,21 @@ def _body(config: InspectConfig, load, device: str, epochs_loader=None):
         if "csv" in config.export:
             write_edges_csv(ctx.output("edges.csv", rows=int(edges.shape[1])), edges, weight, data.labels)
         if "npz" in config.export:
-            write_edges_npz(ctx.output("edges.npz"), edges, weight, data.labels, data.split, data.split_names, names)
+            write_edges_npz(
+                ctx.output("edges.npz"), edges, weight, data.labels, data.split, data.split_names, names
+            )
         if "graphml" in config.export:
-            write_graphml(ctx.output("graph.graphml"), edges, weight, data.labels, data.split, data.split_names,
-                          names, graph.component, graph.in_degree)
+            write_graphml(
+                ctx.output("graph.graphml"),
+                edges,
+                weight,
+                data.labels,
+                data.split,
+                data.split_names,
+                names,
+                graph.component,
+                graph.in_degree,
+            )
         report["config"] = asdict(config)
         ctx.output("inspect.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
         lines = summary_lines(report)
@@ -134,15 +158,27 @@ def _plot(ctx: StageContext, report: dict, graph, data, edges: np.ndarray, opts:
 
     names = data.label_names
     h = report["homophily"]
-    plots.plot_degree_histogram(graph.in_degree, opts.k, report["degree"]["hub_threshold"],
-                                ctx.output("degree_histogram.png"))
-    plots.plot_homophily_per_class(h["per_class"], h["class_share"], names, h["edge_homophily"],
-                                   ctx.output("homophily_per_class.png"))
-    plots.plot_distance_histogram(report["distances"]["histogram"], report["sigma"],
-                                  report["distances"]["quantiles"]["p50"], ctx.output("distance_histogram.png"))
+    plots.plot_degree_histogram(
+        graph.in_degree, opts.k, report["degree"]["hub_threshold"], ctx.output("degree_histogram.png")
+    )
+    plots.plot_homophily_per_class(
+        h["per_class"], h["class_share"], names, h["edge_homophily"], ctx.output("homophily_per_class.png")
+    )
+    plots.plot_distance_histogram(
+        report["distances"]["histogram"],
+        report["sigma"],
+        report["distances"]["quantiles"]["p50"],
+        ctx.output("distance_histogram.png"),
+    )
     example = graph.extras["batch_example"]
-    plots.plot_batch_adjacency(example["weight"].numpy(), example["labels"].numpy(), example["visible"].numpy(),
-                               names, example["sigma"], ctx.output("batch_adjacency.png"))
+    plots.plot_batch_adjacency(
+        example["weight"].numpy(),
+        example["labels"].numpy(),
+        example["visible"].numpy(),
+        names,
+        example["sigma"],
+        ctx.output("batch_adjacency.png"),
+    )
     sample = snowball_sample(edges, len(data.labels), opts.layout_nodes, seed=opts.seed)
     plots.plot_subgraph(sample, edges, data.labels, names, ctx.output("subgraph_layout.png"), seed=opts.seed)
     if report.get("epochs"):
@@ -157,7 +193,9 @@ def _json_default(value):
     return str(value)
 
 
-def run(config: InspectConfig, run_dir: str | Path, device: str = "auto", force: bool = False, echo=print) -> Manifest:
+def run(
+    config: InspectConfig, run_dir: str | Path, device: str = "auto", force: bool = False, echo=print
+) -> Manifest:
     """Inspect a run's embeddings into ``RUN/inspect/``."""
     from pipeline.inspection.inputs import SOURCES, epoch_embeddings, run_embeddings
     from pipeline.manifest import load_manifest
@@ -178,12 +216,26 @@ def run(config: InspectConfig, run_dir: str | Path, device: str = "auto", force:
     def load():
         return run_embeddings(run_dir, config.source)[0]
 
-    return run_stage(run_dir, STAGE, {"mode": "run", **asdict(config)}, _body(config, load, device, epochs_loader),
-                     upstream=upstream, force=force, echo=echo)
+    return run_stage(
+        run_dir,
+        STAGE,
+        {"mode": "run", **asdict(config)},
+        _body(config, load, device, epochs_loader),
+        upstream=upstream,
+        force=force,
+        echo=echo,
+    )
 
 
-def run_files(config: InspectConfig, embeddings: str | Path, labels: str | Path, out: str | Path,
-              device: str = "auto", force: bool = False, echo=print) -> Manifest:
+def run_files(
+    config: InspectConfig,
+    embeddings: str | Path,
+    labels: str | Path,
+    out: str | Path,
+    device: str = "auto",
+    force: bool = False,
+    echo=print,
+) -> Manifest:
     """Inspect an arbitrary ``.npy`` with a labels file into ``out`` (atomically, with a manifest)."""
     from pipeline.inspection.inputs import file_embeddings
 
@@ -204,8 +256,15 @@ def run_files(config: InspectConfig, embeddings: str | Path, labels: str | Path,
         return file_embeddings(embeddings, labels)
 
     try:
-        return run_stage(out.parent, out.name, file_config, _body(config, load, device),
-                         input_files={"embeddings": Path(embeddings), "labels": Path(labels)}, force=force, echo=echo)
+        return run_stage(
+            out.parent,
+            out.name,
+            file_config,
+            _body(config, load, device),
+            input_files={"embeddings": Path(embeddings), "labels": Path(labels)},
+            force=force,
+            echo=echo,
+        )
     finally:
         for folder in (out.parent / ".scratch" / out.name, out.parent / ".scratch"):
             try:  # run_stage's scratch space, PARENT/.scratch/NAME: unused here, dropped when empty

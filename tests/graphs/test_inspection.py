@@ -58,7 +58,10 @@ def test_components_and_their_purity():
     assert p["purity_weighted"] == pytest.approx((3 + 2 + 1) / 7)
     assert p["purity_mean"] == pytest.approx((1 + 2 / 3 + 1) / 3)
     assert p["top"][0]["size"] == 3 and p["top"][-1] == {"size": 1, "purity": 1.0, "majority": 0}
-    assert {(t["size"], round(t["purity"], 4), t["majority"]) for t in p["top"][:2]} == {(3, 1.0, 0), (3, 0.6667, 1)}
+    assert {(t["size"], round(t["purity"], 4), t["majority"]) for t in p["top"][:2]} == {
+        (3, 1.0, 0),
+        (3, 0.6667, 1),
+    }
 
 
 def test_components_are_weak_not_strong():
@@ -85,11 +88,15 @@ def test_neighbor_edges_drop_missing_neighbours():
 
 def test_knn_vote_leave_one_out_by_hand():
     labels = np.array([0, 0, 1, 1, 1])
-    neighbours = np.array([[1, 2, 3],   # 0, 1, 1 -> 1 (wrong)
-                           [0, 2, 4],   # 0, 1, 1 -> 1 (wrong)
-                           [3, 4, 0],   # 1, 1, 0 -> 1 (right)
-                           [2, 0, 1],   # 1, 0, 0 -> 0 (wrong)
-                           [2, 3, 0]])  # 1, 1, 0 -> 1 (right)
+    neighbours = np.array(
+        [
+            [1, 2, 3],  # 0, 1, 1 -> 1 (wrong)
+            [0, 2, 4],  # 0, 1, 1 -> 1 (wrong)
+            [3, 4, 0],  # 1, 1, 0 -> 1 (right)
+            [2, 0, 1],  # 1, 0, 0 -> 0 (wrong)
+            [2, 3, 0],
+        ]
+    )  # 1, 1, 0 -> 1 (right)
     v = knn_vote(neighbours, labels)
     assert v["predictions"].tolist() == [1, 1, 1, 0, 1]
     assert v["accuracy"] == pytest.approx(2 / 5)

@@ -12,9 +12,18 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.manifest import run_stage
 
-OUTPUTS = ("inspect.json", "summary.txt", "degree_histogram.png", "homophily_per_class.png",
-           "distance_histogram.png", "batch_adjacency.png", "subgraph_layout.png", "edges.csv", "graph.graphml",
-           "manifest.json")
+OUTPUTS = (
+    "inspect.json",
+    "summary.txt",
+    "degree_histogram.png",
+    "homophily_per_class.png",
+    "distance_histogram.png",
+    "batch_adjacency.png",
+    "subgraph_layout.png",
+    "edges.csv",
+    "graph.graphml",
+    "manifest.json",
+)
 FAST = ("--layout-nodes", "20", "--batches", "2", "--batch-size", "12")
 
 
@@ -65,8 +74,20 @@ def fabricate(run: Path) -> None:
 @pytest.fixture
 def run(toy_root, tmp_path) -> Path:
     run = tmp_path / "run"
-    result = CliRunner().invoke(main, ["prepare", "--dataset", "toy", "--data-root", str(toy_root), "--val-fraction",
-                                       "0.3", "--run-dir", str(run)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "prepare",
+            "--dataset",
+            "toy",
+            "--data-root",
+            str(toy_root),
+            "--val-fraction",
+            "0.3",
+            "--run-dir",
+            str(run),
+        ],
+    )
     assert result.exit_code == 0, result.output
     fabricate(run)
     return run
@@ -77,7 +98,18 @@ def _inspect(*args: str):
 
 
 def test_inspect_run_writes_every_output_and_skips_a_second_run(run):
-    full = ("--run-dir", str(run), "--source", "trained", "--epochs", "all", "--export", "csv,npz,graphml", "--k", "2")
+    full = (
+        "--run-dir",
+        str(run),
+        "--source",
+        "trained",
+        "--epochs",
+        "all",
+        "--export",
+        "csv,npz,graphml",
+        "--k",
+        "2",
+    )
     result = _inspect(*full)
     assert result.exit_code == 0, result.output
     out = run / "inspect"
@@ -90,7 +122,11 @@ def test_inspect_run_writes_every_output_and_skips_a_second_run(run):
     assert report["homophily"]["edge_homophily"] == pytest.approx(1.0)  # tight trained clusters
     assert report["knn_vote"]["accuracy"] == 1.0
     lp = report["label_propagation"]
-    assert lp["policy"] == "train labels visible" and lp["accuracy"] == 1.0 and set(lp["per_split"]) == {"val", "test"}
+    assert (
+        lp["policy"] == "train labels visible"
+        and lp["accuracy"] == 1.0
+        and set(lp["per_split"]) == {"val", "test"}
+    )
     assert report["degree"]["out"]["min"] == report["degree"]["out"]["max"] == 2
     assert report["components"]["purity_weighted"] == 1.0
     assert report["sigma"]["sqrt"] > 0 and report["sigma"]["dicm"] > 0
@@ -127,8 +163,9 @@ def test_inspect_run_writes_every_output_and_skips_a_second_run(run):
 def test_faiss_and_torch_backends_give_the_same_report(run):
     reports = {}
     for backend in ("faiss", "torch"):
-        result = _inspect("--run-dir", str(run), "--backend", backend, "--export", "none", "--no-plots",
-                          "--force")
+        result = _inspect(
+            "--run-dir", str(run), "--backend", backend, "--export", "none", "--no-plots", "--force"
+        )
         assert result.exit_code == 0, result.output
         reports[backend] = json.loads((run / "inspect" / "inspect.json").read_text())
         assert reports[backend]["search"]["backend"] == backend
@@ -144,8 +181,16 @@ def test_inspect_arbitrary_embeddings(tmp_path):
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{i},{v}\n" for i, v in enumerate(y)))
     out = tmp_path / "inspected"
-    result = _inspect("--embeddings", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "labels.csv"),
-                      "--out", str(out), "--k", "4")
+    result = _inspect(
+        "--embeddings",
+        str(tmp_path / "x.npy"),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--out",
+        str(out),
+        "--k",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     for name in OUTPUTS:
         assert (out / name).is_file(), name
@@ -153,14 +198,39 @@ def test_inspect_arbitrary_embeddings(tmp_path):
     assert report["label_names"] == ["news", "sport", "tech"] and report["splits"] == {"all": 45}
     assert report["label_propagation"]["hidden"] == 9  # a seeded 20% held out
     assert report["label_propagation"]["accuracy"] == 1.0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["inspected", "labels.csv", "x.npy"]  # nothing left over
-    again = _inspect("--embeddings", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "labels.csv"),
-                     "--out", str(out), "--k", "4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "inspected",
+        "labels.csv",
+        "x.npy",
+    ]  # nothing left over
+    again = _inspect(
+        "--embeddings",
+        str(tmp_path / "x.npy"),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--out",
+        str(out),
+        "--k",
+        "4",
+    )
     assert "up to date" in again.output
 
     np.save(tmp_path / "y.npy", np.repeat(np.arange(3), 15))
-    ints = _inspect("--embeddings", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--out",
-                    str(tmp_path / "ints"), "--k", "4", "--metric", "l2", "--export", "npz", "--no-plots")
+    ints = _inspect(
+        "--embeddings",
+        str(tmp_path / "x.npy"),
+        "--labels",
+        str(tmp_path / "y.npy"),
+        "--out",
+        str(tmp_path / "ints"),
+        "--k",
+        "4",
+        "--metric",
+        "l2",
+        "--export",
+        "npz",
+        "--no-plots",
+    )
     assert ints.exit_code == 0, ints.output
     assert json.loads((tmp_path / "ints" / "inspect.json").read_text())["knn_vote"]["accuracy"] == 1.0
 
@@ -188,10 +258,20 @@ def test_bad_label_files(tmp_path):
     (tmp_path / "short.txt").write_text("a\nb\n")
     (tmp_path / "blank.txt").write_text("a\nb\n\nc\na\nb\n")
     np.save(tmp_path / "float.npy", np.zeros(6))
-    for name, message in (("short.txt", "2 labels for 6 embeddings"), ("blank.txt", "empty label at row 3"),
-                          ("float.npy", "1-D integer array"), ("missing.txt", "file not found")):
-        result = _inspect("--embeddings", str(tmp_path / "x.npy"), "--labels", str(tmp_path / name), "--out",
-                          str(tmp_path / "o"))
+    for name, message in (
+        ("short.txt", "2 labels for 6 embeddings"),
+        ("blank.txt", "empty label at row 3"),
+        ("float.npy", "1-D integer array"),
+        ("missing.txt", "file not found"),
+    ):
+        result = _inspect(
+            "--embeddings",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / name),
+            "--out",
+            str(tmp_path / "o"),
+        )
         assert result.exit_code == 1 and message in result.output, (name, result.output)
         assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() and not (tmp_path / ".scratch").exists()
@@ -201,7 +281,9 @@ def test_epochs_need_a_train_stage_with_val_embeddings(run):
     result = _inspect("--run-dir", str(run), "--epochs", "all", "--export", "none", "--no-plots")
     assert result.exit_code == 0, result.output  # the fabricated train stage has them
     epochs = json.loads((run / "inspect" / "inspect.json").read_text())["epochs"]
-    assert all(e["k"] == len(_labels(run, "val")) - 1 for e in epochs)  # k = 10 capped for a 9-document val split
+    assert all(
+        e["k"] == len(_labels(run, "val")) - 1 for e in epochs
+    )  # k = 10 capped for a 9-document val split
     (run / "train" / "manifest.json").unlink()
     result = _inspect("--run-dir", str(run), "--epochs", "all")
     assert result.exit_code == 1 and "gloss train --run-dir" in result.output
@@ -220,8 +302,9 @@ def test_cuda_without_a_gpu_is_a_one_line_error(run):
 def test_inspect_on_cuda_matches_cpu(run):
     reports = {}
     for device in ("cpu", "cuda"):
-        result = _inspect("--run-dir", str(run), "--device", device, "--export", "none", "--no-plots",
-                          "--force")
+        result = _inspect(
+            "--run-dir", str(run), "--device", device, "--export", "none", "--no-plots", "--force"
+        )
         assert result.exit_code == 0, result.output
         reports[device] = json.loads((run / "inspect" / "inspect.json").read_text())
     assert reports["cuda"]["device"].startswith("cuda")
