@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
 
     t_start = time.perf_counter()
+    commit = git_commit()  # at start: the code that runs (later edits must not change the record)
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     root = Path(args.data_root) / args.dataset
     train = pd.read_csv(root / "train.csv", keep_default_na=False, dtype=str)
     test = pd.read_csv(root / "test.csv", keep_default_na=False, dtype=str)
@@ -204,7 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_memory_note": "ru_maxrss of the process(es) that built the graph and trained (max over them)",
         "wall_seconds": time.perf_counter() - t_start,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git_commit(),
+        "git_commit": commit,
+        "git_note": "HEAD when the run started; '-dirty' means tracked files differed from it",
+        "started": started,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),

@@ -15,7 +15,8 @@ dropout, backward, an Adam step, and an evaluation forward pass. Implementations
   tensor; skipped when that would exceed ``--max-message-gb``).
 
 Repeats are interleaved across implementations so that load from other processes hits all of them alike.
-Prints one JSON line with the median seconds per epoch of each.
+Prints one JSON line with the median wall and CPU (``time.process_time``, all threads) seconds per epoch of
+each; on a shared machine the CPU seconds are the steadier measure.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphs.models import TextGCN, TextGCNPyG  # noqa: E402
+from graphs.models import TextGCN, TextGCNPyG, get_spmm_backend  # noqa: E402
 from pipeline.baselines.textgcn import build_textgcn_graph  # noqa: E402
 
 
@@ -104,12 +105,14 @@ def main() -> None:
     for name in names:  # warm-up (builds the GCNConv caches)
         epoch(name)
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(args.repeats):
         for name in names:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(args.epochs):
                 epoch(name)
             times[name].append((time.perf_counter() - t0) / args.epochs)
+            cpu[name].append((time.process_time() - c0) / args.epochs)
     print(
         json.dumps(
             {
@@ -120,7 +123,9 @@ def main() -> None:
                 "epochs_per_block": args.epochs,
                 "repeats": args.repeats,
                 "seconds_per_epoch_median": {n: statistics.median(t) for n, t in times.items()},
+                "cpu_seconds_per_epoch_median": {n: statistics.median(t) for n, t in cpu.items()},
                 "seconds_per_epoch_all": times,
+                "spmm_kernel": get_spmm_backend(),
                 "skipped": []
                 if "pyg-edge-index" in inputs
                 else [f"pyg-edge-index (messages {message_gb:.1f} GB)"],

@@ -102,3 +102,22 @@ def test_spmm_backends_agree(graph, backend):
     torch.testing.assert_close(x.grad, adj.to_dense().sum(0).unsqueeze(1).expand(-1, 4), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Expected 'backend'"):
         set_spmm_backend("cuda")
+
+
+def test_scipy_kernel_column_panels(monkeypatch):
+    import graphs.models.sparse as sparse_mod
+    from graphs.models import set_spmm_backend
+
+    monkeypatch.setattr(sparse_mod, "_PANEL_BYTES", 1)  # panels of 2048 columns
+    torch.manual_seed(0)
+    n = 5000
+    dense = torch.rand(n, n) * (torch.rand(n, n) < 0.001)
+    dense = dense + dense.t()
+    adj = dense.to_sparse_csr()
+    x = torch.randn(n, 3)
+    set_spmm_backend("scipy")
+    try:
+        assert len(sparse_mod._panels(adj, 2048)) == 3
+        torch.testing.assert_close(symmetric_spmm(adj, x), dense @ x, rtol=1e-4, atol=1e-5)
+    finally:
+        set_spmm_backend("auto")
