@@ -32,10 +32,23 @@ from pipeline.training.loop import fit
 from pipeline.training.objectives import Objective, ObjectiveConfig
 
 
-def _initial_encoder(ctx: StageContext, config, texts, labels, num_classes, echo):
+def _require_same_split(init: str, prepared: Manifest) -> None:
+    """Refuse an --init-from run prepared on other splits: its encoder may have trained on this run's test
+    documents."""
+    theirs = load_manifest(init, "prepare").data.get("outputs", {})
+    ours = prepared.data.get("outputs", {})
+    differ = [name for name in ("train.csv", "val.csv", "test.csv")
+              if theirs.get(name, {}).get("sha256") != ours.get(name, {}).get("sha256")]
+    if differ:
+        raise GlossError(f"--init-from {init}: its prepared {', '.join(differ)} differ from this run's "
+                         "(use the same --dataset, --limit, --val-fraction and --split-seed)")
+
+
+def _initial_encoder(ctx: StageContext, config, prepared: Manifest, texts, labels, num_classes, echo):
     """(encoder, head) fine-tuned with CE: loaded from --init-from, or trained here."""
     init = config.gcn.init_from
     if init:
+        _require_same_split(init, prepared)
         trained = load_manifest(init, "train")
         if trained.config.get("method") != "finetune" or not trained.summary.get("has_head"):
             raise GlossError(f"--init-from {init}: expected a fine-tuned run with a head (e.g. --loss ce)")
@@ -66,7 +79,7 @@ def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
     texts = {s: frames[s]["text"].tolist() for s in splits}
     labels = {s: frames[s]["label_id"].to_numpy() for s in splits}
     num_classes = len(label_names)
-    model, head = _initial_encoder(ctx, config, texts, labels, num_classes, echo)
+    model, head = _initial_encoder(ctx, config, prepared, texts, labels, num_classes, echo)
     device = model.device
     all_texts = texts["train"] + texts["val"] + texts["test"]
     offsets = {"train": 0, "val": len(texts["train"]), "test": len(texts["train"]) + len(texts["val"])}

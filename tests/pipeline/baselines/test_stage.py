@@ -51,3 +51,13 @@ def test_bertgcn_stage_writes_logits_and_embeddings(r8_run):
     manifest = json.loads((r8_run / "train" / "manifest.json").read_text())
     assert manifest["outputs"]["embeddings_test.npy"]["shape"][1] == 384
     assert manifest["summary"]["method"] == "bertgcn" and manifest["config"]["gcn"]["m"] == 0.7
+
+
+def test_bertgcn_init_from_other_split_is_refused(r8_run, tmp_path):
+    other = tmp_path / "other"
+    root = os.environ["GLOSS_DATA"]
+    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "100", "--run-dir", str(other)).exit_code == 0
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(r8_run), "--method", "bertgcn",
+                                       "--init-from", str(other)])
+    assert result.exit_code == 1
+    assert "differ from this run's" in result.output and "train.csv" in result.output
