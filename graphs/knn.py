@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from typing import Any
@@ -139,6 +140,23 @@ def _torch_search(queries: Tensor, database: Tensor, k: int, metric: str, exclud
     return torch.cat(out_scores, dim=0), torch.cat(out_index, dim=0)
 
 
+# FAISS's BLAS path scores [4096 queries x 1024 database rows] blocks by default; 4096 x 4096 blocks (64 MB of
+# float32 scores) spend less time per row on the top-k heaps: 12% less wall time for 40k x 40k on 2 cores
+# (results/bench_knn.jsonl gives the end-to-end numbers).
+_FAISS_DATABASE_BLOCK = 4096
+
+
+@contextlib.contextmanager
+def _blas_blocks(database_rows: int):
+    """Temporarily sets FAISS's database block size of brute-force search (a process-wide setting)."""
+    previous = faiss.cvar.distance_compute_blas_database_bs
+    faiss.cvar.distance_compute_blas_database_bs = database_rows
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_database_bs = previous
+
+
 def _faiss_search(queries: Tensor, database: Tensor, k: int, metric: str) -> tuple[Tensor, Tensor]:
     faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
     if queries.is_cuda and faiss_gpu_available():  # pragma: no cover - needs faiss-gpu and a GPU
@@ -156,7 +174,8 @@ def _faiss_search(queries: Tensor, database: Tensor, k: int, metric: str) -> tup
     # database into an index (the arrays below are views of the tensors when they are float32).
     q = queries.detach().cpu().float().contiguous().numpy()
     db = database.detach().cpu().float().contiguous().numpy()
-    dist, idx = faiss.knn(q, db, k, metric=faiss_metric)
+    with _blas_blocks(database_rows=_FAISS_DATABASE_BLOCK):
+        dist, idx = faiss.knn(q, db, k, metric=faiss_metric)
     return (torch.from_numpy(dist).to(device=queries.device, dtype=queries.dtype),
             torch.from_numpy(idx).to(device=queries.device, dtype=torch.long))
 
