@@ -14,7 +14,7 @@ from pipeline.errors import GlossError
 from pipeline.manifest import load_manifest
 
 NAME_FILE = "compare-name.txt"
-METRICS = ("accuracy", "macro_f1", "macro_silhouette", "seconds_per_epoch", "best_epoch", "train_seconds",
+METRICS = ("accuracy", "macro_f1", "probe_accuracy", "macro_silhouette", "seconds_per_epoch", "best_epoch", "train_seconds",
            "peak_rss_mb")
 
 
@@ -32,6 +32,7 @@ class RunRecord:
     train_seconds: float | None
     peak_rss_mb: float | None
     val_macro_f1_by_epoch: list[float | None]
+    probe_accuracy: float | None = None  # a linear probe on the run's train embeddings (fine-tuned runs)
 
 
 def method_name(run_dir: Path, train_summary: dict) -> str:
@@ -63,6 +64,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
         best_epoch=trained.summary.get("best_epoch"), train_seconds=trained.data.get("wall_seconds"),
         peak_rss_mb=trained.data.get("peak_rss_mb"),
         val_macro_f1_by_epoch=[h.get("val_macro_f1") for h in history],
+        probe_accuracy=(summary.get("linear_probe") or {}).get("accuracy"),
     )
 
 

@@ -20,14 +20,14 @@ def _pm(cell: dict, scale: float = 100.0, digits: int = 2) -> str:
 
 def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) -> str:
     lines = [
-        "| dataset | method | n | test accuracy (%) | test macro-F1 (%) | macro-silhouette | s / epoch | best epoch | "
+        "| dataset | method | n | test accuracy (%) | test macro-F1 (%) | linear probe acc. (%) | macro-silhouette | s / epoch | best epoch | "
         "train time (s) | peak memory (MB) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['dataset']} | {row['method']} | {row['accuracy']['n']} | {_pm(row['accuracy'])} | "
-            f"{_pm(row['macro_f1'])} | {_pm(row['macro_silhouette'], 1.0, 3)} | "
+            f"{_pm(row['macro_f1'])} | {_pm(row['probe_accuracy'])} | {_pm(row['macro_silhouette'], 1.0, 3)} | "
             f"{_pm(row['seconds_per_epoch'], 1.0, 1)} | {_pm(row['best_epoch'], 1.0, 1)} | "
             f"{_pm(row['train_seconds'], 1.0, 0)} | {_pm(row['peak_rss_mb'], 1.0, 0)} |"
         )
@@ -53,8 +53,7 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
 def csv_table(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    metrics = ["accuracy", "macro_f1", "macro_silhouette", "seconds_per_epoch", "best_epoch", "train_seconds",
-               "peak_rss_mb"]
+    from pipeline.compare.aggregate import METRICS as metrics
     writer.writerow(["dataset", "method", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
     for row in rows:
         writer.writerow([row["dataset"], row["method"], row["accuracy"]["n"]]

@@ -42,3 +42,18 @@ def test_paired_difference_needs_three_seeds_for_a_p_value():
     records = [_record("R8", "ce", 0, 0.8), _record("R8", "gloss+ce", 0, 0.9), _record("R8", "gloss+ce", 1, 0.9)]
     [result] = paired_difference(records, "gloss+ce", "ce")
     assert result["n"] == 1 and result["p_value"] is None
+
+
+def test_markdown_and_csv_tables_carry_the_linear_probe():
+    from pipeline.compare.report import csv_table, markdown_table
+
+    with_probe = _record("R8", "ce", 0, 0.9)
+    with_probe.probe_accuracy = 0.95
+    rows = aggregate([with_probe, _record("R8", "textgcn", 0, 0.97)])
+    table = markdown_table(rows, [], [])
+    assert "linear probe acc. (%)" in table.splitlines()[0]
+    ce_line, textgcn_line = table.splitlines()[2:4]
+    assert "| 90.00 | 90.00 | 95.00 |" in ce_line and "| 97.00 | 97.00 | n/a |" in textgcn_line
+    header, first = csv_table(rows).splitlines()[:2]
+    assert "probe_accuracy_mean" in header.split(",")
+    assert first.split(",")[header.split(",").index("probe_accuracy_mean")] == "0.95"

@@ -1,0 +1,57 @@
+r"""Answers "does graph-guided fine-tuning beat the graph baselines?" in one command: runs what the sweep
+specs are missing (fine-tuning losses and TextGCN on slices, BertGCN from the CE runs, TextGCN on the full
+benchmarks), then writes one comparison of every finished run.
+
+    GLOSS_DATA=../shared/data python scripts/compare_baselines.py              # run + aggregate
+    python scripts/compare_baselines.py --aggregate-only                        # tables from finished runs
+
+Each spec's sweep keeps its runs and logs under its own output folder (finished runs are skipped, a killed
+sweep continues); the combined table, results.json and plots go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.compare.spec import read_spec  # noqa: E402
+from pipeline.compare.stage import run_compare  # noqa: E402
+from pipeline.compare.sweep import is_finished  # noqa: E402
+from pipeline.errors import GlossError  # noqa: E402
+
+# (spec, sweep output folder), in the order they must run: BertGCN starts from the CE runs of the first.
+SWEEPS = (
+    ("scripts/sweep_finetune.toml", "results/compare"),
+    ("scripts/sweep_bertgcn.toml", "results/compare"),
+    ("scripts/sweep_textgcn.toml", "results/sweeps/textgcn"),
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="results/compare", help="Folder of the combined table and plots.")
+    parser.add_argument("--aggregate-only", action="store_true", help="Run nothing; compare finished runs.")
+    parser.add_argument("--data-root", default=os.environ.get("GLOSS_DATA"))
+    parser.add_argument("--pair", default="gloss+ce:ce")
+    args = parser.parse_args()
+    try:
+        if not args.aggregate_only:
+            for spec, out in SWEEPS:
+                run_compare(spec, [], out, args.data_root, args.pair, echo=print)
+        # The specs' order (datasets, then methods, then seeds) is the table's order.
+        run_dirs = [str(Path(out) / "runs" / run.run_name) for spec, out in SWEEPS for run in read_spec(spec)]
+        run_dirs = [d for d in dict.fromkeys(run_dirs) if is_finished(Path(d))]
+        result = run_compare(None, run_dirs, args.out, args.data_root, args.pair, echo=print)
+    except GlossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"compare_baselines: {len(run_dirs)} runs; wrote {', '.join(result['files'])} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
