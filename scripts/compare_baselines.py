@@ -27,8 +27,31 @@ from pipeline.errors import GlossError  # noqa: E402
 SWEEPS = (
     ("scripts/sweep_finetune.toml", "results/compare"),
     ("scripts/sweep_bertgcn.toml", "results/compare"),
+    ("scripts/sweep_seeds.toml", "results/compare"),
     ("scripts/sweep_textgcn.toml", "results/sweeps/textgcn"),
 )
+
+
+# Small per-run files worth committing beside the table (runs/ itself holds models and embeddings).
+KEPT = ("prepare/manifest.json", "train/manifest.json", "train/history.jsonl", "evaluate/metrics.json")
+
+
+def keep_metrics(run_dirs: list[str], out: Path) -> None:
+    """Copies each run's manifests, training history and metrics to ``out/<run>[-train<limit>]/``
+    (atomically; the suffix keeps a slice's run apart from the full dataset's run of the same name)."""
+    import json
+
+    from pipeline.atomic import write_text_atomic
+
+    for run_dir in map(Path, run_dirs):
+        limit = json.loads((run_dir / "prepare" / "manifest.json").read_text())["config"].get("limit")
+        folder = out / (run_dir.name + (f"-train{limit}" if limit else ""))
+        for name in KEPT:
+            source = run_dir / name
+            if source.is_file():
+                target = folder / name.replace("/", "-")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(target, source.read_text())
 
 
 def main() -> int:
@@ -46,6 +69,7 @@ def main() -> int:
         run_dirs = [str(Path(out) / "runs" / run.run_name) for spec, out in SWEEPS for run in read_spec(spec)]
         run_dirs = [d for d in dict.fromkeys(run_dirs) if is_finished(Path(d))]
         result = run_compare(None, run_dirs, args.out, args.data_root, args.pair, echo=print)
+        keep_metrics(run_dirs, Path(args.out) / "metrics")
     except GlossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
