@@ -96,8 +96,12 @@ def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
         fig.savefig(out_dir / filename, dpi=120)
         plt.close(fig)
         written.append(filename)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.5), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    ncols = min(4, len(datasets))
+    nrows = -(-len(datasets) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.5 * nrows), squeeze=False)
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    for ax, dataset in zip(axes.flat, datasets):
         for method in methods:
             curves = [r.val_macro_f1_by_epoch for r in records if r.dataset == dataset and r.method == method]
             if not curves:
