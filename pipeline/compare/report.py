@@ -101,7 +101,7 @@ def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.5 * nrows), squeeze=False)
     for ax in axes.flat[len(datasets):]:
         ax.set_visible(False)
-    for ax, dataset in zip(axes.flat, datasets):
+    for ax, dataset in zip(axes.flat[: len(datasets)], datasets, strict=True):
         for method in methods:
             curves = [r.val_macro_f1_by_epoch for r in records if r.dataset == dataset and r.method == method]
             if not curves:
