@@ -54,6 +54,16 @@ def keep_metrics(run_dirs: list[str], out: Path) -> None:
                 write_text_atomic(target, source.read_text())
 
 
+def grouped_by_dataset(run_dirs: list[str]) -> list[str]:
+    """A stable reordering that keeps each dataset's (or slice's) runs together, in first-seen order."""
+    from pipeline.compare.aggregate import dataset_label
+    from pipeline.manifest import load_manifest
+
+    labels = {d: dataset_label(load_manifest(d, "prepare").config) for d in run_dirs}
+    first = {label: i for i, label in reversed(list(enumerate(labels.values())))}
+    return sorted(run_dirs, key=lambda d: first[labels[d]])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/compare", help="Folder of the combined table and plots.")
@@ -68,6 +78,7 @@ def main() -> int:
         # The specs' order (datasets, then methods, then seeds) is the table's order.
         run_dirs = [str(Path(out) / "runs" / run.run_name) for spec, out in SWEEPS for run in read_spec(spec)]
         run_dirs = [d for d in dict.fromkeys(run_dirs) if is_finished(Path(d))]
+        run_dirs = grouped_by_dataset(run_dirs)
         result = run_compare(None, run_dirs, args.out, args.data_root, args.pair, echo=print)
         keep_metrics(run_dirs, Path(args.out) / "metrics")
     except GlossError as exc:
