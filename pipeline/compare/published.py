@@ -9,9 +9,10 @@ PUBLISHED = Path(__file__).with_name("published.toml")
 
 
 def published_rows(datasets: list[str]) -> list[dict]:
-    """``[{method, source, accuracy: {dataset: percent}}]`` restricted to ``datasets``."""
+    """``[{method, source, accuracy: {dataset: percent}}]`` restricted to ``datasets``, keyed by the
+    benchmark's name as the datasets spell it (a slice label such as ``R8 (train<=1000)`` counts as ``R8``)."""
     data = tomllib.loads(PUBLISHED.read_text())
-    lowered = {d.split(" ")[0].lower(): d for d in datasets}
+    lowered = {d.split(" ")[0].lower(): d.split(" ")[0] for d in datasets}
     rows = []
     for entry in data["entry"]:
         accuracy = {lowered[k.lower()]: v for k, v in entry["accuracy"].items() if k.lower() in lowered}

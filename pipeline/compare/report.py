@@ -32,9 +32,9 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
             f"{_pm(row['train_seconds'], 1.0, 0)} | {_pm(row['peak_rss_mb'], 1.0, 0)} |"
         )
     if published:
-        datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+        datasets = list(dict.fromkeys(r["dataset"].split(" ")[0] for r in rows))  # benchmarks, slices merged
         lines += ["", "Published test accuracies (%), **not measured by gloss** (sources below):", "",
-                  "| method (published, full training sets) | " + " | ".join(d.split(" ")[0] for d in datasets) + " |",
+                  "| method (published, full training sets) | " + " | ".join(datasets) + " |",
                   "|---|" + "---|" * len(datasets)]
         for entry in published:
             cells = [f"{entry['accuracy'][d]:.2f}" if d in entry["accuracy"] else "" for d in datasets]

@@ -57,3 +57,15 @@ def test_markdown_and_csv_tables_carry_the_linear_probe():
     header, first = csv_table(rows).splitlines()[:2]
     assert "probe_accuracy_mean" in header.split(",")
     assert first.split(",")[header.split(",").index("probe_accuracy_mean")] == "0.95"
+
+
+def test_published_numbers_have_one_column_per_benchmark_for_slices_and_full_data():
+    from pipeline.compare.published import published_rows
+    from pipeline.compare.report import markdown_table
+
+    rows = aggregate([_record("R8 (train<=1000)", "ce", 0, 0.9), _record("R8", "textgcn", 0, 0.97)])
+    published = published_rows([r["dataset"] for r in rows])
+    textgcn = next(p for p in published if p["method"] == "TextGCN")
+    assert textgcn["accuracy"] == {"R8": 97.07}
+    header, _, first = markdown_table(rows, published, []).split("\n\n")[2].splitlines()[:3]
+    assert header == "| method (published, full training sets) | R8 |" and first.endswith("| 97.07 |")
