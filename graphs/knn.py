@@ -142,7 +142,7 @@ def _torch_search(queries: Tensor, database: Tensor, k: int, metric: str, exclud
 
 # FAISS's BLAS path scores [4096 queries x 1024 database rows] blocks by default; 4096 x 4096 blocks (64 MB of
 # float32 scores) spend less time per row on the top-k heaps: 12% less wall time for 40k x 40k on 2 cores
-# (results/bench_knn.jsonl gives the end-to-end numbers).
+# (results/bench_knn_blocks4096.jsonl gives the end-to-end numbers).
 _FAISS_DATABASE_BLOCK = 4096
 
 

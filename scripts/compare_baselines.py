@@ -39,12 +39,11 @@ KEPT = ("prepare/manifest.json", "train/manifest.json", "train/history.jsonl", "
 def keep_metrics(run_dirs: list[str], out: Path) -> None:
     """Copies each run's manifests, training history and metrics to ``out/<run>[-train<limit>]/``
     (atomically; the suffix keeps a slice's run apart from the full dataset's run of the same name)."""
-    import json
-
     from pipeline.atomic import write_text_atomic
+    from pipeline.manifest import load_manifest
 
     for run_dir in map(Path, run_dirs):
-        limit = json.loads((run_dir / "prepare" / "manifest.json").read_text())["config"].get("limit")
+        limit = load_manifest(run_dir, "prepare").config.get("limit")
         folder = out / (run_dir.name + (f"-train{limit}" if limit else ""))
         for name in KEPT:
             source = run_dir / name

@@ -50,6 +50,11 @@ def dataset_label(prepare_config: dict) -> str:
     return prepare_config["dataset"] + (f" (train<={limit})" if limit else "")
 
 
+def benchmark_name(label: str) -> str:
+    """The benchmark behind a :func:`dataset_label` (``R8 (train<=1000)`` -> ``R8``)."""
+    return label.split(" ")[0]
+
+
 def read_run(run_dir: str | Path) -> RunRecord:
     """One finished run (prepare, train and evaluate manifests present)."""
     run_dir = Path(run_dir)

@@ -12,7 +12,9 @@ def published_rows(datasets: list[str]) -> list[dict]:
     """``[{method, source, accuracy: {dataset: percent}}]`` restricted to ``datasets``, keyed by the
     benchmark's name as the datasets spell it (a slice label such as ``R8 (train<=1000)`` counts as ``R8``)."""
     data = tomllib.loads(PUBLISHED.read_text())
-    lowered = {d.split(" ")[0].lower(): d.split(" ")[0] for d in datasets}
+    from pipeline.compare.aggregate import benchmark_name
+
+    lowered = {benchmark_name(d).lower(): benchmark_name(d) for d in datasets}
     rows = []
     for entry in data["entry"]:
         accuracy = {lowered[k.lower()]: v for k, v in entry["accuracy"].items() if k.lower() in lowered}

@@ -32,7 +32,9 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
             f"{_pm(row['train_seconds'], 1.0, 0)} | {_pm(row['peak_rss_mb'], 1.0, 0)} |"
         )
     if published:
-        datasets = list(dict.fromkeys(r["dataset"].split(" ")[0] for r in rows))  # benchmarks, slices merged
+        from pipeline.compare.aggregate import benchmark_name
+
+        datasets = list(dict.fromkeys(benchmark_name(r["dataset"]) for r in rows))  # slices merged
         lines += ["", "Published test accuracies (%), **not measured by gloss** (sources below):", "",
                   "| method (published, full training sets) | " + " | ".join(datasets) + " |",
                   "|---|" + "---|" * len(datasets)]
