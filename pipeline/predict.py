@@ -63,7 +63,7 @@ def _probabilities(trained, model_dir: Path, embeddings: np.ndarray, num_classes
     # Standalone losses train no head: a linear probe on the training embeddings stands in for one.
     from sklearn.linear_model import LogisticRegression
 
-    from pipeline.stages.prepare import load_splits
+    from pipeline.artifacts import load_splits
 
     frames, _ = load_splits(load_manifest(trained.stage_dir.parent, "prepare"))
     train_embeddings = np.load(trained.output("embeddings_train.npy"))

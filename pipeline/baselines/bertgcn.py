@@ -26,7 +26,7 @@ from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, to_device
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.manifest import Manifest, StageContext, load_manifest
-from pipeline.stages.prepare import load_splits
+from pipeline.artifacts import load_splits
 from pipeline.training.batching import plan_batches
 from pipeline.training.loop import fit
 from pipeline.training.objectives import Objective, ObjectiveConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
-from pipeline.stages.prepare import load_splits
+from pipeline.artifacts import load_splits
 
 
 def _columns_in_label_order(proba: np.ndarray, classes: list[str], label_names: list[str]) -> np.ndarray:

@@ -68,7 +68,7 @@ def load_array(path: str | Path, rows: int | None = None) -> np.ndarray:
 
 
 def _prepared_labels(prepared: Manifest) -> tuple[dict[str, np.ndarray], list[str]]:
-    from pipeline.stages.prepare import load_splits
+    from pipeline.artifacts import load_splits
 
     frames, names = load_splits(prepared)
     return {s: frames[s]["label_id"].to_numpy().astype(np.int64) for s in SPLITS}, list(names)

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
-from pipeline.stages.prepare import load_splits
+from pipeline.artifacts import load_splits
 
 STAGE = "embed"
 

@@ -198,7 +198,7 @@ def _method_name(train: Manifest) -> str:
 def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: StageContext) -> dict[str, Any]:
     """Compute every metric the train outputs allow, write the plots, return the metrics dict."""
     from pipeline.evaluation.plots import plot_confusion_matrix
-    from pipeline.stages.prepare import load_splits
+    from pipeline.artifacts import load_splits
 
     frames, label_names = load_splits(prepare)
     outputs = train.data.get("outputs", {})

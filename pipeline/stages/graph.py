@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
-from pipeline.stages.prepare import load_splits
+from pipeline.artifacts import load_splits
 
 STAGE = "graph"
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}

@@ -110,15 +110,3 @@ def run(config: PrepareConfig, run_dir: str | Path, force: bool = False, echo=pr
         return {"layout": raw.layout, **_summary(frames, label_names)}
 
     return run_stage(run_dir, STAGE, asdict(config), body, input_files=raw_files, force=force, echo=echo)
-
-
-def load_splits(manifest: Manifest) -> tuple[dict, list[str]]:
-    """Read the prepared splits back: ``({"train": df, "val": df, "test": df}, label_names)``."""
-    import pandas as pd
-
-    frames = {
-        split: pd.read_csv(manifest.output(f"{split}.csv"), keep_default_na=False, dtype={"text": str, "label": str})
-        for split in ("train", "val", "test")
-    }
-    label_names = json.loads(manifest.output("labels.json").read_text())
-    return frames, label_names

@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
-from pipeline.stages.prepare import load_splits
+from pipeline.artifacts import load_splits
 from pipeline.training import GRAPH_MODES, LOSSES
 from pipeline.training.loop import LoopConfig, fit, write_history
 from pipeline.training.objectives import Objective, ObjectiveConfig

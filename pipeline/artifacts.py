@@ -1,0 +1,191 @@
+"""The files stages hand each other, in one place: where they live, how they are written and read back.
+
+A stage writes into ``RUN/<stage>/`` through :class:`~pipeline.manifest.StageContext` and reads upstream
+outputs through :class:`~pipeline.manifest.Manifest`; this module owns the formats in between:
+
+============================  ===========================================================================
+the prepared splits           ``RUN/prepare/{train,val,test}.csv`` + ``labels.json``: :func:`load_splits`
+per-epoch history             ``RUN/train/history.jsonl``: :func:`write_history`, :func:`read_history`
+the linear head               ``RUN/train/model/head.pt``: :func:`save_head`, :func:`load_head`
+embeddings, logits            2-D ``.npy`` arrays checked on load: :func:`load_matrix`
+run paths and names           :func:`model_dir`, :func:`checkpoint_path`, :func:`default_run_name`
+============================  ===========================================================================
+
+Heavy libraries (pandas, torch) are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import GlossError
+
+SPLITS = ("train", "val", "test")
+LABELS_FILE = "labels.json"
+HISTORY_FILE = "history.jsonl"
+MODEL_DIR = "model"
+HEAD_FILE = "head.pt"
+SCRATCH_DIR = ".scratch"
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+TRAIN_STAGE = "train"
+
+
+# --- run paths and names -------------------------------------------------------------------------------
+def model_dir(stage_dir: str | Path) -> Path:
+    """The saved encoder folder of a train stage directory (``RUN/train/model``)."""
+    return Path(stage_dir) / MODEL_DIR
+
+
+def scratch_dir(run_dir: str | Path, stage: str) -> Path:
+    """A stage's persistent scratch space (``RUN/.scratch/<stage>``), removed once the stage finishes."""
+    return Path(run_dir) / SCRATCH_DIR / stage
+
+
+def checkpoint_path(run_dir: str | Path, stage: str = TRAIN_STAGE) -> Path:
+    """The last checkpoint of an interrupted training stage (``RUN/.scratch/train/last.pt``)."""
+    return scratch_dir(run_dir, stage) / LAST_CHECKPOINT
+
+
+def method_slug(name: str) -> str:
+    """A method or loss name as it appears in a directory name (``gloss+ce`` -> ``gloss-ce``)."""
+    return name.replace("+", "-")
+
+
+def default_run_name(dataset: str, method: str, seed: int) -> str:
+    """The run-directory name of ``gloss run`` and of compare sweeps: ``R8-gloss-ce-seed0``."""
+    return f"{dataset}-{method_slug(method)}-seed{seed}"
+
+
+# --- prepared splits -----------------------------------------------------------------------------------
+def load_splits(manifest) -> tuple[dict, list[str]]:
+    """Read the prepared splits of a prepare manifest: ``({"train": df, "val": df, "test": df}, label_names)``.
+
+    Each frame has the columns ``text, label, label_id, source_row``.
+    """
+    import pandas as pd
+
+    frames = {
+        split: pd.read_csv(manifest.output(f"{split}.csv"), keep_default_na=False, dtype={"text": str, "label": str})
+        for split in SPLITS
+    }
+    label_names = json.loads(manifest.output(LABELS_FILE).read_text())
+    return frames, label_names
+
+
+def split_labels(frames: dict) -> dict[str, np.ndarray]:
+    """Integer label ids per split (``int64``)."""
+    return {split: frames[split]["label_id"].to_numpy().astype(np.int64) for split in frames}
+
+
+def split_texts(frames: dict) -> dict[str, list[str]]:
+    """Texts per split."""
+    return {split: frames[split]["text"].tolist() for split in frames}
+
+
+# --- history -------------------------------------------------------------------------------------------
+def write_history(records: list[dict], path: str | Path) -> None:
+    """One JSON object per epoch and line; written to a temporary file and renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
+    os.replace(tmp, path)
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """The epoch records of a ``history.jsonl``; a one-line error naming the line that is not an object."""
+    path = Path(path)
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GlossError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise GlossError(f"{path}: line {number}: expected a JSON object per epoch")
+        records.append(record)
+    return records
+
+
+def history_summary(records: list[dict]) -> dict[str, Any]:
+    """Epoch count and the best finite value of each validation score."""
+    summary: dict[str, Any] = {"epochs": len(records)}
+    for key in ("val_accuracy", "val_macro_f1", "val_macro_silhouette"):
+        values = [r[key] for r in records if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+        summary[f"best_{key}"] = max(values) if values else None
+    return summary
+
+
+# --- the linear head -----------------------------------------------------------------------------------
+def save_head(head, folder: str | Path) -> Path:
+    """Save a ``torch.nn.Linear`` head as ``folder/head.pt`` (state dict, input dim, class count)."""
+    import torch
+
+    path = Path(folder) / HEAD_FILE
+    torch.save({"state_dict": head.state_dict(), "dim": head.in_features, "num_classes": head.out_features}, path)
+    return path
+
+
+def load_head(folder: str | Path, device: str = "cpu", num_classes: int | None = None):
+    """The ``torch.nn.Linear`` saved by :func:`save_head` in ``folder``, or ``None`` when there is none.
+
+    ``num_classes``, when given, must match the saved head (a one-line error otherwise).
+    """
+    import torch
+
+    path = Path(folder) / HEAD_FILE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    if num_classes is not None and state["num_classes"] != num_classes:
+        raise GlossError(f"{path}: the head has {state['num_classes']} classes, this run {num_classes}")
+    head = torch.nn.Linear(state["dim"], state["num_classes"]).to(device)
+    head.load_state_dict(state["state_dict"])
+    return head
+
+
+# --- checked arrays ------------------------------------------------------------------------------------
+def load_matrix(
+    path: str | Path,
+    rows: int | None = None,
+    split: str | None = None,
+    columns: int | None = None,
+    allow_inf: bool = False,
+    dtype: Any = None,
+) -> np.ndarray:
+    """Load a 2-D numeric ``.npy`` and check its rows, columns and values; one-line errors naming the file.
+
+    Shapes: -> [rows, columns]. ``allow_inf`` admits -inf/+inf (log-probabilities) but never NaN;
+    ``dtype`` converts (e.g. ``np.float32``) after the checks of shape and kind.
+    """
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise GlossError(
+            f"{path}: expected a 2-D numeric array [documents, columns] (got shape {list(array.shape)}, "
+            f"{array.dtype})"
+        )
+    if rows is not None and array.shape[0] != rows:
+        where = f"the {split} split" if split else "the split"
+        raise GlossError(f"{path}: {array.shape[0]} rows, but {where} has {rows} documents")
+    if columns is not None and array.shape[1] != columns:
+        raise GlossError(f"{path}: {array.shape[1]} class columns, but the dataset has {columns} classes")
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    bad = np.isnan(array) if allow_inf else ~np.isfinite(array)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        kind = "NaN" if allow_inf else "NaN or infinite values"
+        raise GlossError(f"{path}: row {row} holds {kind} ({int(bad.any(axis=1).sum())} rows affected)")
+    return array
