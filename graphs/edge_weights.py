@@ -1,5 +1,31 @@
-"""Differentiable edge weights: Gaussian / cosine kernels at given edges, symmetrisation, self-loop
-policy and normalisation (linear and log-space), plus the dense helpers of the G-Loss paper."""
+r"""Edge weights: Gaussian / cosine kernels at given edges (differentiable), the weights of a kNN search,
+symmetrisation, self-loop policy and normalisation (linear and log-space), plus the dense helpers of the
+G-Loss paper.
+
+Every edge is :math:`j \to i` in PyG's ``source_to_target`` convention (``edge_index[0]`` = :math:`j`, the
+neighbour that sends, ``edge_index[1]`` = :math:`i`, the node that receives; see :mod:`graphs.knn`).
+
+Edge-weight vocabulary (the one set of names used in code, reports and file formats):
+
+===================  ==================================================  ==========================================
+name                 :math:`w_{j \to i}`                                 where
+===================  ==================================================  ==========================================
+``gaussian``         :math:`\exp(-\lVert x_i - x_j \rVert^2 / 2\sigma^2)`  G-Loss batch graphs:
+                                                                         :func:`gaussian_edge_weight`,
+                                                                         :func:`dense_gaussian_kernel`,
+                                                                         :func:`dense_transition`
+``exp-cosine``       :math:`\exp((\cos(x_i, x_j) - 1) / t) \in (0, 1]`   :func:`exp_cosine_edge_weight`
+                                                                         (differentiable, a temperature :math:`t`)
+``cosine``           :math:`\cos(x_i, x_j) \in [-1, 1]`, unclipped       :func:`edge_cosine`; the ``weight`` of
+                                                                         ``gloss graph``'s ``graph.npz``
+``clipped-cosine``   :math:`\max(\cos(x_i, x_j), 0)`                     :func:`knn_edge_weight` for
+                                                                         ``metric="cosine"``: corpus label
+                                                                         propagation (``gloss evaluate``,
+                                                                         ``gloss inspect``) and its edge exports
+``median-gaussian``  :math:`\exp(-d_{ij}^2 / \operatorname{median} d^2)`  :func:`knn_edge_weight` for
+                     over the kNN squared distances                      ``metric="l2"`` (same uses)
+===================  ==================================================  ==========================================
+"""
 
 from __future__ import annotations
 
@@ -18,8 +44,11 @@ from torch_geometric.utils import (
 from torch_geometric.utils.num_nodes import maybe_num_nodes
 
 __all__ = [
+    "KNN_EDGE_WEIGHTS",
     "gaussian_edge_weight",
-    "cosine_edge_weight",
+    "exp_cosine_edge_weight",
+    "knn_edge_weight",
+    "edge_cosine",
     "edge_dot",
     "edge_squared_distance",
     "symmetrize",
@@ -34,6 +63,9 @@ __all__ = [
 ]
 
 PairTensor = tuple[Tensor, Tensor]
+
+# The weight :func:`knn_edge_weight` gives the edges of a kNN search with each metric (names of the vocabulary).
+KNN_EDGE_WEIGHTS = {"cosine": "clipped-cosine", "l2": "median-gaussian"}
 
 
 def _check_edge_index(edge_index: Tensor) -> None:
@@ -163,9 +195,25 @@ def gaussian_edge_weight(x: Tensor | PairTensor, edge_index: Tensor, sigma: floa
     return log_w if log else log_w.exp()
 
 
-def cosine_edge_weight(x: Tensor | PairTensor, edge_index: Tensor, temperature: float | Tensor = 0.1,
-                       log: bool = False) -> Tensor:
-    r"""Positive cosine-similarity weights recomputed at the given edges:
+def edge_cosine(x: Tensor | PairTensor, edge_index: Tensor) -> Tensor:
+    r"""Cosine similarities :math:`\cos(\mathbf{x}_i, \mathbf{x}_j)` of the endpoints of every edge (the
+    ``cosine`` of the vocabulary above, unclipped), differentiable (see :func:`edge_dot` for the memory).
+
+    Shapes:
+        - **input:** x :math:`(N, D)` or :math:`((N_s, D), (N_t, D))`, edge_index :math:`(2, E)`
+        - **output:** :math:`(E)`
+    """
+    _check_edge_index(edge_index)
+    x_src, x_dst = x if isinstance(x, (tuple, list)) else (x, x)
+    norm_src = x_src.norm(dim=-1).clamp_min(1e-12)  # [N_s]
+    norm_dst = norm_src if x_dst is x_src else x_dst.norm(dim=-1).clamp_min(1e-12)  # [N_t]
+    dot = edge_dot((x_src, x_dst), edge_index)  # [E]
+    return dot / (norm_src[edge_index[0]] * norm_dst[edge_index[1]])  # [E]
+
+
+def exp_cosine_edge_weight(x: Tensor | PairTensor, edge_index: Tensor, temperature: float | Tensor = 0.1,
+                           log: bool = False) -> Tensor:
+    r"""Positive ``exp-cosine`` weights recomputed at the given edges:
 
     .. math::
         w_{j \to i} = \exp\left(\frac{\cos(\mathbf{x}_i, \mathbf{x}_j) - 1}{t}\right) \in (0, 1]
@@ -181,13 +229,26 @@ def cosine_edge_weight(x: Tensor | PairTensor, edge_index: Tensor, temperature: 
         - **output:** :math:`(E)`
     """
     _check_positive("temperature", temperature)
-    x_src, x_dst = x if isinstance(x, (tuple, list)) else (x, x)
-    norm_src = x_src.norm(dim=-1).clamp_min(1e-12)  # [N_s]
-    norm_dst = norm_src if x_dst is x_src else x_dst.norm(dim=-1).clamp_min(1e-12)  # [N_t]
-    dot = edge_dot((x_src, x_dst), edge_index)  # [E]
-    cos = dot / (norm_src[edge_index[0]] * norm_dst[edge_index[1]])  # [E]
-    log_w = (cos - 1) / temperature  # [E]
+    log_w = (edge_cosine(x, edge_index) - 1) / temperature  # [E]
     return log_w if log else log_w.exp()
+
+
+def knn_edge_weight(scores: Tensor, metric: str) -> Tensor:
+    r"""Non-negative weights of kNN edges from the scores of :func:`graphs.knn.knn_search`, as the corpus
+    label propagation uses them: ``clipped-cosine`` :math:`\max(\cos, 0)` for ``"cosine"`` (scores are
+    similarities), and ``median-gaussian`` :math:`\exp(-d^2 / \overline{d^2})` for ``"l2"`` (scores are
+    squared distances; :math:`\overline{d^2}` is their median, so raw embeddings of any norm work).
+
+    Shapes:
+        - **input:** scores :math:`(N, k)` (or any shape)
+        - **output:** the same shape
+    """
+    if metric == "cosine":
+        return scores.clamp_min(0)
+    if metric == "l2":
+        scale = scores.float().median().clamp_min(1e-12)
+        return torch.exp(-scores / scale)
+    raise ValueError(f"Expected 'metric' to be one of {tuple(KNN_EDGE_WEIGHTS)} (got '{metric}')")
 
 
 def symmetrize(edge_index: Tensor, edge_weight: Tensor | None = None, num_nodes: int | None = None,

@@ -1,4 +1,13 @@
-"""Exact k-nearest-neighbour search and kNN graphs (FAISS or blocked torch matmul)."""
+r"""Exact k-nearest-neighbour search and kNN graphs (FAISS or blocked torch matmul): the one corpus kNN
+search of gloss (``gloss graph``, ``gloss evaluate``'s label propagation, ``gloss inspect``, G-Loss kNN batch
+graphs and the memory bank).
+
+Edge direction: every kNN graph here is in PyG's ``flow="source_to_target"`` convention. The edge
+:math:`j \to i` exists for each of the :math:`k` nearest neighbours :math:`j` of node :math:`i`:
+``edge_index[0]`` holds the neighbour (the source, which sends the message) and ``edge_index[1]`` the query
+node (the target, which receives it). :func:`knn_edge_index` is the one place that turns ``[N, k]``
+neighbour lists into such edges.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ try:  # FAISS is a hard dependency of gloss, but keep the torch backend usable w
 except ImportError:  # pragma: no cover - exercised only without faiss installed
     faiss = None
 
-__all__ = ["knn_search", "knn_graph", "faiss_gpu_available"]
+__all__ = ["knn_search", "knn_graph", "knn_edge_index", "resolve_backend", "faiss_gpu_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +105,20 @@ def _pick_backend(backend: str, queries: Tensor, database: Tensor) -> str:
     if queries.is_cuda:
         return "faiss" if faiss_gpu_available() else "torch"
     return "torch" if queries.size(0) * database.size(0) <= AUTO_TORCH_MAX_PAIRS else "faiss"
+
+
+def resolve_backend(backend: str, x: Tensor) -> str:
+    """The backend :func:`knn_search` runs for a graph over ``x`` (``"auto"`` resolved): FAISS on CPU above
+    a size threshold, FAISS GPU on CUDA when importable, torch top-k otherwise. With FAISS on a CUDA tensor
+    the answer is ``"faiss-gpu"`` (for reports).
+
+    Shapes:
+        - **input:** x :math:`(N, D)`
+    """
+    chosen = _pick_backend(backend, x, x)
+    if chosen == "faiss" and x.is_cuda and faiss_gpu_available():
+        return "faiss-gpu"
+    return chosen
 
 
 def _prepare(queries: Tensor, database: Tensor, metric: str) -> tuple[Tensor, Tensor]:
@@ -246,6 +269,24 @@ def knn_search(
     return scores, index
 
 
+def knn_edge_index(neighbors: Tensor) -> Tensor:
+    r"""The ``edge_index`` of ``[N, k]`` neighbour lists in PyG's ``source_to_target`` convention: the
+    edge :math:`j \to i` for every neighbour :math:`j` listed by node :math:`i` (negative ids, FAISS's
+    "none", are dropped).
+
+    Shapes:
+        - **input:** neighbors :math:`(N, k)`
+        - **output:** edge_index :math:`(2, E)` long, ``E <= N k``, row 0 = source (neighbour), row 1 =
+          target (the node whose list it is), sorted by target and, per target, nearest first
+    """
+    if neighbors.dim() != 2:
+        raise ValueError(f"Expected 'neighbors' to be two-dimensional (got {neighbors.dim()} dimensions)")
+    source = neighbors.reshape(-1).long()  # [N k]
+    target = torch.arange(neighbors.size(0), device=neighbors.device).repeat_interleave(neighbors.size(1))
+    keep = source >= 0  # [N k]
+    return torch.stack([source[keep], target[keep]], dim=0)  # [2, E]
+
+
 @torch.no_grad()
 def knn_graph(x: Tensor, k: int, metric: str = "cosine", backend: str = "auto", loop: bool = False) -> Tensor:
     r"""Directed kNN graph of the rows of :obj:`x` in PyG convention: the edge :math:`j \to i` exists
@@ -269,5 +310,4 @@ def knn_graph(x: Tensor, k: int, metric: str = "cosine", backend: str = "auto", 
     if x.dim() != 2:
         raise ValueError(f"Expected 'x' to be two-dimensional (got {x.dim()} dimensions)")
     _, nbr = knn_search(x, x, k, metric=metric, backend=backend, exclude_self=not loop)  # [N, k]
-    target = torch.arange(x.size(0), device=x.device).repeat_interleave(k)  # [N * k]
-    return torch.stack([nbr.reshape(-1), target], dim=0)  # [2, N * k]
+    return knn_edge_index(nbr)  # [2, N * k]

@@ -1,16 +1,35 @@
-"""Differentiable label propagation: an iterative PyG layer and the closed-form harmonic solution."""
+"""Label propagation: an iterative differentiable PyG layer, the closed-form harmonic solution, and the
+one recipe that propagates visible labels over the kNN graph of a corpus (:func:`knn_label_propagation`,
+used by ``gloss evaluate`` and ``gloss inspect``).
+
+Edges are PyG ``source_to_target``: ``edge_index[0]`` is the source :math:`j` (the neighbour that sends),
+``edge_index[1]`` the target :math:`i` (the node that receives), and :math:`T_{ij}` is the weight of
+:math:`j \\to i`.
+"""
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, spmm
 
-__all__ = ["DifferentiableLabelPropagation", "harmonic_label_propagation", "soft_labels"]
+from graphs.edge_weights import knn_edge_weight, normalize_edge_weight, symmetrize
+from graphs.knn import knn_edge_index, knn_search
+
+__all__ = [
+    "DifferentiableLabelPropagation",
+    "harmonic_label_propagation",
+    "soft_labels",
+    "holdout_mask",
+    "graph_label_propagation",
+    "knn_label_propagation",
+]
 
 
 def soft_labels(labels: Tensor, num_classes: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
@@ -222,3 +241,135 @@ def harmonic_label_propagation(T: Tensor, labels: Tensor, visible: Tensor, num_c
     system = eye - (1 - eps) * T_u[:, hidden_idx]  # [U, U]
     rhs = T_u[:, visible_idx] @ y[visible_idx]  # [U, C]
     return torch.linalg.solve(system, rhs)  # [U, C]
+
+
+def holdout_mask(num_nodes: int, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """A seeded visible mask hiding ``round(fraction * N)`` uniformly drawn nodes (at least one hidden
+    and one visible when ``N >= 2``).
+
+    Shapes:
+        - **output:** :math:`(N)` bool, ``True`` = visible
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"Expected 'fraction' to lie in (0, 1) (got {fraction})")
+    hidden = min(max(round(fraction * num_nodes), 1), num_nodes - 1) if num_nodes >= 2 else 0
+    visible = np.ones(num_nodes, dtype=bool)
+    visible[np.random.default_rng(seed).permutation(num_nodes)[:hidden]] = False
+    return visible
+
+
+@torch.no_grad()
+def graph_label_propagation(
+    edge_index: Tensor,
+    edge_weight: Tensor,
+    labels: Tensor,
+    visible: Tensor,
+    num_classes: int | None = None,
+    num_iters: int = 1000,
+    tol: float = 1e-6,
+) -> dict[str, Any]:
+    r"""Clamped label propagation (Zhu and Ghahramani, 2002) from the visible nodes over a (kNN) graph.
+
+    The graph is symmetrised by the maximum weight (an edge exists when either end lists the other),
+    row-normalised into :math:`\mathbf{T} = \mathbf{D}^{-1}\mathbf{W}` and iterated with
+    :class:`DifferentiableLabelPropagation` on a sparse :math:`\mathbf{T}`,
+    :math:`\mathbf{F} \leftarrow \mathbf{T}\mathbf{F}` with the visible rows reset to their one-hot labels,
+    until the largest change is below :obj:`tol`. A hidden node that no visible node reaches (its
+    component holds none) is given the most frequent visible class and counted in ``unreached``.
+
+    Args:
+        edge_index (Tensor): Edges, ``source_to_target`` (they are symmetrised, so either direction gives
+            the same result).
+        edge_weight (Tensor): Non-negative edge weights (e.g. :func:`graphs.edge_weights.knn_edge_weight`).
+        labels (Tensor): Class id of every node (only visible rows are read).
+        visible (Tensor): Boolean mask of the clamped nodes.
+        num_classes (int, optional): :math:`C`. (default: largest label + 1)
+        num_iters (int, optional): Most propagation steps. (default: :obj:`1000`)
+        tol (float, optional): Stop once no entry changes by more than this. (default: :obj:`1e-6`)
+
+    Returns:
+        ``predictions`` (long ``[N]``, visible rows = their label), ``iterations``, ``converged``,
+        ``unreached`` (hidden nodes without a path to a visible one), ``undirected_edges`` (node pairs
+        joined by a positive weight).
+
+    Shapes:
+        - **input:** edge_index :math:`(2, E)`, edge_weight :math:`(E)`, labels :math:`(N)`,
+          visible :math:`(N)`
+    """
+    num_nodes = labels.size(0)
+    visible = visible.to(device=labels.device, dtype=torch.bool)
+    if not bool(visible.any()):
+        raise ValueError("Expected at least one visible node")
+    c = int(labels.max()) + 1 if num_classes is None else num_classes
+    edge_index, w = symmetrize(edge_index.long(), edge_weight.double(), num_nodes, reduce="max")  # [2, E']
+    undirected = int(((edge_index[0] < edge_index[1]) & (w > 0)).sum())
+    w = normalize_edge_weight(edge_index, w, num_nodes, mode="row")  # rows of T sum to 1 (or 0)
+    T = torch.sparse_coo_tensor(edge_index.flip(0), w, (num_nodes, num_nodes), check_invariants=False)  # [N, N]
+    T = T.coalesce()  # T[i, j] = weight of j -> i; the layer turns it into CSR
+    seeds = torch.nn.functional.one_hot(labels.clamp_min(0), c).double() * visible.unsqueeze(1)  # [N, C]
+    layer = DifferentiableLabelPropagation(num_iters=num_iters, tol=tol)
+    scores = layer(seeds, T, visible=visible)  # [N, C]
+    reached = scores.sum(-1) > 0  # [N]
+    majority = int(torch.bincount(labels[visible], minlength=c).argmax())
+    predictions = torch.where(reached, scores.argmax(-1), torch.full_like(labels, majority))  # [N]
+    return {
+        "predictions": predictions,
+        "iterations": layer.last_num_iters,
+        "converged": layer.last_num_iters < num_iters,
+        "unreached": int((~reached & ~visible).sum()),
+        "undirected_edges": undirected,
+    }
+
+
+@torch.no_grad()
+def knn_label_propagation(
+    x: Tensor,
+    labels: Tensor,
+    visible: Tensor,
+    k: int = 10,
+    *,
+    metric: str = "cosine",
+    backend: str = "auto",
+    neighbors: tuple[Tensor, Tensor] | None = None,
+    num_classes: int | None = None,
+    num_iters: int = 1000,
+    tol: float = 1e-6,
+) -> dict[str, Any]:
+    r"""Propagates the visible labels over the exact kNN graph of :obj:`x`: the one recipe of gloss.
+
+    The :math:`k` nearest neighbours of every node (itself excluded) come from
+    :func:`graphs.knn.knn_search`, their edges :math:`j \to i` from :func:`graphs.knn.knn_edge_index`
+    (``source_to_target``), their weights from :func:`graphs.edge_weights.knn_edge_weight`
+    (``clipped-cosine`` or ``median-gaussian``), and the propagation is :func:`graph_label_propagation`.
+
+    Args:
+        x (Tensor): Node features (any device).
+        labels (Tensor): Class id of every node (only visible rows are read).
+        visible (Tensor): Boolean mask of the clamped nodes.
+        k (int, optional): Neighbours per node, capped at :math:`N - 1`. (default: :obj:`10`)
+        metric (str, optional): ``"cosine"`` or ``"l2"``. (default: ``"cosine"``)
+        backend (str, optional): ``"auto"``, ``"faiss"`` or ``"torch"``. (default: ``"auto"``)
+        neighbors ((Tensor, Tensor), optional): The ``(scores, neighbours)`` of
+            ``knn_search(x, x, k, metric=metric, exclude_self=True)`` when the caller already has them
+            (``gloss inspect`` measures the same graph); nothing is searched then. (default: :obj:`None`)
+        num_classes, num_iters, tol: As in :func:`graph_label_propagation`.
+
+    Returns:
+        The result of :func:`graph_label_propagation`, and ``k`` (after the cap).
+
+    Shapes:
+        - **input:** x :math:`(N, D)`, labels :math:`(N)`, visible :math:`(N)`, neighbors
+          :math:`(N, k)` each
+    """
+    k = min(k, x.size(0) - 1) if neighbors is None else neighbors[1].size(1)
+    if neighbors is None and k >= 1:
+        neighbors = knn_search(x, x, k, metric=metric, backend=backend, exclude_self=True)  # [N, k] each
+    if k >= 1:
+        scores, nbr = neighbors
+        edge_index = knn_edge_index(nbr)  # [2, E], E = N k unless the search returned "none" (-1) ids
+        edge_weight = knn_edge_weight(scores, metric).reshape(-1)[nbr.reshape(-1) >= 0]  # [E]
+    else:
+        edge_index = torch.zeros(2, 0, dtype=torch.long, device=x.device)
+        edge_weight = torch.zeros(0, device=x.device)
+    result = graph_label_propagation(edge_index, edge_weight, labels, visible, num_classes, num_iters, tol)
+    return {**result, "k": k}

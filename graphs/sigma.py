@@ -1,13 +1,21 @@
-"""Heuristics for the width :math:`\\sigma` of the Gaussian kernel of G-Loss."""
+"""Heuristics for the width :math:`\\sigma` of the Gaussian kernel of G-Loss, behind one entry point,
+:func:`resolve_sigma`.
+
+Two heuristics, ``"sqrt"`` (:func:`sigma_sqrt_median`) and ``"dicm"`` (:func:`sigma_dicm`). Computed once on a
+corpus (e.g. the pre-trained train embeddings) they go by these names; recomputed on every batch of G-Loss
+they are ``"batch-sqrt"`` and ``"batch-dicm"`` (:data:`BATCH_SIGMA_HEURISTICS`). The formula is the same:
+:func:`resolve_sigma` applies it to the rows it is given.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["sigma_sqrt_median", "sigma_dicm", "resolve_sigma", "SIGMA_HEURISTICS"]
+__all__ = ["sigma_sqrt_median", "sigma_dicm", "resolve_sigma", "SIGMA_HEURISTICS", "BATCH_SIGMA_HEURISTICS"]
 
 SIGMA_HEURISTICS = ("sqrt", "dicm")
+BATCH_SIGMA_HEURISTICS = tuple(f"batch-{name}" for name in SIGMA_HEURISTICS)  # ("batch-sqrt", "batch-dicm")
 DEFAULT_SAMPLE = 5000
 MIN_SIGMA = 1e-6
 
@@ -99,23 +107,25 @@ def sigma_dicm(x: Tensor, labels: Tensor, sample: int | None = DEFAULT_SAMPLE, s
 def resolve_sigma(spec: float | str, x: Tensor | None = None, labels: Tensor | None = None,
                   sample: int | None = DEFAULT_SAMPLE, seed: int = 0) -> float:
     r"""Turns a :math:`\sigma` specification into a number: a positive float is returned as is,
-    ``"sqrt"`` calls :func:`sigma_sqrt_median` and ``"dicm"`` calls :func:`sigma_dicm` on :obj:`x`.
+    ``"sqrt"`` / ``"batch-sqrt"`` call :func:`sigma_sqrt_median` and ``"dicm"`` / ``"batch-dicm"`` call
+    :func:`sigma_dicm` on :obj:`x` (the corpus, or the batch, that the name refers to).
 
     Shapes:
         - **input:** x :math:`(N, D)`, labels :math:`(N)`
         - **output:** a Python float
     """
     if isinstance(spec, str):
-        if spec not in SIGMA_HEURISTICS:
+        if spec not in SIGMA_HEURISTICS + BATCH_SIGMA_HEURISTICS:
             raise ValueError(
-                f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got '{spec}')"
+                f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} "
+                f"(per batch: {BATCH_SIGMA_HEURISTICS}) (got '{spec}')"
             )
         if x is None:
             raise ValueError(f"Expected 'x' to be given for sigma='{spec}'")
-        if spec == "sqrt":
+        if spec.removeprefix("batch-") == "sqrt":
             return sigma_sqrt_median(x, sample=sample, seed=seed)
         if labels is None:
-            raise ValueError("Expected 'labels' to be given for sigma='dicm'")
+            raise ValueError(f"Expected 'labels' to be given for sigma='{spec}'")
         return sigma_dicm(x, labels, sample=sample, seed=seed)
     if isinstance(spec, bool) or not isinstance(spec, (int, float)):
         raise ValueError(

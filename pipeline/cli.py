@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, options
 from pipeline.config_file import config_option
 from pipeline.errors import GlossError
 from pipeline.stages import STAGE_ORDER
@@ -81,9 +81,9 @@ def force_option(func):
 @config_option
 @click.option("--dataset", required=True, help="Dataset name: mr, R8, R52, ohsumed, 20ng, or your own.")
 @click.option("--data-root", default=None, help="Folder holding the datasets (default: $GLOSS_DATA, else ./data).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
-              show_default=True, help="Share of each training class held out for validation.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the validation split and --limit.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=options.VAL_FRACTION, show_default=True, help="Share of each training class held out for validation.")
+@click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the validation split and --limit.")
 @click.option("--limit", type=click.IntRange(min=2), default=None,
               help="Keep a stratified sample of at most N training documents (val/test proportionally).")
 @run_dir_option
@@ -110,16 +110,18 @@ def prepare(dataset, data_root, val_fraction, seed, limit, run_dir, force):
 
 def encoder_options(func):
     """--model, --pooling, --max-length, --device."""
-    options = [
-        click.option("--model", default="all-MiniLM-L6-v2", show_default=True,
+    decorators = [
+        click.option("--model", default=options.DEFAULT_MODEL, show_default=True,
                      help="Encoder: the packaged all-MiniLM-L6-v2, a local model folder, or a hub name (online)."),
-        click.option("--pooling", type=click.Choice(["mean", "cls"]), default="mean", show_default=True),
-        click.option("--max-length", type=click.IntRange(min=8), default=128, show_default=True,
+        click.option("--pooling", type=click.Choice(options.POOLINGS), default=options.DEFAULT_POOLING,
+                     show_default=True),
+        click.option("--max-length", type=click.IntRange(min=8), default=options.MAX_LENGTH, show_default=True,
                      help="Tokens kept per document."),
-        click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda."),
+        click.option("--device", default=options.DEVICE, show_default=True,
+                     help="auto (CUDA when available), cpu, cuda."),
     ]
-    for option in reversed(options):
-        func = option(func)
+    for decorator in reversed(decorators):
+        func = decorator(func)
     return func
 
 
@@ -132,7 +134,7 @@ def _encoder_config(model, pooling, max_length, device):
 @main.command(short_help="Embed train/val/test with the pre-trained encoder; sigma heuristics.")
 @config_option
 @encoder_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=options.EVAL_BATCH_SIZE, show_default=True)
 @run_dir_option(required=True)
 @force_option
 def embed(model, pooling, max_length, device, batch_size, run_dir, force):
@@ -147,9 +149,9 @@ def embed(model, pooling, max_length, device, batch_size, run_dir, force):
 
 @main.command(short_help="Build the corpus kNN graph of the embeddings (FAISS).")
 @config_option
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per document.")
-@click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default="auto", show_default=True)
+@click.option("--k", type=click.IntRange(min=1), default=options.K, show_default=True, help="Neighbours per document.")
+@click.option("--metric", type=click.Choice(options.METRICS), default=options.DEFAULT_METRIC, show_default=True)
+@click.option("--backend", type=click.Choice(options.BACKENDS), default=options.DEFAULT_BACKEND, show_default=True)
 @run_dir_option(required=True)
 @force_option
 def graph(k, metric, backend, run_dir, force):
@@ -163,64 +165,77 @@ def graph(k, metric, backend, run_dir, force):
 
 def train_options(func):
     """Every option of `gloss train` (shared with `gloss run`)."""
-    from pipeline.training import GRAPH_MODES, LOSSES
-
-    options = [
-        click.option("--method", type=click.Choice(["finetune", "textgcn", "bertgcn"]), default="finetune",
-                     show_default=True, help="Fine-tune the encoder with --loss, or train a graph baseline."),
-        click.option("--loss", type=click.Choice(LOSSES), default="gloss+ce", show_default=True,
+    o = options
+    sigma_help = ("G-Loss kernel width: a number; sqrt (paper) or dicm (reference code), computed once by "
+                  "`gloss embed` on the pre-trained train embeddings; batch-sqrt or batch-dicm, recomputed "
+                  "on every batch.")
+    decorators = [
+        click.option("--method", type=click.Choice(o.METHODS), default=o.DEFAULT_METHOD, show_default=True,
+                     help="Fine-tune the encoder with --loss, or train a graph baseline."),
+        click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
                      help="Objective of --method finetune."),
-        click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+        click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=o.LAMBDA, show_default=True,
                      help="Weight of the graph/contrastive part: lambda * L + (1 - lambda) * CE."),
-        click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.6,
+        click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=o.GAMMA,
                      show_default=True, help="G-Loss: share of batch nodes whose labels stay visible."),
-        click.option("--sigma", default="sqrt", show_default=True,
-                     help="G-Loss kernel width: a number, sqrt (paper) or dicm (reference code)."),
-        click.option("--graph", "graph_mode", type=click.Choice(GRAPH_MODES), default="dense", show_default=True,
+        click.option("--sigma", default=o.DEFAULT_SIGMA, show_default=True, help=sigma_help),
+        click.option("--graph", "graph_mode", type=click.Choice(o.GRAPH_MODES), default=o.DEFAULT_GRAPH_MODE,
+                     show_default=True,
                      help="G-Loss batch graph: dense (paper), knn (in batch), bank (batch + memory bank)."),
-        click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="G-Loss kNN neighbours."),
-        click.option("--loss-form", type=click.Choice(["nll", "released"]), default="nll", show_default=True,
+        click.option("--k", type=click.IntRange(min=1), default=o.K, show_default=True, help="G-Loss kNN neighbours."),
+        click.option("--loss-form", type=click.Choice(o.LOSS_FORMS), default=o.DEFAULT_LOSS_FORM, show_default=True,
                      help="G-Loss: NLL of propagated probabilities (paper) or the released code's form."),
-        click.option("--temperature", type=float, default=0.1, show_default=True, help="SupCon temperature."),
-        click.option("--margin", type=float, default=0.5, show_default=True, help="Triplet margin."),
-        click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True),
-        click.option("--lr", type=float, default=2e-5, show_default=True, help="Encoder learning rate."),
-        click.option("--head-lr", type=float, default=1e-3, show_default=True, help="Linear head learning rate."),
-        click.option("--optimizer", type=click.Choice(["adamw", "adam"]), default="adamw", show_default=True),
-        click.option("--weight-decay", type=float, default=0.01, show_default=True),
-        click.option("--schedule", type=click.Choice(["linear", "cosine", "constant"]), default="linear",
-                     show_default=True, help="Learning-rate schedule after warm-up."),
-        click.option("--warmup-ratio", type=click.FloatRange(0, 1), default=0.1, show_default=True),
-        click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0: off)."),
-        click.option("--patience", type=click.IntRange(min=1), default=2, show_default=True,
+        click.option("--temperature", type=float, default=o.TEMPERATURE, show_default=True, help="SupCon temperature."),
+        click.option("--margin", type=float, default=o.MARGIN, show_default=True, help="Triplet margin."),
+        click.option("--epochs", type=click.IntRange(min=1), default=o.EPOCHS, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=2), default=o.BATCH_SIZE, show_default=True),
+        click.option("--lr", type=float, default=o.LR, show_default=True, help="Encoder learning rate."),
+        click.option("--head-lr", type=float, default=o.HEAD_LR, show_default=True, help="Linear head learning rate."),
+        click.option("--optimizer", type=click.Choice(o.OPTIMIZERS), default=o.DEFAULT_OPTIMIZER, show_default=True),
+        click.option("--weight-decay", type=float, default=o.WEIGHT_DECAY, show_default=True),
+        click.option("--schedule", type=click.Choice(o.SCHEDULES), default=o.DEFAULT_SCHEDULE, show_default=True,
+                     help="Learning-rate schedule after warm-up."),
+        click.option("--warmup-ratio", type=click.FloatRange(0, 1), default=o.WARMUP_RATIO, show_default=True),
+        click.option("--grad-clip", type=float, default=o.GRAD_CLIP, show_default=True,
+                     help="Max gradient norm (0: off)."),
+        click.option("--patience", type=click.IntRange(min=1), default=o.PATIENCE, show_default=True,
                      help="Early stopping: epochs without improvement of the validation score."),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=int, default=o.SEED, show_default=True),
         click.option("--bucket/--no-bucket", default=True, show_default=True,
                      help="Length-bucketed batches (dynamic padding)."),
         click.option("--balanced", is_flag=True, help="Class-balanced batches (>= 2 examples per class present)."),
-        click.option("--gcn-epochs", type=click.IntRange(min=1), default=200, show_default=True,
+        click.option("--gcn-epochs", type=click.IntRange(min=1), default=o.GCN_EPOCHS, show_default=True,
                      help="TextGCN: most epochs."),
-        click.option("--gcn-lr", type=float, default=0.02, show_default=True, help="TextGCN learning rate."),
-        click.option("--gcn-hidden", type=click.IntRange(min=1), default=200, show_default=True,
+        click.option("--gcn-lr", type=float, default=o.GCN_LR, show_default=True, help="TextGCN learning rate."),
+        click.option("--gcn-hidden", type=click.IntRange(min=1), default=o.GCN_HIDDEN, show_default=True,
                      help="TextGCN/BertGCN hidden size."),
-        click.option("--gcn-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True),
-        click.option("--gcn-early-stopping", type=click.IntRange(min=1), default=10, show_default=True,
-                     help="TextGCN: stop when val loss exceeds the mean of this many previous epochs."),
-        click.option("--pmi-count", type=click.Choice(["windows", "positions"]), default="windows",
-                     show_default=True, help="PMI co-occurrence: windows (paper) or position pairs (released code)."),
-        click.option("--bertgcn-m", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+        click.option("--gcn-dropout", type=click.FloatRange(0, 1, max_open=True), default=o.GCN_DROPOUT,
+                     show_default=True),
+        click.option("--gcn-early-stopping", type=click.IntRange(min=1), default=o.GCN_EARLY_STOPPING,
+                     show_default=True, help="TextGCN: stop when val loss exceeds the mean of this many previous epochs."),
+        click.option("--pmi-count", type=click.Choice(o.PAIR_COUNTS), default=o.DEFAULT_PAIR_COUNT, show_default=True,
+                     help="PMI co-occurrence: windows (paper) or position pairs (released code)."),
+        click.option("--bertgcn-m", type=click.FloatRange(0, 1), default=o.BERTGCN_M, show_default=True,
                      help="BertGCN: weight of the GCN prediction."),
-        click.option("--bertgcn-lr", type=float, default=1e-3, show_default=True, help="BertGCN: GCN learning rate."),
-        click.option("--bertgcn-encoder-lr", type=float, default=1e-5, show_default=True,
+        click.option("--bertgcn-lr", type=float, default=o.BERTGCN_LR, show_default=True,
+                     help="BertGCN: GCN learning rate."),
+        click.option("--bertgcn-encoder-lr", type=float, default=o.BERTGCN_ENCODER_LR, show_default=True,
                      help="BertGCN: encoder learning rate in joint training."),
         click.option("--init-from", type=click.Path(file_okay=False), default=None,
                      help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
     ]
     func = encoder_options(func)
-    for option in reversed(options):
-        func = option(func)
+    for decorator in reversed(decorators):
+        func = decorator(func)
     return func
+
+
+def _parse_sigma(value: str) -> float | str:
+    """A number, or the name of a sigma heuristic (checked by the train stage)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _train_config(opts: dict):
@@ -228,14 +243,10 @@ def _train_config(opts: dict):
     from pipeline.training.loop import LoopConfig
     from pipeline.training.objectives import ObjectiveConfig
 
-    sigma = opts["sigma"]
-    try:
-        sigma = float(sigma)
-    except ValueError:
-        pass
     objective = ObjectiveConfig(
-        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=sigma, graph=opts["graph_mode"],
-        k=opts["k"], loss_form=opts["loss_form"], temperature=opts["temperature"], margin=opts["margin"],
+        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=_parse_sigma(opts["sigma"]),
+        graph=opts["graph_mode"], k=opts["k"], loss_form=opts["loss_form"], temperature=opts["temperature"],
+        margin=opts["margin"],
     )
     loop = LoopConfig(
         epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], head_lr=opts["head_lr"],
@@ -280,32 +291,23 @@ def train(resume, run_dir, force, **opts):
               help="Sweep spec (TOML/YAML: datasets x methods x seeds x options); missing runs are run.")
 @click.option("--runs", "run_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Finished run directories to compare (repeatable), instead of or beside --spec.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/compare", show_default=True,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=options.COMPARE_OUT, show_default=True,
               help="Output folder: table.md, table.csv, results.json, plots; runs/ and logs/ of the sweep.")
 @click.option("--data-root", default=None, help="Folder holding the datasets (default: $GLOSS_DATA, else ./data).")
-@click.option("--pair", default="gloss+ce:ce", show_default=True,
+@click.option("--pair", default=options.DEFAULT_PAIR, show_default=True,
               help="Paired comparison METHOD:BASELINE over shared seeds.")
 @click.option("--background", is_flag=True, help="Run the sweep detached; progress goes to OUT/sweep.log.")
 def compare(spec, run_dirs, out_dir, data_root, pair, background):
     """Run what a sweep is missing (finished runs are skipped; a killed sweep continues), then write per
     dataset and method: accuracy and macro-F1 (mean, std, n), seconds per epoch, best epoch, training time,
     peak memory; published numbers beside them (marked); plots; and a paired METHOD - BASELINE comparison."""
-    from pathlib import Path
-
-    from pipeline.compare.stage import run_compare
+    from pipeline.compare.stage import run_compare, start_in_background
 
     if not spec and not run_dirs:
         raise GlossError("give --spec FILE or at least one --runs RUN_DIR")
     if background:
-        import subprocess
-
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        args = [a for a in sys.argv[1:] if a != "--background"]
-        log = Path(out_dir) / "sweep.log"
-        with open(log, "a") as handle:
-            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=handle,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        click.echo(f"compare: running in the background (pid {process.pid}); progress in {log}")
+        pid, log = start_in_background([a for a in sys.argv[1:] if a != "--background"], out_dir)
+        click.echo(f"compare: running in the background (pid {pid}); progress in {log}")
         return
     result = run_compare(spec, list(run_dirs), out_dir, data_root or os.environ.get("GLOSS_DATA"), pair, click.echo)
     click.echo(f"compare: wrote {', '.join(result['files'])} to {out_dir}")
@@ -317,7 +319,7 @@ def compare(spec, run_dirs, out_dir, data_root, pair, background):
               help="Text file (one document per line), CSV with a 'text' column, or JSONL with a 'text' field.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here (default: standard output).")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default=options.DEVICE, show_default=True)
 def predict(run_dir, input_path, output, device):
     """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
     import json
@@ -338,61 +340,44 @@ def predict(run_dir, input_path, output, device):
     )
 
 
-@main.command(short_help="prepare -> embed -> graph -> train -> evaluate in sequence.")
+@main.command(short_help="prepare -> embed -> train -> evaluate in sequence.")
 @config_option
-@click.option("--dataset", default="R8", show_default=True, help="Dataset name (see `gloss prepare`).")
+@click.option("--dataset", default=options.DEFAULT_DATASET, show_default=True, help="Dataset name (see `gloss prepare`).")
 @click.option("--data-root", default=None, help="Folder holding the datasets (default: $GLOSS_DATA, else ./data).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
-              show_default=True)
-@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=options.VAL_FRACTION, show_default=True)
+@click.option("--split-seed", type=int, default=options.SEED, show_default=True, help="Seed of the validation split.")
 @click.option("--limit", type=click.IntRange(min=2), default=None, help="Stratified slice of at most N training documents.")
-@click.option("--graph-k", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Neighbours of the corpus kNN graph (graph stage).")
 @train_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its last checkpoint.")
-@run_dir_option
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default: runs/<dataset>-<method>-seed<seed>).")
 @force_option
-@click.pass_context
-def run(ctx, dataset, data_root, val_fraction, split_seed, limit, graph_k, resume, run_dir, force, **opts):
+def run(dataset, data_root, val_fraction, split_seed, limit, resume, run_dir, force, **opts):
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
-    G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder."""
-    from pipeline.stages import embed as embed_stage
-    from pipeline.stages import graph as graph_stage
-    from pipeline.stages import prepare as prepare_stage
-    from pipeline.stages import train as train_stage
+    G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
+    reads it); `gloss graph` builds it on its own."""
+    from pipeline.stages import run as stage
+    from pipeline.stages.evaluate import summary_lines
+    from pipeline.stages.prepare import PrepareConfig
 
-    train_config = _train_config(opts)
-    name = train_config.method if train_config.method != "finetune" else train_config.loss.replace("+", "-")
-    run_dir = run_dir or os.path.join("runs", f"{dataset}-{name}-seed{train_config.loop.seed}")
-    prepare_stage.run(
-        prepare_stage.PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
-                                    split_seed, limit),
-        run_dir, force=force, echo=click.echo,
-    )
-    if train_config.method != "textgcn":
-        embed_stage.run(embed_stage.EmbedConfig(train_config.encoder), run_dir, force=force, echo=click.echo)
-        graph_stage.run(graph_stage.GraphConfig(k=graph_k), run_dir, force=force, echo=click.echo)
-    manifest = train_stage.run(train_config, run_dir, force=force, resume=resume, echo=click.echo)
-    _echo_train(manifest)
-    _run_evaluate(run_dir, force)
-
-
-def _run_evaluate(run_dir, force):
-    from pipeline.stages import evaluate as evaluate_stage
-
-    manifest = evaluate_stage.run(evaluate_stage.EvaluateConfig(), run_dir, force=force, echo=click.echo)
-    for line in evaluate_stage.summary_lines(manifest.summary):
+    prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
+                                   split_seed, limit)
+    config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts))
+    manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
+    _echo_train(manifests["train"])
+    for line in summary_lines(manifests["evaluate"].summary):
         click.echo(line)
 
 
 @main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, probe, propagation.")
 @config_option
 @run_dir_option(required=True)
-@click.option("--knn-k", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--knn-k", type=click.IntRange(min=1), default=options.K, show_default=True,
               help="Neighbours per node of the train+test kNN graph for transductive label propagation.")
-@click.option("--tsne-max", type=click.IntRange(min=0), default=2000, show_default=True,
+@click.option("--tsne-max", type=click.IntRange(min=0), default=options.TSNE_MAX, show_default=True,
               help="Most test embeddings drawn in tsne.png (a seeded sample; 0 skips the plot).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the t-SNE and of the samples.")
+@click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the t-SNE and of the samples.")
 @force_option
 def evaluate(run_dir, knn_k, tsne_max, seed, force):
     """Evaluate RUN/train on the test split of RUN/prepare: head accuracy, macro-/weighted-F1, per-class report
@@ -410,7 +395,7 @@ def evaluate(run_dir, knn_k, tsne_max, seed, force):
 @config_option
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run whose embeddings to inspect (writes RUN/inspect/).")
-@click.option("--source", type=click.Choice(["pretrained", "trained"]), default="pretrained",
+@click.option("--source", type=click.Choice(options.INSPECT_SOURCES), default=options.DEFAULT_INSPECT_SOURCE,
               show_default=True, help="RUN/embed embeddings or RUN/train's (best epoch).")
 @click.option("--epochs", type=click.Choice(["all"]), default=None,
               help="Also follow the val graph across RUN/train/val_embeddings/epoch-K.npy (0 = pre-trained).")
@@ -420,24 +405,24 @@ def evaluate(run_dir, knn_k, tsne_max, seed, force):
               help="Labels of --embeddings: integer .npy, CSV/TSV (label column) or text (one per line).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder of the --embeddings mode.")
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per node.")
-@click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default="auto", show_default=True,
+@click.option("--k", type=click.IntRange(min=1), default=options.K, show_default=True, help="Neighbours per node.")
+@click.option("--metric", type=click.Choice(options.METRICS), default=options.DEFAULT_METRIC, show_default=True)
+@click.option("--backend", type=click.Choice(options.BACKENDS), default=options.DEFAULT_BACKEND, show_default=True,
               help="kNN search: auto = FAISS on CPU (torch top-k for small graphs), FAISS GPU or torch "
                    "on CUDA.")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda.")
-@click.option("--batches", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--device", default=options.DEVICE, show_default=True, help="auto (CUDA when available), cpu, cuda.")
+@click.option("--batches", type=click.IntRange(min=1), default=options.INSPECT_BATCHES, show_default=True,
               help="G-Loss batch graphs sampled from train.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True)
-@click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.6,
+@click.option("--batch-size", type=click.IntRange(min=2), default=options.BATCH_SIZE, show_default=True)
+@click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=options.GAMMA,
               show_default=True, help="G-Loss share of visible nodes in the batch graphs.")
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=options.HOLDOUT,
               show_default=True,
               help="Share of nodes hidden for label propagation when there is no train/val split.")
-@click.option("--layout-nodes", type=click.IntRange(min=2), default=200, show_default=True,
+@click.option("--layout-nodes", type=click.IntRange(min=2), default=options.LAYOUT_NODES, show_default=True,
               help="Nodes of the sampled subgraph drawn in subgraph_layout.png.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every sample.")
-@click.option("--export", default="csv,graphml", show_default=True,
+@click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of every sample.")
+@click.option("--export", default=options.DEFAULT_EXPORT, show_default=True,
               help="Edge-list formats: a comma list of csv, npz, graphml, or none.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNG figures.")
 @force_option

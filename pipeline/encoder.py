@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import options
 from pipeline.errors import GlossError
 
 logger = logging.getLogger("gloss")
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = options.DEFAULT_MODEL
 _PACKAGED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm", "packaged"}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -35,9 +36,9 @@ class EncoderConfig:
     """
 
     model: str = DEFAULT_MODEL
-    pooling: str = "mean"
-    max_length: int = 128
-    device: str = "auto"
+    pooling: str = options.DEFAULT_POOLING
+    max_length: int = options.MAX_LENGTH
+    device: str = options.DEVICE
 
 
 def resolve_device(device: str) -> str:
@@ -95,8 +96,8 @@ def _download(name: str) -> str:
 def load_encoder(config: EncoderConfig):
     """A ``SentenceTransformer`` of Transformer + Pooling (no Normalize: losses normalise themselves)."""
     path = resolve_model_path(config.model)
-    if config.pooling not in ("mean", "cls"):
-        raise GlossError(f"--pooling {config.pooling}: expected mean or cls")
+    if config.pooling not in options.POOLINGS:
+        raise GlossError(options.choice_error("--pooling", config.pooling, options.POOLINGS))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never reach for the network
     import transformers
     from sentence_transformers import SentenceTransformer

@@ -69,8 +69,9 @@ BERTGCN_M = 0.7
 BERTGCN_LR = 1e-3
 BERTGCN_ENCODER_LR = 1e-5
 
-# --- prepare -------------------------------------------------------------------------------------------
+# --- prepare / run -------------------------------------------------------------------------------------------
 VAL_FRACTION = 0.1
+DEFAULT_DATASET = "R8"  # of `gloss run`
 
 # --- kNN search (graph, evaluate, inspect) -------------------------------------------------------------
 METRICS = ("cosine", "l2")
@@ -92,6 +93,7 @@ DEFAULT_EXPORT = "csv,graphml"
 
 # --- compare -------------------------------------------------------------------------------------------
 DEFAULT_PAIR = "gloss+ce:ce"
+COMPARE_OUT = "runs/compare"
 
 
 def choice_error(option: str, value: object, choices: tuple[str, ...]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts import LABELS_FILE, load_head, load_matrix, load_splits, model_dir, split_labels
 from pipeline.errors import GlossError
 from pipeline.manifest import load_manifest
 
@@ -49,25 +50,21 @@ def read_documents(path: str | Path) -> list[str]:
     return _decode(path).splitlines()
 
 
-def _probabilities(trained, model_dir: Path, embeddings: np.ndarray, num_classes: int) -> np.ndarray:
+def _probabilities(trained, embeddings: np.ndarray, num_classes: int) -> np.ndarray:
     """Class probabilities [N, C] from the trained head, or from a linear probe for standalone losses."""
     import torch
 
-    head_path = model_dir / "head.pt"
-    if head_path.is_file():
-        state = torch.load(head_path, map_location="cpu", weights_only=True)
-        head = torch.nn.Linear(state["dim"], state["num_classes"])
-        head.load_state_dict(state["state_dict"])
+    head = load_head(model_dir(trained.stage_dir))
+    if head is not None:
         with torch.inference_mode():
             return torch.softmax(head(torch.from_numpy(embeddings)), dim=1).numpy()
     # Standalone losses train no head: a linear probe on the training embeddings stands in for one.
     from sklearn.linear_model import LogisticRegression
 
-    from pipeline.artifacts import load_splits
-
     frames, _ = load_splits(load_manifest(trained.stage_dir.parent, "prepare"))
-    train_embeddings = np.load(trained.output("embeddings_train.npy"))
-    probe = LogisticRegression(max_iter=1000).fit(train_embeddings, frames["train"]["label_id"].to_numpy())
+    train_labels = split_labels(frames)["train"]
+    train_embeddings = load_matrix(trained.output("embeddings_train.npy"), len(train_labels), "train")
+    probe = LogisticRegression(max_iter=1000).fit(train_embeddings, train_labels)
     out = np.zeros((len(embeddings), num_classes))
     out[:, probe.classes_] = probe.predict_proba(embeddings)
     return out
@@ -83,10 +80,10 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
             f"{trained.path}: method '{trained.config['method']}' is transductive and cannot predict new "
             "documents; use a fine-tuned run"
         )
-    model_dir = trained.stage_dir / "model"
-    label_names = json.loads((model_dir / "labels.json").read_text())
+    folder = model_dir(trained.stage_dir)
+    label_names = json.loads((folder / LABELS_FILE).read_text())
     encoder = trained.config["encoder"]
-    model = load_encoder(EncoderConfig(model=str(model_dir), pooling=encoder["pooling"],
+    model = load_encoder(EncoderConfig(model=str(folder), pooling=encoder["pooling"],
                                        max_length=encoder["max_length"], device=device))
     docs = read_documents(input_path)
     keep = [i for i, d in enumerate(docs) if d.strip()]
@@ -95,7 +92,7 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
     truncated = sum(1 for n in lengths if n >= model.max_seq_length)
     probabilities = np.zeros((0, len(label_names)))
     if texts:
-        probabilities = _probabilities(trained, model_dir, embed_texts(model, texts, batch_size), len(label_names))
+        probabilities = _probabilities(trained, embed_texts(model, texts, batch_size), len(label_names))
     rows: list[dict] = [{"row": i + 1, "label": None, "skipped": "empty"} for i in range(len(docs))]
     for position, i in enumerate(keep):
         p = probabilities[position]

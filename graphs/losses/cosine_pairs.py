@@ -19,22 +19,22 @@ class PairwiseCosineLoss(nn.Module):
 
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`
-        - **output:** scalar
+        - **output:** ``{"cosine": scalar}``
     """
 
     def __init__(self, negative_target: float = 0.0) -> None:
         super().__init__()
         self.negative_target = negative_target
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, embeddings: Tensor, labels: Tensor) -> dict[str, Tensor]:
         if len(embeddings) < 2:
-            return embeddings.sum() * 0.0
+            return {"cosine": embeddings.sum() * 0.0}
         z = F.normalize(embeddings, dim=-1)
         cosine = z @ z.T  # [B, B]
         same = labels[:, None] == labels[None, :]
         target = torch.where(same, torch.ones_like(cosine), torch.full_like(cosine, self.negative_target))
         off_diagonal = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
-        return ((cosine - target) ** 2)[off_diagonal].mean()
+        return {"cosine": ((cosine - target) ** 2)[off_diagonal].mean()}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(negative_target={self.negative_target})"

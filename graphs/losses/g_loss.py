@@ -13,7 +13,7 @@ from graphs.edge_weights import dense_transition, gaussian_edge_weight, log_norm
 from graphs.knn import knn_graph
 from graphs.memory_bank import MemoryBank
 from graphs.propagation import DifferentiableLabelPropagation, harmonic_label_propagation
-from graphs.sigma import SIGMA_HEURISTICS, resolve_sigma
+from graphs.sigma import resolve_sigma
 
 __all__ = ["GLoss"]
 
@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 GRAPHS = ("dense", "knn", "bank")
 LOSS_FORMS = ("nll", "released")
+# The sigma heuristics G-Loss recomputes on every batch, and the names graphs.sigma.resolve_sigma gives them.
+# (A bare "sqrt" / "dicm" names the corpus value of the pipeline's embed stage, never a per-batch one.)
+BATCH_SIGMAS = {"batch-sqrt": "sqrt", "batch-dicm": "dicm"}
 
 CITATION = """@inproceedings{sharma2025gloss,
     title = {{G-Loss}: Graph-Guided Fine-Tuning of Language Models},
@@ -64,12 +67,15 @@ class GLoss(nn.Module):
     :math:`\sigma` to uniform weights. Degenerate batches (fewer than two classes among the seeds,
     nothing hidden or nothing visible, or no hidden node whose class has a visible seed) return
     ``embeddings.sum() * 0``, a zero attached to the graph; hidden nodes whose class has no visible
-    seed are left out of the mean.
+    seed are left out of the mean, and counted in the statistic ``"stat_unscored"`` of the output
+    (every hidden node of a degenerate batch counts; statistics are never summed into a total, see
+    :mod:`graphs.losses.parts`).
 
     Args:
         graph (str, optional): ``"dense"``, ``"knn"`` or ``"bank"``. (default: ``"dense"``)
-        sigma (float or str, optional): Kernel width, or ``"sqrt"`` / ``"dicm"`` to compute it per batch
-            with :func:`~graphs.sigma.resolve_sigma` (on the L2-normalised nodes). (default: :obj:`1.0`)
+        sigma (float or str, optional): Kernel width, or ``"batch-sqrt"`` / ``"batch-dicm"`` to recompute
+            it on every batch with :func:`~graphs.sigma.sigma_sqrt_median` /
+            :func:`~graphs.sigma.sigma_dicm` (on the L2-normalised nodes). (default: :obj:`1.0`)
         gamma (float, optional): Share of batch nodes whose labels stay visible. The paper uses 0.5 to
             0.7; the default 0.6 is its middle. The split is stratified per class (each class with at
             least two members keeps at least one visible and one hidden node; a singleton class is
@@ -87,7 +93,8 @@ class GLoss(nn.Module):
             nodes. (default: :obj:`None`)
         num_classes (int, optional): Number of classes :math:`C` (matters for ``"released"``).
             (default: largest label seen + 1)
-        seed (int, optional): Seed of the visible/hidden split. (default: :obj:`0`)
+        seed (int, optional): Seed of the visible/hidden split; :meth:`reseed` restarts it.
+            (default: :obj:`0`)
         memory_bank (MemoryBank, optional): The bank of ``"bank"`` mode. (default: :obj:`None`)
         bank_update (bool, optional): Write the batch's detached embeddings into the bank after each
             forward in training mode. (default: :obj:`True`)
@@ -102,7 +109,8 @@ class GLoss(nn.Module):
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`, indices :math:`(B)` (``"bank"``),
           visible :math:`(B)` (optional fixed split)
-        - **output:** ``{"g_loss": scalar}``
+        - **output:** ``{"g_loss": scalar, "stat_unscored": long scalar}`` (the statistic is the number
+          of hidden nodes left out of the mean, detached)
     """
 
     def __init__(
@@ -132,12 +140,7 @@ class GLoss(nn.Module):
             raise ValueError(f"Expected 'gamma' to lie in (0, 1) (got {gamma})")
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"Expected 'k' to be a positive integer (got {k!r})")
-        if not isinstance(sigma, str):
-            resolve_sigma(sigma)  # validates a number
-        elif sigma not in SIGMA_HEURISTICS:
-            raise ValueError(
-                f"Expected 'sigma' to be a positive float or one of {SIGMA_HEURISTICS} (got '{sigma}')"
-            )
+        _check_sigma(sigma)
         if graph == "bank":
             if memory_bank is None:
                 raise ValueError("Expected a 'memory_bank' for graph='bank'")
@@ -211,19 +214,26 @@ class GLoss(nn.Module):
         keep = self._scored_hidden(y_all, visible_all, hidden)  # [U] bool
         if keep is None:
             out = {"g_loss": embeddings.sum() * 0.0}
+            unscored = hidden.new_tensor(hidden.numel())
         else:
             num_classes = self._num_classes(y_all)
-            sigma = resolve_sigma(self.sigma, x_all.detach(), y_all)
+            sigma = resolve_sigma(BATCH_SIGMAS.get(self.sigma, self.sigma), x_all.detach(), y_all)
             self.last_sigma = sigma
             if self.graph == "dense":
                 scores = self._dense_scores(x_all, y_all, visible_all, hidden, sigma, num_classes)
             else:
                 scores = self._sparse_scores(x_all, y_all, visible_all, hidden, sigma, num_classes, bank_nbr)
             out = {"g_loss": self._loss(scores[keep], y_all[hidden][keep])}
+            unscored = (~keep).sum()
+        out["stat_unscored"] = unscored.detach()
 
         if self.graph == "bank" and self.bank_update and self.training:
             self.memory_bank.update(indices, x.detach(), labels)
         return out
+
+    def reseed(self, seed: int) -> None:
+        """Restart the generator of the visible/hidden split at :obj:`seed` (e.g. once per epoch)."""
+        self.generator.manual_seed(seed)
 
     @torch.no_grad()
     def split(self, labels: Tensor) -> Tensor:
@@ -382,3 +392,17 @@ class GLoss(nn.Module):
             return nll.mean()
         w = weight[target]  # [U]
         return (w * nll).sum() / w.sum().clamp_min(self.eps)
+
+
+def _check_sigma(sigma: float | str) -> None:
+    """A positive finite number or a name of :data:`BATCH_SIGMAS`; the old bare names get a pointer."""
+    if not isinstance(sigma, str):
+        resolve_sigma(sigma)  # validates a number
+        return
+    if sigma in BATCH_SIGMAS:
+        return
+    names = tuple(BATCH_SIGMAS)
+    hint = ""
+    if f"batch-{sigma}" in BATCH_SIGMAS:
+        hint = f"; the per-batch heuristic is spelled 'batch-{sigma}'"
+    raise ValueError(f"Expected 'sigma' to be a positive float or one of {names} (got '{sigma}'){hint}")

@@ -23,7 +23,7 @@ class SupervisedContrastiveLoss(nn.Module):
 
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`
-        - **output:** scalar
+        - **output:** ``{"scl": scalar}``
     """
 
     def __init__(self, temperature: float = 0.1) -> None:
@@ -32,7 +32,7 @@ class SupervisedContrastiveLoss(nn.Module):
             raise ValueError(f"Expected 'temperature' to be positive (got {temperature})")
         self.temperature = temperature
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, embeddings: Tensor, labels: Tensor) -> dict[str, Tensor]:
         z = F.normalize(embeddings, dim=-1)
         logits = z @ z.T / self.temperature  # [B, B]
         self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
@@ -42,9 +42,9 @@ class SupervisedContrastiveLoss(nn.Module):
         counts = positives.sum(dim=1)  # [B]
         anchors = counts > 0
         if not anchors.any():
-            return embeddings.sum() * 0.0
+            return {"scl": embeddings.sum() * 0.0}
         pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)  # [B]
-        return -(pos_log_prob[anchors] / counts[anchors]).mean()
+        return {"scl": -(pos_log_prob[anchors] / counts[anchors]).mean()}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(temperature={self.temperature})"

@@ -21,14 +21,14 @@ class BatchAllTripletLoss(nn.Module):
 
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`
-        - **output:** scalar
+        - **output:** ``{"triplet": scalar}``
     """
 
     def __init__(self, margin: float = 0.5) -> None:
         super().__init__()
         self.margin = margin
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, embeddings: Tensor, labels: Tensor) -> dict[str, Tensor]:
         z = F.normalize(embeddings, dim=-1)
         sq = (2.0 - 2.0 * z @ z.T).clamp_min(1e-12)  # [B, B] squared distances of unit vectors
         dist = sq.sqrt()
@@ -38,8 +38,8 @@ class BatchAllTripletLoss(nn.Module):
         hinge = (dist[:, :, None] - dist[:, None, :] + self.margin).clamp_min(0.0)  # [B, B, B]
         active = valid & (hinge > 1e-16)
         if not active.any():
-            return embeddings.sum() * 0.0
-        return hinge[active].mean()
+            return {"triplet": embeddings.sum() * 0.0}
+        return {"triplet": hinge[active].mean()}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(margin={self.margin})"

@@ -3,13 +3,13 @@ paired differences between two methods over the seeds they share (paired t-test 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts import HISTORY_FILE, read_history
 from pipeline.errors import GlossError
 from pipeline.manifest import load_manifest
 
@@ -60,7 +60,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
     run_dir = Path(run_dir)
     prepared, trained, evaluated = (load_manifest(run_dir, s) for s in ("prepare", "train", "evaluate"))
     summary = evaluated.summary
-    history = [json.loads(x) for x in trained.output("history.jsonl").read_text().splitlines() if x.strip()]
+    history = read_history(trained.output(HISTORY_FILE))
     seed = trained.config.get("seed", trained.config.get("loop", {}).get("seed", 0))
     return RunRecord(
         run_dir=str(run_dir), dataset=dataset_label(prepared.config), method=method_name(run_dir, trained.summary),

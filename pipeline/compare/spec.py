@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import default_run_name
 from pipeline.config_file import read_config_file
 from pipeline.errors import GlossError
 
@@ -44,7 +45,7 @@ class RunSpec:
 
     @property
     def run_name(self) -> str:
-        return f"{self.dataset}-{self.method.replace('+', '-')}-seed{self.seed}"
+        return default_run_name(self.dataset, self.method, self.seed)
 
     def cli_args(self) -> list[str]:
         args = ["--dataset", self.dataset, "--seed", str(self.seed)]

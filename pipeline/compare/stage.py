@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from pipeline.compare.aggregate import aggregate, paired_difference, require_runs
 from pipeline.compare.published import published_rows
 from pipeline.compare.report import write_report
 from pipeline.errors import GlossError
+
+
+def start_in_background(args: list[str], out_dir: str | Path) -> tuple[int, Path]:
+    """Start ``gloss ARGS`` as a detached process writing to ``OUT/sweep.log``; returns (pid, log path)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "sweep.log"
+    with open(log, "a") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    return process.pid, log
 
 
 def run_compare(spec: str | None, run_dirs: list[str], out_dir: str | Path, data_root: str | None, pair: str,

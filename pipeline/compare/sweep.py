@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.artifacts import checkpoint_path
 from pipeline.compare.aggregate import NAME_FILE
 from pipeline.compare.spec import RunSpec
 
@@ -39,7 +40,7 @@ def run_sweep(runs: list[RunSpec], out_dir: Path, data_root: str | None, echo: C
         command = [sys.executable, "-m", "pipeline.cli", "run", *spec.cli_args(), "--run-dir", str(run_dir)]
         if data_root:
             command += ["--data-root", data_root]
-        if (run_dir / ".scratch" / "train" / "last.pt").is_file():
+        if checkpoint_path(run_dir).is_file():
             command.append("--resume")
         log = logs_dir / f"{spec.run_name}.log"
         echo(f"{prefix}: running (log: {log})")

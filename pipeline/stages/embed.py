@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts import load_splits
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
-from pipeline.artifacts import load_splits
 
 STAGE = "embed"
 

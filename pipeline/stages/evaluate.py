@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import options
+from pipeline.artifacts import HISTORY_FILE, history_summary, load_matrix, load_splits, read_history
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 
@@ -40,59 +42,11 @@ class EvaluateConfig:
         probe_max_iter: L-BFGS iterations of the linear probe.
     """
 
-    knn_k: int = 10
-    tsne_max: int = 2000
-    seed: int = 0
+    knn_k: int = options.K
+    tsne_max: int = options.TSNE_MAX
+    seed: int = options.SEED
     silhouette_max: int = 10000
     probe_max_iter: int = 1000
-
-
-def _load_matrix(
-    manifest: Manifest, name: str, rows: int, split: str, columns: int | None = None, allow_inf: bool = False
-) -> np.ndarray:
-    """Load a 2-D array output of ``manifest`` and check its rows, columns and values.
-
-    Shapes: -> [rows, columns]. ``allow_inf`` admits -inf/+inf (log-probabilities) but never NaN.
-    """
-    path = manifest.output(name)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
-    if array.ndim != 2:
-        raise GlossError(f"{path}: expected a 2-D array [documents, columns], got shape {list(array.shape)}")
-    if not np.issubdtype(array.dtype, np.number):
-        raise GlossError(f"{path}: expected a numeric array, got dtype {array.dtype}")
-    if array.shape[0] != rows:
-        raise GlossError(f"{path}: {array.shape[0]} rows, but the {split} split has {rows} documents")
-    if columns is not None and array.shape[1] != columns:
-        raise GlossError(f"{path}: {array.shape[1]} class columns, but the dataset has {columns} classes")
-    bad = np.isnan(array) if allow_inf else ~np.isfinite(array)
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(axis=1))[0])
-        kind = "NaN" if allow_inf else "NaN or infinite values"
-        raise GlossError(f"{path}: row {row} holds {kind} ({int(bad.any(axis=1).sum())} rows affected)")
-    return array
-
-
-def _read_history(path: Path) -> dict[str, Any]:
-    """Epoch count and best validation scores from ``history.jsonl`` (one JSON object per line)."""
-    epochs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GlossError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise GlossError(f"{path}: line {number}: expected a JSON object per epoch")
-        epochs.append(record)
-    summary: dict[str, Any] = {"epochs": len(epochs)}
-    for key in ("val_accuracy", "val_macro_f1", "val_macro_silhouette"):
-        values = [r[key] for r in epochs if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
-        summary[f"best_{key}"] = max(values) if values else None
-    return summary
 
 
 def json_ready(value: Any) -> Any:
@@ -118,13 +72,13 @@ def _head_metrics(train: Manifest, frames: dict, label_names: list[str]) -> dict
         return None
     c = len(label_names)
     test_y = frames["test"]["label_id"].to_numpy()
-    logits = _load_matrix(train, "logits_test.npy", len(test_y), "test", columns=c, allow_inf=True)  # [N_test, C]
+    logits = load_matrix(train.output("logits_test.npy"), len(test_y), "test", columns=c, allow_inf=True)  # [N_test, C]
     predictions = logits.argmax(axis=1)  # [N_test]
     head = classification_metrics(test_y, predictions, label_names, source=str(train.output("logits_test.npy")))
     head["predictions"] = predictions
     if "logits_val.npy" in outputs:
         val_y = frames["val"]["label_id"].to_numpy()
-        val_logits = _load_matrix(train, "logits_val.npy", len(val_y), "val", columns=c, allow_inf=True)
+        val_logits = load_matrix(train.output("logits_val.npy"), len(val_y), "val", columns=c, allow_inf=True)
         val_predictions = val_logits.argmax(axis=1)
         check_label_ids(val_predictions, c, str(train.output("logits_val.npy")))
         head["val"] = accuracy_and_macro_f1(val_y, val_predictions)
@@ -141,7 +95,7 @@ def _load_embeddings(train: Manifest, frames: dict) -> dict[str, np.ndarray]:
     for split in ("test", "train"):
         name = f"embeddings_{split}.npy"
         if name in outputs:
-            found[split] = _load_matrix(train, name, len(frames[split]), split)
+            found[split] = load_matrix(train.output(name), len(frames[split]), split)
     if len(found) == 2 and found["train"].shape[1] != found["test"].shape[1]:
         raise GlossError(
             f"{train.output('embeddings_train.npy')}: {found['train'].shape[1]} dimensions, but "
@@ -198,7 +152,6 @@ def _method_name(train: Manifest) -> str:
 def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: StageContext) -> dict[str, Any]:
     """Compute every metric the train outputs allow, write the plots, return the metrics dict."""
     from pipeline.evaluation.plots import plot_confusion_matrix
-    from pipeline.artifacts import load_splits
 
     frames, label_names = load_splits(prepare)
     outputs = train.data.get("outputs", {})
@@ -219,8 +172,8 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
         title=f"{_method_name(train)}: test confusion ({headline_source.replace('_', ' ')}, rows normalised)",
     )
     history = None
-    if "history.jsonl" in outputs:
-        history = _read_history(train.output("history.jsonl"))
+    if HISTORY_FILE in outputs:
+        history = history_summary(read_history(train.output(HISTORY_FILE)))
     return {
         "method": train.summary.get("method", train.config.get("method")),
         "loss": train.summary.get("loss", train.config.get("loss")),

@@ -3,23 +3,29 @@
 Everything random in an epoch (batch plan, dropout, G-Loss's visible/hidden split) is seeded from
 ``(seed, epoch)``, and a checkpoint is written after every epoch, so a run killed at any point and resumed
 from its last checkpoint ends with the same weights and metrics as an uninterrupted one.
+
+:func:`fit` runs four named steps: :meth:`_Fit.resume` (the state of an interrupted run),
+:meth:`_Fit.train_one_epoch`, :meth:`_Fit.end_epoch` (validate, record, checkpoint, early stopping,
+``on_epoch_end``) and :meth:`_Fit.restore_best`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from graphs.losses import is_statistic
+from pipeline import options
+from pipeline.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, write_history
 from pipeline.encoder import embed_texts, to_device, token_lengths
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
@@ -28,25 +34,87 @@ from pipeline.training.objectives import Objective
 
 logger = logging.getLogger("gloss")
 
-LAST, BEST = "last.pt", "best.pt"
+EPOCH_SEED_STRIDE = 100_003  # the torch seed of epoch e is seed * EPOCH_SEED_STRIDE + e
 
 
 @dataclass
 class LoopConfig:
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 2e-5
-    head_lr: float = 1e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    schedule: str = "linear"
-    warmup_ratio: float = 0.1
-    grad_clip: float = 1.0
-    patience: int = 2
-    seed: int = 0
+    epochs: int = options.EPOCHS
+    batch_size: int = options.BATCH_SIZE
+    lr: float = options.LR
+    head_lr: float = options.HEAD_LR
+    optimizer: str = options.DEFAULT_OPTIMIZER
+    weight_decay: float = options.WEIGHT_DECAY
+    schedule: str = options.DEFAULT_SCHEDULE
+    warmup_ratio: float = options.WARMUP_RATIO
+    grad_clip: float = options.GRAD_CLIP
+    patience: int = options.PATIENCE
+    seed: int = options.SEED
     bucket: bool = True
     balanced: bool = False
-    eval_batch_size: int = 64
+    eval_batch_size: int = options.EVAL_BATCH_SIZE
+
+
+@dataclass
+class FitData:
+    """The labelled texts :func:`fit` trains on and validates on (labels: int arrays [N])."""
+
+    train_texts: list[str]
+    train_labels: np.ndarray
+    val_texts: list[str]
+    val_labels: np.ndarray
+
+    @classmethod
+    def from_splits(cls, texts: dict[str, list[str]], labels: dict[str, np.ndarray]) -> FitData:
+        """From per-split dicts (``pipeline.artifacts.split_texts`` / ``split_labels``)."""
+        return cls(texts["train"], labels["train"], texts["val"], labels["val"])
+
+
+@dataclass
+class Checkpoints:
+    """Where :func:`fit` keeps its state: ``last.pt`` after every epoch, ``best.pt`` and ``history.jsonl``.
+
+    ``run_config`` is stored in every checkpoint; with ``resume`` the run continues from ``last.pt`` and is
+    refused when the stored config differs.
+    """
+
+    folder: Path
+    run_config: dict = field(default_factory=dict)
+    resume: bool = False
+
+    @property
+    def last(self) -> Path:
+        return self.folder / LAST_CHECKPOINT
+
+    @property
+    def best(self) -> Path:
+        return self.folder / BEST_CHECKPOINT
+
+    def load_last(self, device) -> dict | None:
+        """The last checkpoint when resuming and there is one (checked against ``run_config``), else None."""
+        if not (self.resume and self.last.is_file()):
+            return None
+        state = torch.load(self.last, map_location=device, weights_only=False)
+        differences = config_differences(state["run_config"], self.run_config)
+        if differences:
+            raise GlossError(
+                f"--resume: {self.last} was written with a different config: {', '.join(differences)}"
+            )
+        return state
+
+
+@dataclass
+class FitCallbacks:
+    """How :func:`fit` reports: ``echo`` (one line per epoch), a progress bar, and ``on_epoch_end``.
+
+    ``on_epoch_end(epoch, record)`` runs after each epoch's record and checkpoints are written (the record
+    as in ``history.jsonl``); raising from it stops training (e.g. a tuner's pruning), and the interrupted
+    run can be resumed from its last checkpoint.
+    """
+
+    on_epoch_end: Callable[[int, dict], None] | None = None
+    echo: Callable[[str], None] = print
+    progress: bool = True
 
 
 @dataclass
@@ -55,6 +123,55 @@ class FitResult:
     history: list[dict]
     epochs_run: int
     stopped_early: bool
+
+
+@dataclass
+class _State:
+    """What survives an epoch (and a checkpoint): the history and the early-stopping bookkeeping."""
+
+    history: list[dict] = field(default_factory=list)
+    best_value: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    start_epoch: int = 1
+    stopped_early: bool = False
+
+    def observe(self, epoch: int, value: float | None, patience: int, epochs: int) -> bool:
+        """Track the monitored score of ``epoch``; whether it improved on the best so far."""
+        value = -math.inf if value is None else value
+        improved = value > self.best_value
+        if improved:
+            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.stopped_early = self.bad_epochs >= patience and epoch < epochs
+        return improved
+
+
+@dataclass
+class _Sums:
+    """Running sums of an epoch: loss parts weighted by batch size, statistics (``stat_*``) plain."""
+
+    parts: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+    docs: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, parts: dict[str, torch.Tensor], size: int) -> None:
+        for name, value in parts.items():
+            if is_statistic(name):
+                self.stats[name] = self.stats.get(name, 0.0) + float(value)
+            else:
+                self.parts[name] = self.parts.get(name, 0.0) + float(value.detach()) * size
+        self.docs += size
+
+    def means(self) -> dict[str, float]:
+        """``train_<part>`` means per document, then ``train_stat_*`` totals over the epoch."""
+        out = {f"train_{k}": v / max(1, self.docs) for k, v in self.parts.items()}
+        return out | {f"train_{k}": v for k, v in self.stats.items()}
+
+    def rate(self) -> float:
+        return self.docs / max(1e-9, time.perf_counter() - self.started)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -71,7 +188,7 @@ def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None
         return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, weight_decay=config.weight_decay)
-    raise GlossError(f"--optimizer {config.optimizer}: expected adam or adamw")
+    raise GlossError(options.choice_error("--optimizer", config.optimizer, options.OPTIMIZERS))
 
 
 def _make_schedule(config: LoopConfig, optimizer, total_steps: int):
@@ -87,17 +204,10 @@ def _make_schedule(config: LoopConfig, optimizer, total_steps: int):
             return max(0.0, 1.0 - progress)
         if config.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        raise GlossError(f"--schedule {config.schedule}: expected linear, cosine or constant")
+        raise GlossError(options.choice_error("--schedule", config.schedule, options.SCHEDULES))
 
     factor(0)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _seed_epoch(seed: int, epoch: int, objective: Objective) -> None:
-    torch.manual_seed(seed * 100_003 + epoch)
-    generator = getattr(objective.embedding_loss, "generator", None)
-    if isinstance(generator, torch.Generator):
-        generator.manual_seed(seed * 100_003 + epoch)
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -124,168 +234,206 @@ def fit(
     model,
     head: nn.Module | None,
     objective: Objective,
-    train_texts: list[str],
-    train_labels: np.ndarray,
-    val_texts: list[str],
-    val_labels: np.ndarray,
+    data: FitData,
     config: LoopConfig,
-    checkpoint_dir: Path,
-    run_config: dict,
-    resume: bool = False,
-    on_epoch_start: Callable[[int], None] | None = None,
-    on_batch_end: Callable[[np.ndarray, torch.Tensor], None] | None = None,
+    checkpoints: Checkpoints,
+    *,
     val_embeddings_dir: Path | None = None,
-    echo: Callable[[str], None] = print,
-    progress: bool = True,
+    callbacks: FitCallbacks | None = None,
 ) -> FitResult:
     """Train ``model`` (and ``head``) with ``objective``; leave the best epoch's weights in ``model``/``head``.
 
-    Early stopping watches val macro-F1 when there is a head, else val macro-silhouette; the best epoch's
-    weights are restored at the end. ``run_config`` is stored in every checkpoint; ``resume`` continues
-    from ``checkpoint_dir/last.pt`` and refuses when the stored config differs.
+    Early stopping watches ``objective.monitor`` (val macro-F1 with a head, else val macro-silhouette); the
+    best epoch's weights are restored at the end. ``val_embeddings_dir`` receives ``epoch-K.npy``, the
+    validation embeddings of every epoch.
     """
-    device = model.device
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    monitor = "val_macro_f1" if head is not None else "val_macro_silhouette"
-    lengths = np.asarray(token_lengths(model, train_texts))
-    labels_t = torch.tensor(np.asarray(train_labels), dtype=torch.long)
-    steps_per_epoch = len(plan_batches(lengths, train_labels, config.batch_size, config.seed, 0,
-                                       config.bucket, config.balanced))
-    optimizer = _make_optimizer(config, model, head)
-    schedule = _make_schedule(config, optimizer, steps_per_epoch * config.epochs)
-    history: list[dict] = []
-    best_value, best_epoch, bad_epochs, start_epoch = -math.inf, 0, 0, 1
-    last_path = checkpoint_dir / LAST
-    if resume and last_path.is_file():
-        state = torch.load(last_path, map_location=device, weights_only=False)
-        differences = config_differences(state["run_config"], run_config)
-        if differences:
-            raise GlossError(
-                f"--resume: {last_path} was written with a different config: {', '.join(differences)}"
-            )
-        model.load_state_dict(state["model"])
-        if head is not None:
-            head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        history, best_value, best_epoch, bad_epochs = (
-            state["history"], state["best_value"], state["best_epoch"], state["bad_epochs"])
-        start_epoch = state["epoch"] + 1
-        echo(f"train: resumed from {last_path} after epoch {state['epoch']}")
-        if state.get("stopped"):
-            start_epoch = config.epochs + 1
-    elif resume:
-        echo(f"train: --resume found no checkpoint in {checkpoint_dir}; starting from epoch 1")
-
-    stopped_early = bool(history and history[-1].get("stopped_early"))
-    for epoch in range(start_epoch, config.epochs + 1):
-        if stopped_early:
+    run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks())
+    state = run.resume()
+    for epoch in range(state.start_epoch, config.epochs + 1):
+        if state.stopped_early:
             break
-        _seed_epoch(config.seed, epoch, objective)
-        if on_epoch_start is not None:
-            on_epoch_start(epoch)
-        batches = plan_batches(lengths, train_labels, config.batch_size, config.seed, epoch,
-                               config.bucket, config.balanced)
-        model.train()
-        if head is not None:
-            head.train()
-        sums: dict[str, float] = {}
-        started = time.perf_counter()
-        docs = 0
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        sums = run.train_one_epoch(epoch)
+        run.end_epoch(epoch, state, sums)
+    return run.restore_best(state)
 
-            bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
-                       disable=None)
+
+class _Fit:
+    """One call of :func:`fit`: what its steps share (model, optimizer, schedule, data, where to write)."""
+
+    def __init__(self, model, head, objective: Objective, data: FitData, config: LoopConfig,
+                 checkpoints: Checkpoints, val_embeddings_dir: Path | None, callbacks: FitCallbacks) -> None:
+        self.model, self.head, self.objective, self.data, self.config = model, head, objective, data, config
+        self.checkpoints, self.val_embeddings_dir, self.callbacks = checkpoints, val_embeddings_dir, callbacks
+        self.echo = callbacks.echo
+        self.device = model.device
+        checkpoints.folder.mkdir(parents=True, exist_ok=True)
+        self.lengths = np.asarray(token_lengths(model, data.train_texts))
+        self.labels = torch.tensor(np.asarray(data.train_labels), dtype=torch.long)
+        steps_per_epoch = len(self._plan(0))
+        self.optimizer = _make_optimizer(config, model, head)
+        self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch * config.epochs)
+
+    def _plan(self, epoch: int) -> list[np.ndarray]:
+        c = self.config
+        return plan_batches(self.lengths, self.data.train_labels, c.batch_size, c.seed, epoch, c.bucket, c.balanced)
+
+    def _modules(self) -> list[nn.Module]:
+        return [self.model] + ([self.head] if self.head is not None else [])
+
+    # ------------------------------------------------------------------ step 1: resume state
+
+    def resume(self) -> _State:
+        """The state to start from: fresh, or restored from the last checkpoint with ``resume``."""
+        state = _State()
+        saved = self.checkpoints.load_last(self.device)
+        if saved is None:
+            if self.checkpoints.resume:
+                self.echo(f"train: --resume found no checkpoint in {self.checkpoints.folder}; starting from epoch 1")
+            return state
+        self.model.load_state_dict(saved["model"])
+        if self.head is not None:
+            self.head.load_state_dict(saved["head"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        state.history, state.best_value = saved["history"], saved["best_value"]
+        state.best_epoch, state.bad_epochs = saved["best_epoch"], saved["bad_epochs"]
+        state.start_epoch = saved["epoch"] + 1
+        self.echo(f"train: resumed from {self.checkpoints.last} after epoch {saved['epoch']}")
+        if saved.get("stopped"):
+            state.start_epoch = self.config.epochs + 1
+        state.stopped_early = bool(state.history and state.history[-1].get("stopped_early"))
+        return state
+
+    # ------------------------------------------------------------------ step 2: one epoch
+
+    def _encode_train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = embed_texts(self.model, self.data.train_texts, self.config.eval_batch_size)
+        return torch.from_numpy(embeddings), self.labels
+
+    def train_one_epoch(self, epoch: int) -> _Sums:
+        """Seed the epoch, let the objective refresh (memory bank), then one pass over the batch plan."""
+        epoch_seed = self.config.seed * EPOCH_SEED_STRIDE + epoch
+        torch.manual_seed(epoch_seed)
+        self.objective.reseed(epoch_seed)
+        self.objective.on_epoch_start(self._encode_train)
+        batches = self._plan(epoch)
+        for module in self._modules():
+            module.train()
+        sums = _Sums()
+        bar = self._progress_bar(epoch, len(batches))
         for number, rows in enumerate(batches, start=1):
-            features = to_device(model.preprocess([train_texts[i] for i in rows]), device)
-            batch_labels = labels_t[rows].to(device)
-            embeddings = model(features)["sentence_embedding"]
-            if not torch.isfinite(embeddings).all():
-                raise GlossError(
-                    f"epoch {epoch} batch {number}: NaN or Inf in the embeddings; stopped, the last good "
-                    f"checkpoint is kept in {checkpoint_dir} (lower --lr and rerun with --resume)"
-                )
-            logits = head(embeddings) if head is not None else None
-            parts = objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=device))
-            total = parts["total"]
-            if not torch.isfinite(total):
-                raise GlossError(
-                    f"epoch {epoch} batch {number}: the loss is {total.item()}; stopped, the last good "
-                    f"checkpoint is kept in {checkpoint_dir} (lower --lr and rerun with --resume)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if config.grad_clip > 0:
-                params = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            if on_batch_end is not None:
-                on_batch_end(rows, embeddings.detach())
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(rows)
-            docs += len(rows)
-            rate = docs / max(1e-9, time.perf_counter() - started)
-            if bar is not None and not bar.disable:
-                bar.set_postfix({**{k: f"{v / docs:.4f}" for k, v in sums.items()}, "docs/s": f"{rate:.1f}"})
-                bar.update(1)
-            elif progress and number % max(1, len(batches) // 4) == 0 and number < len(batches):
-                # No terminal (a log file): a line per quarter epoch instead of a progress bar.
-                echo(f"train: epoch {epoch}: {number}/{len(batches)} batches, total={sums['total'] / docs:.4f}, "
-                     f"{rate:.1f} docs/s")
+            sums.add(self._step(epoch, number, rows), len(rows))
+            self._report(bar, sums, epoch, number, len(batches))
         if bar is not None:
             bar.close()
-        train_seconds = time.perf_counter() - started
-        scores, val_embeddings = validate(model, head, val_texts, val_labels, config.eval_batch_size)
-        if val_embeddings_dir is not None:
-            val_embeddings_dir.mkdir(parents=True, exist_ok=True)
-            np.save(val_embeddings_dir / f"epoch-{epoch}.npy", val_embeddings)
+        return sums
+
+    def _diverged(self, epoch: int, number: int, what: str) -> GlossError:
+        return GlossError(
+            f"epoch {epoch} batch {number}: {what}; stopped, the last good checkpoint is kept in "
+            f"{self.checkpoints.folder} (lower --lr and rerun with --resume)"
+        )
+
+    def _step(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Forward, loss, backward and an optimizer step on one batch; its loss parts."""
+        features = to_device(self.model.preprocess([self.data.train_texts[i] for i in rows]), self.device)
+        batch_labels = self.labels[rows].to(self.device)
+        embeddings = self.model(features)["sentence_embedding"]
+        if not torch.isfinite(embeddings).all():
+            raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
+        logits = self.head(embeddings) if self.head is not None else None
+        parts = self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device))
+        total = parts["total"]
+        if not torch.isfinite(total):
+            raise self._diverged(epoch, number, f"the loss is {total.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.config.grad_clip > 0:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        return parts
+
+    def _progress_bar(self, epoch: int, total: int):
+        if not self.callbacks.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=False,
+                    disable=None)
+
+    def _report(self, bar, sums: _Sums, epoch: int, number: int, total: int) -> None:
+        rate = sums.rate()
+        if bar is not None and not bar.disable:
+            shown = {k: f"{v / sums.docs:.4f}" for k, v in sums.parts.items()}
+            bar.set_postfix({**shown, "docs/s": f"{rate:.1f}"})
+            bar.update(1)
+        elif self.callbacks.progress and number % max(1, total // 4) == 0 and number < total:
+            # No terminal (a log file): a line per quarter epoch instead of a progress bar.
+            self.echo(f"train: epoch {epoch}: {number}/{total} batches, "
+                      f"total={sums.parts['total'] / sums.docs:.4f}, {rate:.1f} docs/s")
+
+    # ------------------------------------------------------------------ step 3: end of epoch
+
+    def end_epoch(self, epoch: int, state: _State, sums: _Sums) -> dict:
+        """Validate, record the epoch, checkpoint, decide on early stopping, call ``on_epoch_end``."""
+        train_seconds = time.perf_counter() - sums.started
+        scores, val_embeddings = validate(self.model, self.head, self.data.val_texts, self.data.val_labels,
+                                          self.config.eval_batch_size)
+        if self.val_embeddings_dir is not None:
+            self.val_embeddings_dir.mkdir(parents=True, exist_ok=True)
+            np.save(self.val_embeddings_dir / f"epoch-{epoch}.npy", val_embeddings)
         record = {
             "epoch": epoch,
-            **{f"train_{k}": v / max(1, docs) for k, v in sums.items()},
+            **sums.means(),
             **scores,
             "train_seconds": round(train_seconds, 2),
-            "seconds": round(time.perf_counter() - started, 2),
-            "docs_per_second": round(docs / max(1e-9, train_seconds), 2),
+            "seconds": round(time.perf_counter() - sums.started, 2),
+            "docs_per_second": round(sums.docs / max(1e-9, train_seconds), 2),
         }
-        value = scores.get(monitor)
-        value = -math.inf if value is None else value
-        improved = value > best_value
+        improved = state.observe(epoch, scores.get(self.objective.monitor), self.config.patience,
+                                 self.config.epochs)
         if improved:
-            best_value, best_epoch, bad_epochs = value, epoch, 0
-            _atomic_save({"epoch": epoch, "model": model.state_dict(),
-                          "head": head.state_dict() if head is not None else None}, checkpoint_dir / BEST)
-        else:
-            bad_epochs += 1
-        stopped_early = bad_epochs >= config.patience and epoch < config.epochs
-        record.update(best_so_far=best_epoch, stopped_early=stopped_early)
-        history.append(record)
+            _atomic_save({"epoch": epoch, "model": self.model.state_dict(), "head": self._head_state()},
+                         self.checkpoints.best)
+        record.update(best_so_far=state.best_epoch, stopped_early=state.stopped_early)
+        state.history.append(record)
+        self._save_last(epoch, state)
+        self._echo_epoch(record, improved, state)
+        if self.callbacks.on_epoch_end is not None:
+            self.callbacks.on_epoch_end(epoch, record)
+        return record
+
+    def _head_state(self) -> dict | None:
+        return self.head.state_dict() if self.head is not None else None
+
+    def _save_last(self, epoch: int, state: _State) -> None:
         _atomic_save({
-            "epoch": epoch, "model": model.state_dict(), "head": head.state_dict() if head is not None else None,
-            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
-            "best_value": best_value, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            "run_config": run_config, "stopped": stopped_early,
-        }, last_path)
-        write_history(history, checkpoint_dir / "history.jsonl")
+            "epoch": epoch, "model": self.model.state_dict(), "head": self._head_state(),
+            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "history": state.history, "best_value": state.best_value, "best_epoch": state.best_epoch,
+            "bad_epochs": state.bad_epochs, "run_config": self.checkpoints.run_config,
+            "stopped": state.stopped_early,
+        }, self.checkpoints.last)
+        write_history(state.history, self.checkpoints.folder / HISTORY_FILE)
+
+    def _echo_epoch(self, record: dict, improved: bool, state: _State) -> None:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items()
                           if isinstance(v, float) and k.startswith(("train_", "val_")) and k != "train_seconds")
-        echo(f"train: epoch {epoch}: {shown}, {record['seconds']:.0f}s" + (" (best)" if improved else ""))
-        if stopped_early:
-            echo(f"train: early stop after epoch {epoch}: {monitor} has not improved for {bad_epochs} epochs")
-    if best_epoch == 0:
-        raise GlossError("train: no epoch produced a finite validation score")
-    best = torch.load(checkpoint_dir / BEST, map_location=device, weights_only=False)
-    model.load_state_dict(best["model"])
-    if head is not None:
-        head.load_state_dict(best["head"])
-    return FitResult(best_epoch, history, len(history), stopped_early)
+        self.echo(f"train: epoch {record['epoch']}: {shown}, {record['seconds']:.0f}s" + (" (best)" if improved else ""))
+        if state.stopped_early:
+            self.echo(f"train: early stop after epoch {record['epoch']}: {self.objective.monitor} has not "
+                      f"improved for {state.bad_epochs} epochs")
 
+    # ------------------------------------------------------------------ step 4: restore best
 
-def write_history(history: list[dict], path: Path) -> None:
-    path.write_text("".join(json.dumps(record) + "\n" for record in history))
-
-
-def loop_config_dict(config: LoopConfig) -> dict:
-    return asdict(config)
+    def restore_best(self, state: _State) -> FitResult:
+        """Load the best epoch's weights back into ``model``/``head``."""
+        if state.best_epoch == 0:
+            raise GlossError("train: no epoch produced a finite validation score")
+        best = torch.load(self.checkpoints.best, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(best["model"])
+        if self.head is not None:
+            self.head.load_state_dict(best["head"])
+        return FitResult(state.best_epoch, state.history, len(state.history), state.stopped_early)

@@ -1,5 +1,8 @@
 """Training objectives by name: which loss parts a batch contributes and whether a linear head is trained.
 
+Every objective is one row of :data:`OBJECTIVES` (name -> embedding-loss factory, its part name, head);
+adding a loss is adding a row (and its name to ``pipeline.options.LOSSES``).
+
 | name       | parts                                   | head | early stopping on       |
 |------------|-----------------------------------------|------|-------------------------|
 | `ce`       | cross-entropy of the head               | yes  | val macro-F1            |
@@ -8,83 +11,173 @@
 | `scl+ce`   | lambda * SupCon + (1 - lambda) * CE     | yes  | val macro-F1            |
 | `triplet`  | batch-all triplet (standalone)          | no   | val macro-silhouette    |
 | `cosine`   | pairwise cosine vs same-label target    | no   | val macro-silhouette    |
+
+The parts of a batch are a dict of named tensors, as every loss of :mod:`graphs.losses` returns; keys
+starting with ``"stat_"`` are statistics (e.g. G-Loss's ``stat_unscored``), passed through but never
+weighted into ``"total"``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.training import LOSSES
+from pipeline import options
+
+# encode_train() -> (embeddings [N, D], labels [N]) of the whole training set, with the current encoder
+EncodeTrain = Callable[[], tuple[Tensor, Tensor]]
 
 
 @dataclass
 class ObjectiveConfig:
     """Hyperparameters of every objective (each uses the ones it needs)."""
 
-    loss: str = "gloss+ce"
-    lam: float = 0.8
-    gamma: float = 0.6
-    sigma: float | str = "sqrt"
-    graph: str = "dense"
-    k: int = 10
-    loss_form: str = "nll"
-    temperature: float = 0.1
-    margin: float = 0.5
+    loss: str = options.DEFAULT_LOSS
+    lam: float = options.LAMBDA
+    gamma: float = options.GAMMA
+    sigma: float | str = options.DEFAULT_SIGMA
+    graph: str = options.DEFAULT_GRAPH_MODE
+    k: int = options.K
+    loss_form: str = options.DEFAULT_LOSS_FORM
+    temperature: float = options.TEMPERATURE
+    margin: float = options.MARGIN
     class_weights: list[float] | None = field(default=None)
 
 
-class Objective(nn.Module):
-    """Maps (embeddings, head logits, labels) of a batch to named loss parts and their weighted total."""
+@dataclass(frozen=True)
+class _Context:
+    """What an embedding-loss factory may need beyond the config."""
 
-    def __init__(self, config: ObjectiveConfig, num_classes: int, sigma_value: float | None = None,
-                 seed: int = 0, bank=None) -> None:
+    num_classes: int
+    sigma: float | str
+    seed: int
+    train_size: int | None
+    dim: int | None
+
+
+def _g_loss(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
+    from graphs.losses import GLoss
+
+    bank = None
+    if config.graph == "bank":
+        if ctx.train_size is None or ctx.dim is None:
+            raise ValueError("Expected 'train_size' and 'dim' (the memory bank's shape) for graph='bank'")
+        from graphs.memory_bank import MemoryBank
+
+        bank = MemoryBank(ctx.train_size, ctx.dim)
+    return GLoss(graph=config.graph, sigma=ctx.sigma, gamma=config.gamma, k=config.k, loss_form=config.loss_form,
+                 num_classes=ctx.num_classes, seed=ctx.seed, memory_bank=bank)
+
+
+def _supervised_contrastive(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
+    from graphs.losses import SupervisedContrastiveLoss
+
+    return SupervisedContrastiveLoss(config.temperature)
+
+
+def _triplet(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
+    from graphs.losses import BatchAllTripletLoss
+
+    return BatchAllTripletLoss(config.margin)
+
+
+def _cosine(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
+    from graphs.losses import PairwiseCosineLoss
+
+    return PairwiseCosineLoss()
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One row of :data:`OBJECTIVES`.
+
+    Args:
+        build: the embedding loss's factory ``(config, context) -> loss``, or ``None`` (CE alone).
+        part: the name of the embedding loss's main part in its output dict.
+        head: whether a linear head is trained with cross-entropy (weighted ``1 - lam`` beside an embedding
+            loss); it also picks the early-stopping monitor.
+        indexed: whether the loss takes the batch's dataset row ids (``indices=``; G-Loss's memory bank).
+    """
+
+    build: Callable[[ObjectiveConfig, _Context], nn.Module] | None
+    part: str | None
+    head: bool
+    indexed: bool = False
+
+
+OBJECTIVES: dict[str, ObjectiveSpec] = {
+    "ce": ObjectiveSpec(None, None, head=True),
+    "gloss": ObjectiveSpec(_g_loss, "g_loss", head=False, indexed=True),
+    "gloss+ce": ObjectiveSpec(_g_loss, "g_loss", head=True, indexed=True),
+    "scl+ce": ObjectiveSpec(_supervised_contrastive, "scl", head=True),
+    "triplet": ObjectiveSpec(_triplet, "triplet", head=False),
+    "cosine": ObjectiveSpec(_cosine, "cosine", head=False),
+}
+
+
+class Objective(nn.Module):
+    """Maps (embeddings, head logits, labels) of a batch to named loss parts and their weighted total.
+
+    Args:
+        config (ObjectiveConfig): the loss name (a key of :data:`OBJECTIVES`) and its hyperparameters.
+        num_classes (int): number of classes.
+        sigma_value (float, optional): the resolved kernel width of G-Loss (e.g. the corpus value of the embed
+            stage); ``None`` passes ``config.sigma`` on as is (a number or ``"batch-sqrt"``/``"batch-dicm"``).
+        seed (int, optional): first seed of G-Loss's visible/hidden split; :meth:`reseed` restarts it.
+        train_size, dim (int, optional): the shape of the memory bank of ``graph="bank"``.
+    """
+
+    def __init__(self, config: ObjectiveConfig, num_classes: int, *, sigma_value: float | None = None,
+                 seed: int = 0, train_size: int | None = None, dim: int | None = None) -> None:
         super().__init__()
-        if config.loss not in LOSSES:
-            raise ValueError(f"Expected 'loss' to be one of {', '.join(LOSSES)} (got '{config.loss}')")
+        spec = OBJECTIVES.get(config.loss)
+        if spec is None:
+            raise ValueError(f"Expected 'loss' to be one of {', '.join(OBJECTIVES)} (got '{config.loss}')")
         self.config = config
         self.num_classes = num_classes
-        self.has_head = config.loss in ("ce", "gloss+ce", "scl+ce")
-        self.weights = {}
-        self.embedding_loss: nn.Module | None = None
-        name = config.loss
-        if name in ("gloss", "gloss+ce"):
-            from graphs.losses import GLoss
-
-            self.embedding_loss = GLoss(
-                graph=config.graph, sigma=sigma_value if sigma_value is not None else config.sigma,
-                gamma=config.gamma, k=config.k, loss_form=config.loss_form, num_classes=num_classes, seed=seed,
-                memory_bank=bank,
-            )
-        elif name == "scl+ce":
-            from graphs.losses import SupervisedContrastiveLoss
-
-            self.embedding_loss = SupervisedContrastiveLoss(config.temperature)
-        elif name == "triplet":
-            from graphs.losses import BatchAllTripletLoss
-
-            self.embedding_loss = BatchAllTripletLoss(config.margin)
-        elif name == "cosine":
-            from graphs.losses import PairwiseCosineLoss
-
-            self.embedding_loss = PairwiseCosineLoss()
-        part = {"gloss": "g_loss", "gloss+ce": "g_loss", "scl+ce": "scl", "triplet": "triplet", "cosine": "cosine"}
-        if name == "ce":
+        self.spec = spec
+        self.has_head = spec.head
+        sigma = sigma_value if sigma_value is not None else config.sigma
+        context = _Context(num_classes, sigma, seed, train_size, dim)
+        self.embedding_loss: nn.Module | None = None if spec.build is None else spec.build(config, context)
+        if spec.part is None:
             self.weights = {"ce": 1.0}
-        elif self.has_head:
-            self.weights = {part[name]: config.lam, "ce": 1.0 - config.lam}
+        elif spec.head:
+            self.weights = {spec.part: config.lam, "ce": 1.0 - config.lam}
         else:
-            self.weights = {part[name]: 1.0}
-        self._embedding_part = part.get(name)
+            self.weights = {spec.part: 1.0}
         weights = torch.tensor(config.class_weights, dtype=torch.float32) if config.class_weights else None
         self.register_buffer("class_weights", weights)
 
+    @property
+    def monitor(self) -> str:
+        """The validation score early stopping watches: macro-F1 of the head, else macro-silhouette."""
+        return "val_macro_f1" if self.has_head else "val_macro_silhouette"
+
+    @property
+    def uses_bank(self) -> bool:
+        return getattr(self.embedding_loss, "memory_bank", None) is not None
+
+    def reseed(self, seed: int) -> None:
+        """Restart every random draw the objective owns (G-Loss's visible/hidden split) at ``seed``."""
+        reseed = getattr(self.embedding_loss, "reseed", None)
+        if reseed is not None:
+            reseed(seed)
+
+    def on_epoch_start(self, encode_train: EncodeTrain) -> None:
+        """Refresh what the objective keeps across batches: the memory bank of ``graph="bank"`` is refilled
+        from ``encode_train()`` (called only then; G-Loss itself writes each batch's rows after its forward)."""
+        if self.uses_bank:
+            embeddings, labels = encode_train()
+            self.embedding_loss.memory_bank.fill(embeddings, labels)
+
     def forward(self, embeddings: Tensor, logits: Tensor | None, labels: Tensor,
                 indices: Tensor | None = None) -> dict[str, Tensor]:
-        """Loss parts of one batch plus their weighted sum under ``"total"``.
+        """Loss parts of one batch (and any statistics) plus the weighted sum of the parts under ``"total"``.
 
         Shapes:
             embeddings [B, D], logits [B, C] or None, labels [B], indices [B] (dataset rows, bank mode)
@@ -93,10 +186,7 @@ class Objective(nn.Module):
         if "ce" in self.weights:
             parts["ce"] = F.cross_entropy(logits, labels, weight=self.class_weights)
         if self.embedding_loss is not None:
-            if self._embedding_part == "g_loss":
-                out = self.embedding_loss(embeddings, labels, indices=indices)
-                parts["g_loss"] = out["g_loss"] if isinstance(out, dict) else out
-            else:
-                parts[self._embedding_part] = self.embedding_loss(embeddings, labels)
-        parts["total"] = sum(self.weights[name] * value for name, value in parts.items())
+            extra = {"indices": indices} if self.spec.indexed else {}
+            parts.update(self.embedding_loss(embeddings, labels, **extra))
+        parts["total"] = sum(self.weights[name] * value for name, value in parts.items() if name in self.weights)
         return parts

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphs.losses import BatchAllTripletLoss, PairwiseCosineLoss, SupervisedContrastiveLoss
+from graphs.losses import BatchAllTripletLoss, PairwiseCosineLoss, SupervisedContrastiveLoss, loss_parts
 
 LABELS = torch.tensor([0, 0, 1, 1, 2])
 
@@ -40,32 +40,33 @@ def _triplet_loop(x, y, m):
 
 def test_supcon_matches_loop_reference():
     x = _embeddings()
-    assert SupervisedContrastiveLoss(0.5)(x, LABELS).item() == pytest.approx(_supcon_loop(x, LABELS, 0.5), rel=1e-9)
+    assert SupervisedContrastiveLoss(0.5)(x, LABELS)["scl"].item() == pytest.approx(_supcon_loop(x, LABELS, 0.5), rel=1e-9)
 
 
 def test_triplet_matches_loop_reference():
     x = _embeddings(1)
-    assert BatchAllTripletLoss(0.5)(x, LABELS).item() == pytest.approx(_triplet_loop(x, LABELS, 0.5), rel=1e-9)
+    assert BatchAllTripletLoss(0.5)(x, LABELS)["triplet"].item() == pytest.approx(_triplet_loop(x, LABELS, 0.5), rel=1e-9)
 
 
 def test_cosine_loss_is_zero_for_perfect_geometry():
     x = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]], requires_grad=True)
-    loss = PairwiseCosineLoss()(x, torch.tensor([0, 0, 1, 1]))
+    loss = PairwiseCosineLoss()(x, torch.tensor([0, 0, 1, 1]))["cosine"]
     assert loss.item() == pytest.approx(0.0, abs=1e-7)
 
 
-@pytest.mark.parametrize("loss", [SupervisedContrastiveLoss(), BatchAllTripletLoss(), PairwiseCosineLoss()])
-def test_losses_are_finite_and_have_gradients(loss):
+@pytest.mark.parametrize("loss, part", [(SupervisedContrastiveLoss(), "scl"), (BatchAllTripletLoss(), "triplet"),
+                                        (PairwiseCosineLoss(), "cosine")])
+def test_losses_are_finite_and_have_gradients(loss, part):
     x = _embeddings(2, torch.float32)
-    value = loss(x, LABELS)
+    value = loss(x, LABELS)[part]
     value.backward()
     assert torch.isfinite(value) and x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("loss", [SupervisedContrastiveLoss(), BatchAllTripletLoss()])
-def test_batch_without_pairs_gives_attached_zero(loss):
+@pytest.mark.parametrize("loss, part", [(SupervisedContrastiveLoss(), "scl"), (BatchAllTripletLoss(), "triplet")])
+def test_batch_without_pairs_gives_attached_zero(loss, part):
     x = _embeddings(3, torch.float32)
-    value = loss(x, torch.arange(5))
+    value = loss(x, torch.arange(5))[part]
     assert value.item() == 0.0 and value.requires_grad
 
 
@@ -73,3 +74,10 @@ def test_repr_and_bad_temperature():
     assert repr(SupervisedContrastiveLoss(0.2)) == "SupervisedContrastiveLoss(temperature=0.2)"
     with pytest.raises(ValueError, match="Expected 'temperature' to be positive"):
         SupervisedContrastiveLoss(0.0)
+
+
+@pytest.mark.parametrize("loss, part", [(SupervisedContrastiveLoss(), "scl"), (BatchAllTripletLoss(), "triplet"),
+                                        (PairwiseCosineLoss(), "cosine")])
+def test_every_loss_returns_a_dict_with_its_main_part(loss, part):
+    out = loss(_embeddings(4, torch.float32), LABELS)
+    assert list(loss_parts(out)) == [part]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from graphs.edge_weights import dense_transition
-from graphs.losses import GLoss
+from graphs.losses import GLoss, loss_parts, statistics
 from graphs.memory_bank import MemoryBank
 from graphs.propagation import harmonic_label_propagation
 from graphs.sigma import sigma_dicm, sigma_sqrt_median
@@ -199,16 +199,16 @@ def test_stratified_seeded_split():
 def test_sigma_heuristics_are_applied_per_batch():
     x = _embeddings(12, seed=11)
     labels = torch.arange(12) % 3
-    for spec, fn in (("sqrt", lambda z: sigma_sqrt_median(z)), ("dicm", lambda z: sigma_dicm(z, labels))):
+    for spec, fn in (("batch-sqrt", lambda z: sigma_sqrt_median(z)), ("batch-dicm", lambda z: sigma_dicm(z, labels))):
         gloss = GLoss(sigma=spec)
         assert torch.isfinite(gloss(x, labels)["g_loss"])
         assert gloss.last_sigma == pytest.approx(fn(torch.nn.functional.normalize(x, dim=1)))
 
 
 def test_config_and_citation():
-    gloss = GLoss(graph="knn", sigma="sqrt", k=5, class_weights=[1, 2])
+    gloss = GLoss(graph="knn", sigma="batch-sqrt", k=5, class_weights=[1, 2])
     config = gloss.get_config_dict()
-    assert config["graph"] == "knn" and config["sigma"] == "sqrt" and config["k"] == 5
+    assert config["graph"] == "knn" and config["sigma"] == "batch-sqrt" and config["k"] == 5
     assert config["class_weights"] == [1.0, 2.0] and config["gamma"] == 0.6
     assert gloss.citation.startswith("@inproceedings") and "G-Loss" in gloss.citation
 
@@ -248,3 +248,21 @@ def test_half_precision_embeddings_and_autocast(graph):
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert x16.grad.dtype == torch.bfloat16 and torch.isfinite(x16.grad.float()).all()
+
+
+def test_old_sigma_spelling_names_the_batch_one():
+    with pytest.raises(ValueError, match=r"\(got 'sqrt'\); the per-batch heuristic is spelled 'batch-sqrt'"):
+        GLoss(sigma="sqrt")
+    with pytest.raises(ValueError, match=r"spelled 'batch-dicm'"):
+        GLoss(sigma="dicm")
+
+
+def test_unscored_hidden_nodes_are_a_statistic_not_a_part():
+    x = _embeddings(seed=7).requires_grad_()
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    visible = torch.tensor([True, False, True, True, False, True, False, False])  # class 2 has no seed
+    out = GLoss(sigma=0.9)(x, labels, visible=visible)
+    assert list(loss_parts(out)) == ["g_loss"] and list(statistics(out)) == ["stat_unscored"]
+    assert out["stat_unscored"].item() == 2 and not out["stat_unscored"].requires_grad
+    degenerate = GLoss()(x, torch.zeros(8, dtype=torch.long))  # a single class: every hidden node unscored
+    assert degenerate["stat_unscored"].item() == 8 - int(GLoss().split(torch.zeros(8, dtype=torch.long)).sum())
