@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.atomic import write_text_atomic
 from pipeline.errors import GlossError
+from pipeline.jsonl import json_objects
 
 SPLITS = ("train", "val", "test")
 LABELS_FILE = "labels.json"
@@ -92,27 +93,13 @@ def split_texts(frames: dict) -> dict[str, list[str]]:
 # --- history -------------------------------------------------------------------------------------------
 def write_history(records: list[dict], path: str | Path) -> None:
     """One JSON object per epoch and line; written to a temporary file and renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in records))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def read_history(path: str | Path) -> list[dict]:
     """The epoch records of a ``history.jsonl``; a one-line error naming the line that is not an object."""
     path = Path(path)
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GlossError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise GlossError(f"{path}: line {number}: expected a JSON object per epoch")
-        records.append(record)
-    return records
+    return [record for _, record in json_objects(path.read_text(), path, expected="a JSON object per epoch")]
 
 
 def history_summary(records: list[dict]) -> dict[str, Any]:

@@ -12,12 +12,12 @@ Three layouts are accepted for a dataset ``NAME`` under a data root ``ROOT``:
 from __future__ import annotations
 
 import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import GlossError
+from pipeline.jsonl import json_objects
 
 logger = logging.getLogger("gloss")
 
@@ -77,18 +77,7 @@ def _read_csv(path: Path):
 def _read_jsonl(path: Path):
     import pandas as pd
 
-    rows = []
-    for number, line in enumerate(_decode(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GlossError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise GlossError(f"{path}: line {number}: expected a JSON object per line")
-        row["source_row"] = number
-        rows.append(row)
+    rows = [{**row, "source_row": number} for number, row in json_objects(_decode(path), path)]
     if not rows:
         raise GlossError(f"{path}: the file is empty (expected one JSON object per line)")
     frame = pd.DataFrame(rows)

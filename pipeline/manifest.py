@@ -107,7 +107,8 @@ def _describe(path: Path) -> dict[str, Any]:
     return info
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -196,7 +197,7 @@ def run_stage(
         "outputs": outputs,
         "summary": summary,
         "wall_seconds": round(time.perf_counter() - started, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     _swap_into_place(out_dir, stage_dir)

@@ -90,6 +90,8 @@ HOLDOUT = 0.2
 LAYOUT_NODES = 200
 EXPORT_FORMATS = ("csv", "npz", "graphml")
 DEFAULT_EXPORT = "csv,graphml"
+DISTANCE_SAMPLE = 2000  # rows of the pairwise-distance histogram
+SILHOUETTE_SAMPLE = 2000  # rows scored by the silhouette
 
 # --- compare -------------------------------------------------------------------------------------------
 DEFAULT_PAIR = "gloss+ce:ce"

@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.artifacts import LABELS_FILE, load_head, load_matrix, load_splits, model_dir, split_labels
 from pipeline.errors import GlossError
+from pipeline.jsonl import json_objects
 from pipeline.manifest import load_manifest
 
 
@@ -35,17 +36,11 @@ def read_documents(path: str | Path) -> list[str]:
         return frame["text"].tolist()
     if path.suffix == ".jsonl":
         docs = []
-        for number, line in enumerate(_decode(path).splitlines(), start=1):
-            if not line.strip():
-                docs.append("")
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GlossError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "text" not in row:
-                raise GlossError(f"{path}: line {number}: expected an object with a 'text' field")
-            docs.append(str(row["text"]))
+        expected = "an object with a 'text' field"
+        for number, row in json_objects(_decode(path), path, expected=expected, keep_blank=True):
+            if row is not None and "text" not in row:
+                raise GlossError(f"{path}: line {number}: expected {expected}")
+            docs.append("" if row is None else str(row["text"]))
         return docs
     return _decode(path).splitlines()
 

@@ -26,7 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from graphs.text.graph import PAIR_COUNTS  # noqa: E402
 from pipeline.baselines.textgcn import (  # noqa: E402
+    MODEL_BACKENDS,
+    SELECTS,
+    TextGCNConfig,
     build_textgcn_graph,
     peak_rss_mb,
     stratified_val_split,
@@ -56,7 +60,7 @@ _JOB: dict = {}
 
 
 def _run_seed(seed: int) -> dict:
-    args, graph, tr, va, test = (_JOB[k] for k in ("args", "graph", "tr", "va", "test"))
+    args, config, graph, tr, va, test = (_JOB[k] for k in ("args", "config", "graph", "tr", "va", "test"))
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -69,14 +73,7 @@ def _run_seed(seed: int) -> dict:
         test["label"].tolist(),
         args.dataset,
         seed,
-        epochs=args.epochs,
-        lr=args.lr,
-        hidden=args.hidden,
-        dropout=args.dropout,
-        weight_decay=args.weight_decay,
-        early_stopping=args.early_stopping or None,
-        select=args.select,
-        backend=args.backend,
+        config,
         graph=graph,
         log_every=args.log_every,
     )
@@ -114,17 +111,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-root", default=os.environ.get("GLOSS_DATA", "data"))
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--val-size", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--lr", type=float, default=0.02)
-    p.add_argument("--hidden", type=int, default=200)
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--early-stopping", type=int, default=10, help="0 disables early stopping")
-    p.add_argument("--select", choices=["val_loss", "val_acc"], default="val_loss")
-    p.add_argument("--window-size", type=int, default=20)
-    p.add_argument("--pair-count", choices=["windows", "positions"], default="windows")
-    p.add_argument("--min-count", type=int, default=None)
-    p.add_argument("--backend", choices=["sparse", "pyg"], default="sparse")
+    d = TextGCNConfig()  # the defaults
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--early-stopping", type=int, default=d.early_stopping, help="0 disables early stopping")
+    p.add_argument("--select", choices=SELECTS, default=d.select)
+    p.add_argument("--window-size", type=int, default=d.window_size)
+    p.add_argument("--pair-count", choices=PAIR_COUNTS, default=d.pair_count)
+    p.add_argument("--min-count", type=int, default=d.min_count)
+    p.add_argument("--backend", choices=MODEL_BACKENDS, default=d.backend)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (per seed process)")
     p.add_argument(
         "--jobs",
@@ -161,7 +159,20 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
 
-    job = {"args": args, "graph": graph, "tr": tr, "va": va, "test": test}
+    config = TextGCNConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        hidden=args.hidden,
+        dropout=args.dropout,
+        weight_decay=args.weight_decay,
+        early_stopping=args.early_stopping or None,
+        select=args.select,
+        window_size=args.window_size,
+        pair_count=args.pair_count,
+        min_count=args.min_count,
+        backend=args.backend,
+    )
+    job = {"args": args, "config": config, "graph": graph, "tr": tr, "va": va, "test": test}
     if args.jobs > 1 and len(args.seeds) > 1:
         _JOB.update(job)  # inherited by the forked workers: the graph is built once
         with mp.get_context("fork").Pool(min(args.jobs, len(args.seeds))) as pool:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graphs.models import TextGCN, TextGCNPyG, get_spmm_backend  # noqa: E402
+from pipeline import options  # noqa: E402
 from pipeline.baselines.textgcn import build_textgcn_graph  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-message-gb", type=float, default=4.0)
-    p.add_argument("--hidden", type=int, default=200)
+    p.add_argument("--hidden", type=int, default=options.GCN_HIDDEN)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,7 +77,7 @@ def main() -> None:
 
     names = ["sparse", "sparse-shared", *[n for n in inputs if n != "sparse"]]
     models = {n: make(n) for n in names}
-    opts = {n: torch.optim.Adam(m.parameters(), lr=0.02) for n, m in models.items()}
+    opts = {n: torch.optim.Adam(m.parameters(), lr=options.GCN_LR) for n, m in models.items()}
     state: dict[str, torch.Tensor] = {}
 
     def epoch(name: str) -> None:

@@ -1,4 +1,5 @@
-"""Pairwise distances of embeddings on a seeded sample, and the G-Loss kernel-width heuristics."""
+"""Pairwise distances of embeddings on a seeded sample (the kernel widths themselves come from
+:func:`graphs.sigma.resolve_sigma`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from graphs.sigma import sigma_dicm, sigma_sqrt_median
-
-__all__ = ["distance_distribution", "sigma_values"]
+__all__ = ["distance_distribution"]
 
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
@@ -50,16 +49,3 @@ def distance_distribution(x: Tensor, sample: int = 2000, seed: int = 0, bins: in
         "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
     }
 
-
-def sigma_values(x: Tensor, labels: Tensor, sample: int = 5000, seed: int = 0) -> dict[str, float | None]:
-    r"""The G-Loss kernel widths on L2-normalised rows: ``sqrt`` (paper:
-    :math:`\sqrt{\mathrm{median}\,d / 3}`) and ``dicm`` (released code: a third of the smallest distance
-    between differently labelled points; ``None`` with a single class).
-
-    Shapes:
-        - **input:** x :math:`(N, D)`, labels :math:`(N)`
-    """
-    z = torch.nn.functional.normalize(x.double(), dim=-1)
-    labels = labels.to(z.device)
-    dicm = sigma_dicm(z, labels, sample=sample, seed=seed) if labels.unique().numel() > 1 else None
-    return {"sqrt": sigma_sqrt_median(z, sample=sample, seed=seed), "dicm": dicm}

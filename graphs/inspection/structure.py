@@ -1,11 +1,12 @@
-"""Structure of a kNN graph given as neighbour lists: edge homophily, degrees and hubs, weakly connected
-components and their label purity, leave-one-out kNN-vote accuracy, and a snowball sample for drawing.
+"""Structure of a kNN graph: edge homophily, degrees and hubs, weakly connected components and their label
+purity, leave-one-out kNN-vote accuracy, and a snowball sample for drawing. Only measures; the graph itself
+comes from :mod:`graphs.knn`.
 
-Convention: the edges of a kNN graph go from a node to each of its neighbours (``source`` lists
-``target`` among its k nearest), so every node has out-degree k and the in-degree of a node is how often
-it is someone's neighbour (its k-occurrence). This is the reverse of PyG's message flow
-(:func:`graphs.knn.knn_graph`, row 0 = neighbour); :func:`neighbor_edges` builds it from ``[N, k]``
-neighbour lists. Everything here is numpy/scipy on CPU.
+Convention: edges are PyG ``source_to_target``, as :func:`graphs.knn.knn_edge_index` builds them:
+``edges[0]`` is the neighbour (source), ``edges[1]`` the node whose neighbour list it is (target). Degrees are
+named after the kNN relation ("node lists neighbour"): a node's *out-degree* is the number of neighbours it
+lists (``k``, counted on ``edges[1]``), its *in-degree* is how often it is listed as someone's neighbour, its
+k-occurrence (counted on ``edges[0]``), the usual hubness measure. Everything here is numpy/scipy on CPU.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
-    "neighbor_edges",
     "edge_homophily",
     "node_degrees",
     "degree_stats",
@@ -45,37 +45,22 @@ def _num_classes(labels: np.ndarray, num_classes: int | None) -> int:
     return num_classes
 
 
-def neighbor_edges(neighbors: Any) -> np.ndarray:
-    """Edges ``node -> neighbour`` of ``[N, k]`` neighbour lists (negative ids, FAISS's "none", are dropped).
-
-    Shapes:
-        - **input:** neighbors :math:`(N, k)`
-        - **output:** :math:`(2, E)` int64, row 0 = node (source), row 1 = neighbour (target), ``E <= N k``
-    """
-    nbr = _as_numpy(neighbors).astype(np.int64, copy=False)  # [N, k]
-    if nbr.ndim != 2:
-        raise ValueError(f"Expected 'neighbors' to be two-dimensional (got {nbr.ndim} dimensions)")
-    source = np.repeat(np.arange(nbr.shape[0], dtype=np.int64), nbr.shape[1])  # [N k]
-    target = nbr.reshape(-1)  # [N k]
-    keep = target >= 0
-    return np.stack([source[keep], target[keep]])  # [2, E]
-
-
 def edge_homophily(edges: Any, labels: Any, num_classes: int | None = None) -> dict[str, Any]:
-    r"""Share of edges joining two nodes of the same label, overall and per class of the source node.
+    r"""Share of edges joining two nodes of the same label, overall and per class of the node whose neighbour
+    list the edge belongs to (the target).
 
     Besides the plain edge homophily :math:`h = |\{(u, v): y_u = y_v\}| / |E|` it reports the share a
     random graph would reach, :math:`\sum_c (n_c / N)^2`, and the class-insensitive homophily of Lim et
     al. (2021), :math:`\frac{1}{C - 1} \sum_c \max(0, h_c - n_c / N)`, which a majority class cannot inflate.
 
     Args:
-        edges: ``[2, E]`` edges, row 0 = source (the node), row 1 = target (its neighbour).
+        edges: ``[2, E]`` edges, row 0 = source (the neighbour), row 1 = target (the node).
         labels: class id of every node ``[N]``.
         num_classes: :math:`C` (default: largest label + 1).
 
     Returns:
-        ``edge_homophily`` (``None`` without edges), ``edges``, ``per_class`` (``h_c``: share of the edges
-        leaving class-``c`` nodes that reach class ``c``; ``None`` for a class without edges),
+        ``edge_homophily`` (``None`` without edges), ``edges``, ``per_class`` (``h_c``: share of the neighbours
+        of class-``c`` nodes that are of class ``c``; ``None`` for a class without edges),
         ``edges_per_class``, ``class_share`` (``n_c / N``), ``random_baseline``, ``class_insensitive``.
 
     Shapes:
@@ -85,8 +70,8 @@ def edge_homophily(edges: Any, labels: Any, num_classes: int | None = None) -> d
     y = _as_numpy(labels).astype(np.int64, copy=False)  # [N]
     c = _num_classes(y, num_classes)
     same = y[src] == y[dst]  # [E]
-    per_class_edges = np.bincount(y[src], minlength=c)  # [C]
-    per_class_same = np.bincount(y[src], weights=same, minlength=c)  # [C]
+    per_class_edges = np.bincount(y[dst], minlength=c)  # [C]
+    per_class_same = np.bincount(y[dst], weights=same, minlength=c)  # [C]
     per_class = [float(s / n) if n else None for s, n in zip(per_class_same, per_class_edges, strict=True)]
     share = np.bincount(y, minlength=c) / max(len(y), 1)  # [C]
     gains = [max(0.0, h - s) for h, s in zip(per_class, share, strict=True) if h is not None]
@@ -102,14 +87,15 @@ def edge_homophily(edges: Any, labels: Any, num_classes: int | None = None) -> d
 
 
 def node_degrees(edges: Any, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Out-degree (neighbours listed) and in-degree (times listed as a neighbour) of every node.
+    """Out-degree (neighbours listed, on ``edges[1]``) and in-degree (times listed as a neighbour, the
+    k-occurrence, on ``edges[0]``) of every node, for ``source_to_target`` edges.
 
     Shapes:
         - **input:** edges :math:`(2, E)`
         - **output:** out-degree :math:`(N)`, in-degree :math:`(N)`, int64
     """
     src, dst = _as_numpy(edges).astype(np.int64, copy=False)
-    return np.bincount(src, minlength=num_nodes), np.bincount(dst, minlength=num_nodes)
+    return np.bincount(dst, minlength=num_nodes), np.bincount(src, minlength=num_nodes)
 
 
 def _describe(values: np.ndarray) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from torch.nn import Module, Parameter
 from torch_geometric.nn.inits import glorot
 
 from .sparse import symmetric_spmm
+from .textgcn import _check_dropout
 
 __all__ = ["replace_rows", "doc_node_features", "BertGCNHead", "BertGCN"]
 
@@ -122,8 +123,7 @@ class BertGCNHead(Module):
             raise ValueError(f"Expected 'num_docs' to lie in [1, {adj.size(0)}] (got {num_docs})")
         if not 0.0 <= m <= 1.0:
             raise ValueError(f"Expected 'm' to lie in [0, 1] (got {m})")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"Expected 'dropout' to lie in [0, 1) (got {dropout})")
+        _check_dropout(dropout)
         self.register_buffer("adj", adj, persistent=False)
         self.num_docs = num_docs
         self.num_words = adj.size(0) - num_docs

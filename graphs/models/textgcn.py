@@ -34,6 +34,12 @@ from .sparse import symmetric_spmm
 __all__ = ["TextGCN", "TextGCNPyG"]
 
 
+def _check_dropout(dropout: float) -> None:
+    r"""The dropout check of every graph model here (also used by :mod:`graphs.models.bertgcn`)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"Expected 'dropout' to lie in [0, 1) (got {dropout})")
+
+
 class TextGCN(Module):
     r"""Featureless two-layer GCN on a precomputed normalised adjacency (the TextGCN model).
 
@@ -64,8 +70,7 @@ class TextGCN(Module):
                 f"Expected 'num_nodes', 'out_channels', 'hidden_channels' to be positive "
                 f"(got {num_nodes}, {out_channels}, {hidden_channels})"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"Expected 'dropout' to lie in [0, 1) (got {dropout})")
+        _check_dropout(dropout)
         self.num_nodes = num_nodes
         self.out_channels = out_channels
         self.hidden_channels = hidden_channels
@@ -156,8 +161,7 @@ class TextGCNPyG(Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"Expected 'dropout' to lie in [0, 1) (got {dropout})")
+        _check_dropout(dropout)
         self.num_nodes = num_nodes
         self.dropout = dropout
         self.conv1 = GCNConv(num_nodes, hidden_channels, cached=True, bias=bias)

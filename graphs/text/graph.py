@@ -37,7 +37,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 PairCount = Literal["windows", "positions"]
+PAIR_COUNTS: tuple[str, ...] = get_args(PairCount)  # ("windows", "positions")
 
 
 def encode_corpus(docs: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -125,7 +126,7 @@ def window_cooccurrence(
         (scipy.sparse.csr_matrix, np.ndarray, int): Pair counts ``[V, V]`` (int64, symmetric, zero
         diagonal), windows per word ``#W(i)`` ``[V]`` and the number of windows ``#W``.
     """
-    if pair_count not in ("windows", "positions"):
+    if pair_count not in PAIR_COUNTS:
         raise ValueError(f"Expected 'pair_count' to be 'windows' or 'positions' (got {pair_count!r})")
     starts, sizes = sliding_windows(lengths, window_size)
     num_windows = len(starts)

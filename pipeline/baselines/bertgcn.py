@@ -15,20 +15,32 @@ sentence-transformer encoder (default: the packaged MiniLM).
 from __future__ import annotations
 
 import copy
-import json
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from graphs.models import BertGCN
+from pipeline.artifacts import (
+    HEAD_FILE,
+    HISTORY_FILE,
+    SPLITS,
+    load_head,
+    load_splits,
+    model_dir,
+    split_labels,
+    split_texts,
+    write_history,
+)
+from pipeline.baselines.textgcn import build_textgcn_graph, peak_rss_mb
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, to_device
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.manifest import Manifest, StageContext, load_manifest
-from pipeline.artifacts import load_splits
 from pipeline.training.batching import plan_batches
-from pipeline.training.loop import fit
+from pipeline.training.loop import EPOCH_SEED_STRIDE, Checkpoints, FitCallbacks, FitData, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig
 
 
@@ -37,133 +49,195 @@ def _require_same_split(init: str, prepared: Manifest) -> None:
     documents."""
     theirs = load_manifest(init, "prepare").data.get("outputs", {})
     ours = prepared.data.get("outputs", {})
-    differ = [name for name in ("train.csv", "val.csv", "test.csv")
+    differ = [name for name in (f"{split}.csv" for split in SPLITS)
               if theirs.get(name, {}).get("sha256") != ours.get(name, {}).get("sha256")]
     if differ:
         raise GlossError(f"--init-from {init}: its prepared {', '.join(differ)} differ from this run's "
                          "(use the same --dataset, --limit, --val-fraction and --split-seed)")
 
 
+def _load_fine_tuned(init: str, config, prepared: Manifest, num_classes: int, echo):
+    """(encoder, head) of the CE fine-tuned run ``init``, prepared on the same splits."""
+    _require_same_split(init, prepared)
+    trained = load_manifest(init, "train")
+    if trained.config.get("method") != "finetune" or not trained.summary.get("has_head"):
+        raise GlossError(f"--init-from {init}: expected a fine-tuned run with a head (e.g. --loss ce)")
+    folder = model_dir(trained.stage_dir)
+    model = load_encoder(EncoderConfig(str(folder), config.encoder.pooling, config.encoder.max_length,
+                                       config.encoder.device))
+    head = load_head(folder, model.device, num_classes)
+    if head is None:
+        raise GlossError(f"--init-from {init}: {folder / HEAD_FILE} not found")
+    echo(f"train: BertGCN starts from the fine-tuned encoder of {init}")
+    return model, head
+
+
 def _initial_encoder(ctx: StageContext, config, prepared: Manifest, texts, labels, num_classes, echo):
     """(encoder, head) fine-tuned with CE: loaded from --init-from, or trained here."""
-    init = config.gcn.init_from
-    if init:
-        _require_same_split(init, prepared)
-        trained = load_manifest(init, "train")
-        if trained.config.get("method") != "finetune" or not trained.summary.get("has_head"):
-            raise GlossError(f"--init-from {init}: expected a fine-tuned run with a head (e.g. --loss ce)")
-        model = load_encoder(EncoderConfig(str(trained.stage_dir / "model"), config.encoder.pooling,
-                                           config.encoder.max_length, config.encoder.device))
-        state = torch.load(trained.stage_dir / "model" / "head.pt", map_location=model.device, weights_only=True)
-        if state["num_classes"] != num_classes:
-            raise GlossError(f"--init-from {init}: its head has {state['num_classes']} classes, this run {num_classes}")
-        head = torch.nn.Linear(state["dim"], num_classes).to(model.device)
-        head.load_state_dict(state["state_dict"])
-        echo(f"train: BertGCN starts from the fine-tuned encoder of {init}")
-        return model, head
+    if config.gcn.init_from:
+        return _load_fine_tuned(config.gcn.init_from, config, prepared, num_classes, echo)
     torch.manual_seed(config.loop.seed)
     model = load_encoder(config.encoder)
     head = torch.nn.Linear(model.get_embedding_dimension(), num_classes).to(model.device)
     echo(f"train: BertGCN step 1: CE fine-tuning for {config.loop.epochs} epoch(s)")
-    fit(model, head, Objective(ObjectiveConfig(loss="ce"), num_classes), texts["train"], labels["train"],
-        texts["val"], labels["val"], config.loop, checkpoint_dir=ctx.scratch_dir / "ce", run_config={}, echo=echo)
+    fit(model, head, Objective(ObjectiveConfig(loss="ce"), num_classes), FitData.from_splits(texts, labels),
+        config.loop, Checkpoints(ctx.scratch_dir / "ce"), callbacks=FitCallbacks(echo=echo))
     return model, head
 
 
-def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
-    from graphs.models import BertGCN
-    from pipeline.baselines.textgcn import build_textgcn_graph, peak_rss_mb
+@dataclass
+class _Corpus:
+    """The splits as the graph's documents: train, then val, then test (document ``i`` is node ``i``)."""
 
-    frames, label_names = load_splits(prepared)
-    splits = ("train", "val", "test")
-    texts = {s: frames[s]["text"].tolist() for s in splits}
-    labels = {s: frames[s]["label_id"].to_numpy() for s in splits}
-    num_classes = len(label_names)
-    model, head = _initial_encoder(ctx, config, prepared, texts, labels, num_classes, echo)
-    device = model.device
-    all_texts = texts["train"] + texts["val"] + texts["test"]
-    offsets = {"train": 0, "val": len(texts["train"]), "test": len(texts["train"]) + len(texts["val"])}
-    doc_ids = {s: torch.arange(offsets[s], offsets[s] + len(texts[s]), device=device) for s in splits}
-    started = time.perf_counter()
-    graph, _, build_seconds = build_textgcn_graph(all_texts, prepared.config["dataset"],
-                                                  window_size=config.gcn.window, pair_count=config.gcn.pair_count)
-    adj = graph.to_torch_sparse().to(device)
-    echo(f"train: BertGCN graph: {graph.num_nodes} nodes ({graph.num_words} words), built in {build_seconds:.1f}s")
+    texts: dict[str, list[str]]
+    labels: dict[str, np.ndarray]  # split -> [N_split] label ids
+    all_texts: list[str] = field(init=False)
+    offsets: dict[str, int] = field(init=False)
 
-    def encode_bank() -> torch.Tensor:
-        return torch.from_numpy(embed_texts(model, all_texts, config.loop.eval_batch_size)).to(device)
+    def __post_init__(self) -> None:
+        self.all_texts = [text for split in SPLITS for text in self.texts[split]]
+        sizes = [len(self.texts[split]) for split in SPLITS]
+        self.offsets = dict(zip(SPLITS, np.cumsum([0, *sizes[:-1]]).tolist(), strict=True))
 
-    torch.manual_seed(config.loop.seed)
-    bertgcn = BertGCN(adj, encode_bank(), num_classes, hidden_channels=config.gcn.hidden,
-                      dropout=config.gcn.dropout, m=config.gcn.m).to(device)
-    optimizer = torch.optim.Adam([
-        {"params": list(model.parameters()) + list(head.parameters()), "lr": config.gcn.bertgcn_encoder_lr},
-        {"params": bertgcn.head.parameters(), "lr": config.gcn.bertgcn_lr},
-    ])
-    train_labels = torch.tensor(np.asarray(labels["train"]), device=device)
-    lengths = np.ones(len(texts["train"]))
+    def rows(self, split: str) -> slice:
+        """The split's document (node) rows."""
+        return slice(self.offsets[split], self.offsets[split] + len(self.texts[split]))
 
-    def predict(split: str) -> np.ndarray:
-        for module in (model, head, bertgcn):
+    def node_ids(self, split: str, device) -> torch.Tensor:
+        """The split's document node ids ``[N_split]``."""
+        rows = self.rows(split)
+        return torch.arange(rows.start, rows.stop, device=device)
+
+
+class _Joint:
+    """The encoder, its linear head and the BertGCN graph half over a memory bank, trained together."""
+
+    def __init__(self, model, head: torch.nn.Linear, adj: torch.Tensor, corpus: _Corpus, num_classes: int, config):
+        self.model, self.head, self.corpus, self.loop = model, head, corpus, config.loop
+        self.device = device = model.device
+        self.doc_ids = {split: corpus.node_ids(split, device) for split in SPLITS}
+        torch.manual_seed(self.loop.seed)
+        gcn = config.gcn
+        self.bertgcn = BertGCN(adj, self.encode_bank(), num_classes, hidden_channels=gcn.hidden,
+                               dropout=gcn.dropout, m=gcn.m).to(device)
+        self.optimizer = torch.optim.Adam([
+            {"params": list(model.parameters()) + list(head.parameters()), "lr": gcn.bertgcn_encoder_lr},
+            {"params": self.bertgcn.head.parameters(), "lr": gcn.bertgcn_lr},
+        ])
+        self.train_labels = torch.tensor(np.asarray(corpus.labels["train"]), device=device)
+
+    @property
+    def modules(self) -> tuple:
+        return self.model, self.head, self.bertgcn
+
+    def encode_bank(self) -> torch.Tensor:
+        """Every document encoded without gradients ``[N_docs, D]``."""
+        bank = embed_texts(self.model, self.corpus.all_texts, self.loop.eval_batch_size)
+        return torch.from_numpy(bank).to(self.device)
+
+    def predict(self, split: str) -> np.ndarray:
+        """Log-probabilities ``[N_split, C]`` of a split's documents from the current bank."""
+        for module in self.modules:
             module.eval()
         with torch.inference_mode():
-            rows = bertgcn.bank[doc_ids[split]]
-            return bertgcn(rows, head(rows), doc_ids[split]).float().cpu().numpy()  # [N, C] log-probs
+            rows = self.bertgcn.bank[self.doc_ids[split]]
+            return self.bertgcn(rows, self.head(rows), self.doc_ids[split]).float().cpu().numpy()
 
-    history, best_f1, best_epoch, best_state, bad = [], -1.0, 0, None, 0
-    for epoch in range(1, config.loop.epochs + 1):
-        torch.manual_seed(config.loop.seed * 100_003 + epoch)
-        for module in (model, head, bertgcn):
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training documents in batches, then the whole bank re-encoded; the mean loss."""
+        torch.manual_seed(self.loop.seed * EPOCH_SEED_STRIDE + epoch)
+        for module in self.modules:
             module.train()
-        epoch_start, total, docs = time.perf_counter(), 0.0, 0
-        for rows in plan_batches(lengths, labels["train"], config.loop.batch_size, config.loop.seed, epoch,
-                                 bucket=False):
-            idx = torch.as_tensor(rows, device=device)
-            features = to_device(model.preprocess([texts["train"][i] for i in rows]), device)
-            embeddings = model(features)["sentence_embedding"]  # [B, D]
-            log_probs = bertgcn(embeddings, head(embeddings), idx)  # [B, C]
-            loss = F.nll_loss(log_probs, train_labels[idx])
+        texts, total, docs = self.corpus.texts["train"], 0.0, 0
+        for rows in plan_batches(np.ones(len(texts)), self.corpus.labels["train"], self.loop.batch_size,
+                                 self.loop.seed, epoch, bucket=False):
+            idx = torch.as_tensor(rows, device=self.device)
+            features = to_device(self.model.preprocess([texts[i] for i in rows]), self.device)
+            embeddings = self.model(features)["sentence_embedding"]  # [B, D]
+            log_probs = self.bertgcn(embeddings, self.head(embeddings), idx)  # [B, C]
+            loss = F.nll_loss(log_probs, self.train_labels[idx])
             if not torch.isfinite(loss):
                 raise GlossError(f"BertGCN epoch {epoch}: the loss is {loss.item()}; lower the learning rates")
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            bertgcn.update_bank(idx, embeddings)
+            self.optimizer.step()
+            self.bertgcn.update_bank(idx, embeddings)
             total += float(loss.detach()) * len(rows)
             docs += len(rows)
-        bertgcn.bank.copy_(encode_bank())
-        val_pred = predict("val").argmax(1)
-        scores = accuracy_and_macro_f1(labels["val"], val_pred)
-        record = {"epoch": epoch, "train_loss": total / docs, "val_accuracy": scores["accuracy"],
-                  "val_macro_f1": scores["macro_f1"], "seconds": round(time.perf_counter() - epoch_start, 2)}
+        self.bertgcn.bank.copy_(self.encode_bank())
+        return total / docs
+
+    def state(self) -> tuple:
+        return copy.deepcopy(tuple(module.state_dict() for module in self.modules))
+
+    def load_state(self, state: tuple) -> None:
+        for module, module_state in zip(self.modules, state, strict=True):
+            module.load_state_dict(module_state)
+
+
+def _end_epoch(joint: _Joint, epoch: int, train_loss: float, started: float, echo) -> dict:
+    """Validation scores of the re-encoded bank: the epoch's history record."""
+    scores = accuracy_and_macro_f1(joint.corpus.labels["val"], joint.predict("val").argmax(1))
+    record = {"epoch": epoch, "train_loss": train_loss, "val_accuracy": scores["accuracy"],
+              "val_macro_f1": scores["macro_f1"], "seconds": round(time.perf_counter() - started, 2)}
+    echo(f"train: BertGCN epoch {epoch}: loss={record['train_loss']:.4f} val_accuracy={scores['accuracy']:.4f} "
+         f"val_macro_f1={scores['macro_f1']:.4f}, {record['seconds']:.0f}s")
+    return record
+
+
+def _train_joint(joint: _Joint, echo) -> tuple[list[dict], int]:
+    """Joint epochs until ``loop.epochs`` or ``loop.patience`` epochs without a better val macro-F1; the best
+    epoch's weights are restored. Returns the history and the best epoch."""
+    loop = joint.loop
+    history, best_f1, best_epoch, best_state, bad = [], -1.0, 0, None, 0
+    for epoch in range(1, loop.epochs + 1):
+        started = time.perf_counter()
+        record = _end_epoch(joint, epoch, joint.train_epoch(epoch), started, echo)
         history.append(record)
-        echo(f"train: BertGCN epoch {epoch}: loss={record['train_loss']:.4f} val_accuracy={scores['accuracy']:.4f} "
-             f"val_macro_f1={scores['macro_f1']:.4f}, {record['seconds']:.0f}s")
-        if scores["macro_f1"] > best_f1:
-            best_f1, best_epoch, bad = scores["macro_f1"], epoch, 0
-            best_state = copy.deepcopy((model.state_dict(), head.state_dict(), bertgcn.state_dict()))
+        if record["val_macro_f1"] > best_f1:
+            best_f1, best_epoch, bad = record["val_macro_f1"], epoch, 0
+            best_state = joint.state()
         else:
             bad += 1
-            if bad >= config.loop.patience:
+            if bad >= loop.patience:
                 break
-    model.load_state_dict(best_state[0])
-    head.load_state_dict(best_state[1])
-    bertgcn.load_state_dict(best_state[2])
+    joint.load_state(best_state)
+    return history, best_epoch
+
+
+def _write_outputs(ctx: StageContext, joint: _Joint, history: list[dict]) -> np.ndarray:
+    """``logits_{val,test}.npy`` (log-probabilities), ``embeddings_{split}.npy`` and the history; the bank."""
     for split in ("val", "test"):
-        np.save(ctx.output(f"logits_{split}.npy"), predict(split))
-    bank = bertgcn.bank.float().cpu().numpy()
-    for split in splits:
-        np.save(ctx.output(f"embeddings_{split}.npy"), bank[offsets[split]: offsets[split] + len(texts[split])])
-    ctx.output("history.jsonl", rows=len(history)).write_text("".join(json.dumps(h) + "\n" for h in history))
+        np.save(ctx.output(f"logits_{split}.npy"), joint.predict(split))
+    bank = joint.bertgcn.bank.float().cpu().numpy()  # [N_docs, D]
+    for split in SPLITS:
+        np.save(ctx.output(f"embeddings_{split}.npy"), bank[joint.corpus.rows(split)])
+    write_history(history, ctx.output(HISTORY_FILE, rows=len(history)))
+    return bank
+
+
+def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
+    """The ``--method bertgcn`` stage body: CE encoder, graph, joint epochs, outputs; returns the summary."""
+    frames, label_names = load_splits(prepared)
+    corpus = _Corpus(split_texts(frames), split_labels(frames))
+    num_classes = len(label_names)
+    model, head = _initial_encoder(ctx, config, prepared, corpus.texts, corpus.labels, num_classes, echo)
+    started = time.perf_counter()
+    graph, _, build_seconds = build_textgcn_graph(corpus.all_texts, prepared.config["dataset"],
+                                                  window_size=config.gcn.window, pair_count=config.gcn.pair_count)
+    echo(f"train: BertGCN graph: {graph.num_nodes} nodes ({graph.num_words} words), built in {build_seconds:.1f}s")
+    joint = _Joint(model, head, graph.to_torch_sparse().to(model.device), corpus, num_classes, config)
+    history, best_epoch = _train_joint(joint, echo)
+    bank = _write_outputs(ctx, joint, history)
     return {
         "method": "bertgcn", "loss": None, "has_head": True, "best_epoch": best_epoch, "epochs_run": len(history),
         "stopped_early": len(history) < config.loop.epochs,
         "best_val": {k: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")},
-        "val_macro_silhouette": (silhouette(bank[offsets["val"]:offsets["test"]], labels["val"]) or {}).get(
+        "val_macro_silhouette": (silhouette(bank[corpus.rows("val")], corpus.labels["val"]) or {}).get(
             "macro_silhouette"),
         "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in history])), 2),
         "total_seconds": round(time.perf_counter() - started, 1),
         "graph": {"nodes": graph.num_nodes, "words": graph.num_words, "build_seconds": round(build_seconds, 2)},
-        "device": str(device),
+        "device": str(joint.device),
         "peak_rss_mb": peak_rss_mb(),
     }

@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts import HISTORY_FILE, SPLITS, load_splits, split_texts, write_history
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
-from pipeline.artifacts import load_splits
 
 
 def _columns_in_label_order(proba: np.ndarray, classes: list[str], label_names: list[str]) -> np.ndarray:
@@ -39,19 +38,18 @@ def run_baseline(config, run_dir: str | Path, force: bool = False, echo=print) -
 
 
 def _textgcn_body(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
-    from pipeline.baselines.textgcn import train_textgcn
+    from pipeline.baselines.textgcn import TextGCNConfig, train_textgcn
 
     frames, label_names = load_splits(prepared)
+    texts = split_texts(frames)
+    labels = {split: frames[split]["label"].tolist() for split in SPLITS}
     gcn = config.gcn
     echo(f"train: TextGCN on {prepared.config['dataset']} (graph of train+val+test documents and words)")
-    result = train_textgcn(
-        frames["train"]["text"].tolist(), frames["train"]["label"].tolist(),
-        frames["val"]["text"].tolist(), frames["val"]["label"].tolist(),
-        frames["test"]["text"].tolist(), frames["test"]["label"].tolist(),
-        dataset_name=prepared.config["dataset"], seed=config.loop.seed, epochs=gcn.epochs, lr=gcn.lr,
-        hidden=gcn.hidden, dropout=gcn.dropout, early_stopping=gcn.early_stopping, window_size=gcn.window,
-        pair_count=gcn.pair_count,
-    )
+    textgcn_config = TextGCNConfig(epochs=gcn.epochs, lr=gcn.lr, hidden=gcn.hidden, dropout=gcn.dropout,
+                                   early_stopping=gcn.early_stopping, window_size=gcn.window,
+                                   pair_count=gcn.pair_count)
+    result = train_textgcn(texts["train"], labels["train"], texts["val"], labels["val"], texts["test"],
+                           labels["test"], prepared.config["dataset"], config.loop.seed, textgcn_config)
     proba = _columns_in_label_order(np.asarray(result.test_proba), result.classes, label_names)
     np.save(ctx.output("logits_test.npy"), _log(proba))
     history = [
@@ -59,7 +57,7 @@ def _textgcn_body(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
          "val_accuracy": h.get("val_acc"), "val_macro_f1": h.get("val_macro_f1"), "seconds": h.get("seconds")}
         for h in result.history
     ]
-    ctx.output("history.jsonl", rows=len(history)).write_text("".join(json.dumps(h) + "\n" for h in history))
+    write_history(history, ctx.output(HISTORY_FILE, rows=len(history)))
     echo(f"train: TextGCN best epoch {result.best_epoch}, stopped at {result.stopped_epoch}, "
          f"test accuracy {result.test_accuracy:.4f}")
     return {

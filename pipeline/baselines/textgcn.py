@@ -7,6 +7,11 @@ early, as in the paper, when the validation loss exceeds the mean of the previou
 validation losses. The reported test predictions are those of the epoch with the lowest validation loss
 (``select="val_loss"``); the test scores at the stopping epoch (what the released TextGCN code prints) are
 kept too. It returns everything in memory and writes nothing.
+
+The steps of a run: :func:`_check_inputs`, :func:`_encode_splits` (class ids and node ids), the graph,
+:func:`_build_model`, then :func:`_fit`: per epoch :func:`_run_epoch` (one optimiser step and one
+evaluation pass), :meth:`_Selection.update` (the reported epoch) and :func:`should_stop` (the stopping
+rule); finally :func:`_result`.
 """
 
 from __future__ import annotations
@@ -22,20 +27,29 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
+from torch import Tensor
 
 from graphs.models import TextGCN, TextGCNPyG
 from graphs.text import TextGraph, build_text_graph, clean_corpus, cleaning_defaults
+from graphs.text.graph import PairCount
+from pipeline import options
+from pipeline.artifacts import SPLITS
+from pipeline.evaluation.metrics import accuracy_and_macro_f1
 
 __all__ = [
+    "TextGCNConfig",
     "TextGCNResult",
     "build_textgcn_graph",
     "stratified_val_split",
     "train_textgcn",
+    "should_stop",
     "peak_rss_mb",
     "macro_f1",
 ]
+
+SELECTS = ("val_loss", "val_acc")
+MODEL_BACKENDS = ("sparse", "pyg")
 
 
 def peak_rss_mb() -> float:
@@ -72,6 +86,53 @@ def stratified_val_split(
     tr, va = train_test_split(idx, test_size=n_val, stratify=y[idx], random_state=seed)
     tr = np.concatenate([tr, np.flatnonzero(single)])
     return np.sort(tr), np.sort(va)
+
+
+@dataclass
+class TextGCNConfig:
+    r"""Hyperparameters of :func:`train_textgcn` (the paper's values by default).
+
+    Args:
+        epochs (int, optional): Maximum epochs. (default: :obj:`200`)
+        lr (float, optional): Adam learning rate. (default: :obj:`0.02`)
+        hidden (int, optional): Hidden size. (default: :obj:`200`)
+        dropout (float, optional): Hidden-layer dropout. (default: :obj:`0.5`)
+        weight_decay (float, optional): L2 penalty on the first layer's weights, added to the loss as in
+            the released code (:math:`\lambda \cdot \tfrac{1}{2}\lVert W_1 \rVert^2`). (default: :obj:`0`)
+        early_stopping (int, optional): Window of the stopping rule (:func:`should_stop`); :obj:`None` or
+            :obj:`0` trains all epochs. (default: :obj:`10`)
+        select (str, optional): Epoch whose test predictions are reported: lowest ``"val_loss"`` or highest
+            ``"val_acc"`` (ties: earliest). (default: :obj:`"val_loss"`)
+        window_size (int, optional): PMI window. (default: :obj:`20`)
+        pair_count (str, optional): PMI pair count, ``"windows"`` or ``"positions"``.
+            (default: :obj:`"windows"`)
+        min_count (int, optional): Overrides the dataset's minimum word count. (default: :obj:`None`)
+        remove_stopwords (bool, optional): Overrides the dataset's stop-word removal. (default: :obj:`None`)
+        backend (str, optional): ``"sparse"`` (:class:`~graphs.models.TextGCN`) or ``"pyg"``
+            (:class:`~graphs.models.TextGCNPyG`). (default: :obj:`"sparse"`)
+    """
+
+    epochs: int = options.GCN_EPOCHS
+    lr: float = options.GCN_LR
+    hidden: int = options.GCN_HIDDEN
+    dropout: float = options.GCN_DROPOUT
+    weight_decay: float = 0.0
+    early_stopping: int | None = options.GCN_EARLY_STOPPING
+    select: Literal["val_loss", "val_acc"] = "val_loss"
+    window_size: int = options.GCN_WINDOW
+    pair_count: PairCount = options.DEFAULT_PAIR_COUNT
+    min_count: int | None = None
+    remove_stopwords: bool | None = None
+    backend: Literal["sparse", "pyg"] = "sparse"
+
+    def check(self) -> None:
+        r"""``ValueError`` for a value :func:`train_textgcn` cannot use."""
+        if self.epochs < 1:
+            raise ValueError(f"Expected 'epochs' to be at least 1 (got {self.epochs})")
+        if self.select not in SELECTS:
+            raise ValueError(f"Expected 'select' to be 'val_loss' or 'val_acc' (got {self.select!r})")
+        if self.backend not in MODEL_BACKENDS:
+            raise ValueError(f"Expected 'backend' to be 'sparse' or 'pyg' (got {self.backend!r})")
 
 
 @dataclass
@@ -116,8 +177,8 @@ def build_textgcn_graph(
     dataset_name: str,
     min_count: int | None = None,
     remove_stopwords: bool | None = None,
-    window_size: int = 20,
-    pair_count: Literal["windows", "positions"] = "windows",
+    window_size: int = options.GCN_WINDOW,
+    pair_count: PairCount = options.DEFAULT_PAIR_COUNT,
 ) -> tuple[TextGraph, float, float]:
     r"""Cleans ``texts`` with the dataset's TextGCN defaults (overridable) and builds the graph.
 
@@ -137,12 +198,6 @@ def build_textgcn_graph(
     return graph, t1 - t0, time.perf_counter() - t1
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     r"""Macro-averaged F1 over the classes present in ``y_true`` or ``y_pred`` (integer ids).
 
@@ -158,11 +213,214 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def _encode(labels: Sequence[str], index: dict[str, int], name: str) -> torch.Tensor:
+def should_stop(val_losses: Sequence[float], early_stopping: int | None) -> bool:
+    r"""TextGCN's stopping rule after epoch :math:`e` = ``len(val_losses)``: stop when :math:`e > w + 1` and
+    the last validation loss exceeds the mean of the :math:`w` before it (:math:`w` = ``early_stopping``;
+    :obj:`None` or :obj:`0` never stops)."""
+    if not early_stopping or len(val_losses) <= early_stopping + 1:
+        return False
+    return bool(val_losses[-1] > np.mean(val_losses[-(early_stopping + 1) : -1]))
+
+
+# --- the steps of train_textgcn ------------------------------------------------------------------------
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_inputs(texts: dict[str, Sequence[str]], labels: dict[str, Sequence[str]]) -> None:
+    for name in SPLITS:
+        if len(texts[name]) != len(labels[name]):
+            raise ValueError(
+                f"Expected '{name}_texts' and '{name}_labels' to match in length "
+                f"(got {len(texts[name])} and {len(labels[name])})"
+            )
+        if len(texts[name]) == 0:
+            raise ValueError(f"Expected '{name}_texts' to be non-empty (got 0 documents)")
+
+
+def _encode(labels: Sequence[str], index: dict[str, int], name: str) -> Tensor:
     unknown = sorted({str(y) for y in labels} - set(index))
     if unknown:
         raise ValueError(f"Expected '{name}' to use only training labels (got unseen {unknown[:5]})")
     return torch.tensor([index[str(y)] for y in labels], dtype=torch.long)
+
+
+@dataclass
+class _Splits:
+    """Class ids and graph node ids of each split; documents are nodes train, then val, then test."""
+
+    classes: list[str]
+    y: dict[str, Tensor]  # split -> [N_split] class ids
+    nodes: dict[str, Tensor]  # split -> [N_split] node ids
+
+    @property
+    def num_docs(self) -> int:
+        return sum(len(n) for n in self.nodes.values())
+
+
+def _encode_splits(labels: dict[str, Sequence[str]]) -> _Splits:
+    classes = sorted({str(y) for y in labels["train"]})
+    index = {c: i for i, c in enumerate(classes)}
+    y = {name: _encode(labels[name], index, f"{name}_labels") for name in SPLITS}
+    nodes, start = {}, 0
+    for name in SPLITS:
+        nodes[name] = torch.arange(start, start + len(y[name]))
+        start += len(y[name])
+    return _Splits(classes, y, nodes)
+
+
+class _Passes:
+    r"""The training and evaluation forward passes of one model, chosen once before the loop.
+
+    For :class:`~graphs.models.TextGCN` the evaluation pass's first-layer product :math:`\hat{A} W_1` (the
+    costly one, computed with the updated weights) also serves the next training step.
+    """
+
+    def __init__(self, model: torch.nn.Module, adj: Tensor, first_weight: Tensor) -> None:
+        self.model, self.adj, self.first_weight = model, adj, first_weight
+        self.shared = isinstance(model, TextGCN)
+        self.h1: Tensor | None = None  # [N, h] shared by an evaluation pass and the next training step
+
+    def start(self) -> None:
+        if self.shared:
+            self.h1 = self.model.first_layer(self.adj)
+
+    def train_logits(self) -> Tensor:
+        return self.model(self.adj, self.h1) if self.shared else self.model(self.adj)  # [N, C]
+
+    def eval_logits(self) -> Tensor:
+        if self.shared:
+            self.h1 = self.model.first_layer(self.adj)  # with the updated weights; its graph serves the next step
+            with torch.no_grad():
+                return self.model(self.adj, self.h1.detach())
+        with torch.no_grad():
+            return self.model(self.adj)
+
+
+def _build_model(graph: TextGraph, num_classes: int, config: TextGCNConfig) -> _Passes:
+    if config.backend == "sparse":
+        model = TextGCN(graph.num_nodes, num_classes, config.hidden, config.dropout)
+        return _Passes(model, graph.to_torch_sparse(normalized=True), model.weight1)
+    model = TextGCNPyG(graph.num_nodes, num_classes, config.hidden, config.dropout)
+    return _Passes(model, graph.to_torch_sparse(normalized=False), model.conv1.lin.weight)
+
+
+def _run_epoch(
+    epoch: int, passes: _Passes, optimizer: torch.optim.Optimizer, splits: _Splits, config: TextGCNConfig
+) -> tuple[dict[str, float], np.ndarray]:
+    """One optimiser step on the training documents, then an evaluation pass: the history record and the
+    test probabilities ``[N_test, C]``."""
+    t0 = time.perf_counter()
+    y_train, y_val, train_nodes = splits.y["train"], splits.y["val"], splits.nodes["train"]
+    passes.model.train()
+    logits = passes.train_logits()  # [N, C]
+    loss = F.cross_entropy(logits[train_nodes], y_train)
+    if config.weight_decay > 0:
+        loss = loss + config.weight_decay * 0.5 * passes.first_weight.pow(2).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    train_acc = float((logits[train_nodes].argmax(-1) == y_train).float().mean())
+
+    passes.model.eval()
+    out = passes.eval_logits()  # [N, C]
+    with torch.no_grad():
+        val_loss = float(F.cross_entropy(out[splits.nodes["val"]], y_val))
+        val_pred = out[splits.nodes["val"]].argmax(-1).numpy()
+        test_proba = torch.softmax(out[splits.nodes["test"]], dim=-1).numpy()
+    record = {
+        "epoch": epoch,
+        "train_loss": float(loss.detach()),
+        "train_acc": train_acc,
+        "val_loss": val_loss,
+        "val_acc": float(np.mean(y_val.numpy() == val_pred)),
+        "val_macro_f1": macro_f1(y_val.numpy(), val_pred),
+        "seconds": time.perf_counter() - t0,
+    }
+    return record, test_proba
+
+
+@dataclass
+class _Selection:
+    """The reported epoch: lowest validation loss or highest validation accuracy (ties: earliest)."""
+
+    select: str
+    key: float | None = None
+    epoch: int = 0
+    proba: np.ndarray | None = None
+
+    def update(self, record: dict[str, float], test_proba: np.ndarray) -> None:
+        key = record["val_loss"] if self.select == "val_loss" else -record["val_acc"]
+        if self.key is None or key < self.key:
+            self.key, self.epoch, self.proba = key, int(record["epoch"]), test_proba
+
+
+def _log_epoch(tag: str, record: dict[str, float]) -> None:
+    print(
+        f"[textgcn {tag}] epoch {record['epoch']:3d} train_loss={record['train_loss']:.4f} "
+        f"val_loss={record['val_loss']:.4f} val_acc={record['val_acc']:.4f} {record['seconds']:.2f}s",
+        flush=True,
+    )
+
+
+@dataclass
+class _Fit:
+    history: list[dict[str, float]]
+    best: _Selection
+    last_proba: np.ndarray  # [N_test, C] at the last epoch run
+    seconds: float
+
+
+def _fit(passes: _Passes, splits: _Splits, config: TextGCNConfig, log_every: int, tag: str) -> _Fit:
+    """The epochs, until ``config.epochs`` or the stopping rule (:func:`should_stop`)."""
+    optimizer = torch.optim.Adam(passes.model.parameters(), lr=config.lr)
+    history: list[dict[str, float]] = []
+    best = _Selection(config.select)
+    last_proba = None
+    started = time.perf_counter()
+    passes.start()
+    for epoch in range(1, config.epochs + 1):
+        record, last_proba = _run_epoch(epoch, passes, optimizer, splits, config)
+        history.append(record)
+        best.update(record, last_proba)
+        if log_every and epoch % log_every == 0:
+            _log_epoch(tag, record)
+        if should_stop([r["val_loss"] for r in history], config.early_stopping):
+            break
+    assert best.proba is not None and last_proba is not None
+    return _Fit(history, best, last_proba, time.perf_counter() - started)
+
+
+def _result(
+    splits: _Splits, fit: _Fit, graph: TextGraph, clean_s: float, build_s: float, config: dict[str, Any]
+) -> TextGCNResult:
+    y_true = splits.y["test"].numpy()
+    best_pred = fit.best.proba.argmax(-1)
+    best_scores = accuracy_and_macro_f1(y_true, best_pred)
+    last_scores = accuracy_and_macro_f1(y_true, fit.last_proba.argmax(-1))
+    return TextGCNResult(
+        classes=splits.classes,
+        history=fit.history,
+        best_epoch=fit.best.epoch,
+        stopped_epoch=len(fit.history),
+        test_pred=[splits.classes[i] for i in best_pred],
+        test_proba=fit.best.proba,
+        test_accuracy=best_scores["accuracy"],
+        test_macro_f1=best_scores["macro_f1"],
+        last_test_accuracy=last_scores["accuracy"],
+        last_test_macro_f1=last_scores["macro_f1"],
+        seconds_per_epoch=float(np.mean([r["seconds"] for r in fit.history])),
+        train_seconds=fit.seconds,
+        graph_build_seconds=build_s,
+        clean_seconds=clean_s,
+        peak_memory_mb=peak_rss_mb(),
+        num_nodes=graph.num_nodes,
+        num_words=graph.num_words,
+        num_edges=graph.num_edges,
+        config=config,
+    )
 
 
 def train_textgcn(
@@ -174,18 +432,8 @@ def train_textgcn(
     test_labels: Sequence[str],
     dataset_name: str,
     seed: int,
-    epochs: int = 200,
-    lr: float = 0.02,
-    hidden: int = 200,
-    dropout: float = 0.5,
-    weight_decay: float = 0.0,
-    early_stopping: int | None = 10,
-    select: Literal["val_loss", "val_acc"] = "val_loss",
-    window_size: int = 20,
-    pair_count: Literal["windows", "positions"] = "windows",
-    min_count: int | None = None,
-    remove_stopwords: bool | None = None,
-    backend: Literal["sparse", "pyg"] = "sparse",
+    config: TextGCNConfig | None = None,
+    *,
     graph: TextGraph | None = None,
     log_every: int = 0,
 ) -> TextGCNResult:
@@ -200,23 +448,7 @@ def train_textgcn(
         test_texts, test_labels: Test documents and labels.
         dataset_name (str): Chooses the cleaning defaults (:func:`graphs.text.cleaning_defaults`).
         seed (int): Seeds :mod:`random`, :mod:`numpy` and :mod:`torch` (model init and dropout).
-        epochs (int, optional): Maximum epochs. (default: :obj:`200`)
-        lr (float, optional): Adam learning rate. (default: :obj:`0.02`)
-        hidden (int, optional): Hidden size. (default: :obj:`200`)
-        dropout (float, optional): Hidden-layer dropout. (default: :obj:`0.5`)
-        weight_decay (float, optional): L2 penalty on the first layer's weights, added to the loss as in
-            the released code (:math:`\lambda \cdot \tfrac{1}{2}\lVert W_1 \rVert^2`). (default: :obj:`0`)
-        early_stopping (int, optional): Window of the stopping rule; :obj:`None` or :obj:`0` trains all
-            epochs. (default: :obj:`10`)
-        select (str, optional): Epoch whose test predictions are reported: lowest ``"val_loss"`` or highest
-            ``"val_acc"`` (ties: earliest). (default: :obj:`"val_loss"`)
-        window_size (int, optional): PMI window. (default: :obj:`20`)
-        pair_count (str, optional): PMI pair count, ``"windows"`` or ``"positions"``.
-            (default: :obj:`"windows"`)
-        min_count (int, optional): Overrides the dataset's minimum word count. (default: :obj:`None`)
-        remove_stopwords (bool, optional): Overrides the dataset's stop-word removal. (default: :obj:`None`)
-        backend (str, optional): ``"sparse"`` (:class:`~graphs.models.TextGCN`) or ``"pyg"``
-            (:class:`~graphs.models.TextGCNPyG`). (default: :obj:`"sparse"`)
+        config (TextGCNConfig, optional): The hyperparameters. (default: :obj:`TextGCNConfig()`)
         graph (TextGraph, optional): A prebuilt graph of the same documents in the same order (reused across
             seeds; cleaning options are then ignored). (default: :obj:`None`)
         log_every (int, optional): Print a progress line every this many epochs (0: silent).
@@ -224,151 +456,28 @@ def train_textgcn(
 
     Returns:
         TextGCNResult: History, best epoch, test predictions / probabilities / scores, timings and memory.
-    """
-    if epochs < 1:
-        raise ValueError(f"Expected 'epochs' to be at least 1 (got {epochs})")
-    if select not in ("val_loss", "val_acc"):
-        raise ValueError(f"Expected 'select' to be 'val_loss' or 'val_acc' (got {select!r})")
-    if backend not in ("sparse", "pyg"):
-        raise ValueError(f"Expected 'backend' to be 'sparse' or 'pyg' (got {backend!r})")
-    for name, texts, labels in (
-        ("train", train_texts, train_labels),
-        ("val", val_texts, val_labels),
-        ("test", test_texts, test_labels),
-    ):
-        if len(texts) != len(labels):
-            raise ValueError(
-                f"Expected '{name}_texts' and '{name}_labels' to match in length "
-                f"(got {len(texts)} and {len(labels)})"
-            )
-        if len(texts) == 0:
-            raise ValueError(f"Expected '{name}_texts' to be non-empty (got 0 documents)")
 
-    classes = sorted({str(y) for y in train_labels})
-    index = {c: i for i, c in enumerate(classes)}
-    y_train = _encode(train_labels, index, "train_labels")
-    y_val = _encode(val_labels, index, "val_labels")
-    y_test = _encode(test_labels, index, "test_labels")
-    n_tr, n_va, n_te = len(train_texts), len(val_texts), len(test_texts)
-    tr_nodes = torch.arange(n_tr)
-    va_nodes = torch.arange(n_tr, n_tr + n_va)
-    te_nodes = torch.arange(n_tr + n_va, n_tr + n_va + n_te)
+    Example:
+        >>> result = train_textgcn(tr_x, tr_y, va_x, va_y, te_x, te_y, "R8", seed=0,
+        ...                        config=TextGCNConfig(epochs=30, hidden=16))  # doctest: +SKIP
+    """
+    config = TextGCNConfig() if config is None else config
+    config.check()
+    texts = dict(zip(SPLITS, (train_texts, val_texts, test_texts), strict=True))
+    labels = dict(zip(SPLITS, (train_labels, val_labels, test_labels), strict=True))
+    _check_inputs(texts, labels)
+    splits = _encode_splits(labels)
 
     clean_s = build_s = 0.0
     if graph is None:
-        texts = [*train_texts, *val_texts, *test_texts]
         graph, clean_s, build_s = build_textgcn_graph(
-            texts, dataset_name, min_count, remove_stopwords, window_size, pair_count
+            [*train_texts, *val_texts, *test_texts], dataset_name, config.min_count, config.remove_stopwords,
+            config.window_size, config.pair_count,
         )
-    elif graph.num_docs != n_tr + n_va + n_te:
-        raise ValueError(f"Expected 'graph' to have {n_tr + n_va + n_te} documents (got {graph.num_docs})")
+    elif graph.num_docs != splits.num_docs:
+        raise ValueError(f"Expected 'graph' to have {splits.num_docs} documents (got {graph.num_docs})")
 
     _seed_everything(seed)
-    if backend == "sparse":
-        adj = graph.to_torch_sparse(normalized=True)
-        model: torch.nn.Module = TextGCN(graph.num_nodes, len(classes), hidden, dropout)
-        first_weight = model.weight1
-    else:
-        adj = graph.to_torch_sparse(normalized=False)
-        model = TextGCNPyG(graph.num_nodes, len(classes), hidden, dropout)
-        first_weight = model.conv1.lin.weight
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-
-    history: list[dict[str, float]] = []
-    best_key, best_epoch = None, 0
-    best_proba = last_proba = None
-    train_t0 = time.perf_counter()
-    h1 = model.first_layer(adj) if backend == "sparse" else None  # [N, h] shared by eval and next step
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        logits = model(adj, h1) if backend == "sparse" else model(adj)  # [N, C]
-        loss = F.cross_entropy(logits[tr_nodes], y_train)
-        if weight_decay > 0:
-            loss = loss + weight_decay * 0.5 * first_weight.pow(2).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        train_acc = float((logits[tr_nodes].argmax(-1) == y_train).float().mean())
-
-        model.eval()
-        if backend == "sparse":
-            h1 = model.first_layer(adj)  # with the updated weights; its graph serves the next step
-            with torch.no_grad():
-                out = model(adj, h1.detach())
-        else:
-            with torch.no_grad():
-                out = model(adj)
-        with torch.no_grad():
-            val_loss = float(F.cross_entropy(out[va_nodes], y_val))
-            val_pred = out[va_nodes].argmax(-1).numpy()
-            test_proba = torch.softmax(out[te_nodes], dim=-1).numpy()
-        row = {
-            "epoch": epoch,
-            "train_loss": float(loss.detach()),
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": float(np.mean(y_val.numpy() == val_pred)),
-            "val_macro_f1": macro_f1(y_val.numpy(), val_pred),
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        key = val_loss if select == "val_loss" else -row["val_acc"]
-        if best_key is None or key < best_key:
-            best_key, best_epoch, best_proba = key, epoch, test_proba
-        last_proba = test_proba
-        if log_every and epoch % log_every == 0:
-            print(
-                f"[textgcn {dataset_name} seed={seed}] epoch {epoch:3d} train_loss={row['train_loss']:.4f} "
-                f"val_loss={val_loss:.4f} val_acc={row['val_acc']:.4f} {row['seconds']:.2f}s",
-                flush=True,
-            )
-        losses = [r["val_loss"] for r in history]
-        if (
-            early_stopping
-            and epoch > early_stopping + 1
-            and losses[-1] > np.mean(losses[-(early_stopping + 1) : -1])
-        ):
-            break
-    train_s = time.perf_counter() - train_t0
-    assert best_proba is not None and last_proba is not None
-
-    y_true = y_test.numpy()
-    best_pred = best_proba.argmax(-1)
-    last_pred = last_proba.argmax(-1)
-    return TextGCNResult(
-        classes=classes,
-        history=history,
-        best_epoch=best_epoch,
-        stopped_epoch=len(history),
-        test_pred=[classes[i] for i in best_pred],
-        test_proba=best_proba,
-        test_accuracy=float(accuracy_score(y_true, best_pred)),
-        test_macro_f1=float(f1_score(y_true, best_pred, average="macro", zero_division=0)),
-        last_test_accuracy=float(accuracy_score(y_true, last_pred)),
-        last_test_macro_f1=float(f1_score(y_true, last_pred, average="macro", zero_division=0)),
-        seconds_per_epoch=float(np.mean([r["seconds"] for r in history])),
-        train_seconds=train_s,
-        graph_build_seconds=build_s,
-        clean_seconds=clean_s,
-        peak_memory_mb=peak_rss_mb(),
-        num_nodes=graph.num_nodes,
-        num_words=graph.num_words,
-        num_edges=graph.num_edges,
-        config={
-            "dataset": dataset_name,
-            "seed": seed,
-            "epochs": epochs,
-            "lr": lr,
-            "hidden": hidden,
-            "dropout": dropout,
-            "weight_decay": weight_decay,
-            "early_stopping": early_stopping,
-            "select": select,
-            "window_size": window_size,
-            "pair_count": pair_count,
-            "min_count": min_count,
-            "remove_stopwords": remove_stopwords,
-            "backend": backend,
-        },
-    )
+    passes = _build_model(graph, len(splits.classes), config)
+    fit = _fit(passes, splits, config, log_every, tag=f"{dataset_name} seed={seed}")
+    return _result(splits, fit, graph, clean_s, build_s, {"dataset": dataset_name, "seed": seed, **asdict(config)})

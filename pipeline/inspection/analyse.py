@@ -1,5 +1,12 @@
 """The numbers of ``gloss inspect``: one call builds the corpus kNN graph of an :class:`Embeddings` and
-measures it (JSON-able report), keeping the arrays the plots and exports need."""
+measures it (JSON-able report), keeping the arrays the plots and exports need.
+
+Everything that builds comes from :mod:`graphs`: the search (:func:`graphs.knn.knn_search`), the edges
+(:func:`graphs.knn.knn_edge_index`, PyG ``source_to_target``: row 0 = neighbour, row 1 = node), the edge weights
+(:func:`graphs.edge_weights.knn_edge_weight`: ``clipped-cosine`` or ``median-gaussian``), label propagation
+(:func:`graphs.propagation.knn_label_propagation`, the recipe of ``gloss evaluate``) and the kernel widths
+(:func:`graphs.sigma.resolve_sigma`); :mod:`graphs.inspection` measures.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +16,28 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import options as defaults
 from pipeline.errors import GlossError
 from pipeline.inspection.inputs import Embeddings
+
+# Seeded sample sizes of the pairwise-distance histogram and of the silhouette.
 
 
 @dataclass
 class InspectOptions:
     """Knobs of an inspection (see ``gloss inspect --help``)."""
 
-    k: int = 10
-    metric: str = "cosine"
-    backend: str = "auto"
-    batches: int = 5
-    batch_size: int = 32
-    gamma: float = 0.6
-    seed: int = 0
-    holdout: float = 0.2
-    distance_sample: int = 2000
-    silhouette_sample: int = 2000
-    layout_nodes: int = 200
+    k: int = defaults.K
+    metric: str = defaults.DEFAULT_METRIC
+    backend: str = defaults.DEFAULT_BACKEND
+    batches: int = defaults.INSPECT_BATCHES
+    batch_size: int = defaults.BATCH_SIZE
+    gamma: float = defaults.GAMMA
+    seed: int = defaults.SEED
+    holdout: float = defaults.HOLDOUT
+    distance_sample: int = defaults.DISTANCE_SAMPLE
+    silhouette_sample: int = defaults.SILHOUETTE_SAMPLE
+    layout_nodes: int = defaults.LAYOUT_NODES
 
 
 @dataclass
@@ -47,10 +57,26 @@ class Graph:
 
     @property
     def edges(self) -> np.ndarray:
-        """``[2, N k]``: row 0 the node, row 1 its neighbour."""
-        from graphs.inspection import neighbor_edges
+        """``[2, N k]`` in PyG ``source_to_target``: row 0 the neighbour, row 1 the node that lists it, in
+        the order of ``weight.reshape(-1)``."""
+        import torch
 
-        return neighbor_edges(self.neighbors)
+        from graphs.knn import knn_edge_index
+
+        return knn_edge_index(torch.from_numpy(self.neighbors)).numpy()
+
+
+class _Clock:
+    """Seconds per named step."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 3)
+        self._last = now
 
 
 def _check_k(k: int, n: int) -> None:
@@ -62,7 +88,7 @@ def _check_k(k: int, n: int) -> None:
 
 def _visible(data: Embeddings, holdout: float, seed: int) -> tuple[np.ndarray, str]:
     """Train visible when the data has train + val; otherwise a seeded ``holdout`` share hidden."""
-    from graphs.inspection import holdout_mask
+    from graphs.propagation import holdout_mask
 
     if "train" in data.split_names and len(data.rows("train")) and len(data.rows("val")):
         return data.split == data.split_names.index("train"), "train labels visible"
@@ -72,30 +98,33 @@ def _visible(data: Embeddings, holdout: float, seed: int) -> tuple[np.ndarray, s
 
 
 def _search(x, options: InspectOptions):
+    """The exact kNN search of the corpus (itself excluded), its edge weights and how it ran."""
     import torch
 
-    from graphs.inspection import edge_weights, knn_neighbors, resolve_backend
+    from graphs.edge_weights import knn_edge_weight
+    from graphs.knn import knn_search, resolve_backend
 
     started = time.perf_counter()
-    scores, nbr = knn_neighbors(x, options.k, options.metric, options.backend)  # [N, k], [N, k]
+    scores, nbr = knn_search(x, x, options.k, metric=options.metric, backend=options.backend,
+                             exclude_self=True)  # [N, k], [N, k]
     if x.is_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    weight = edge_weights(scores, options.metric)  # [N, k]
+    weight = knn_edge_weight(scores, options.metric)  # [N, k]
     info = {"backend": resolve_backend(options.backend, x), "seconds": round(seconds, 3)}
     return scores, nbr, weight, info
 
 
-def _propagate(data: Embeddings, nbr, weight, visible: np.ndarray, device) -> dict[str, Any]:
+def _propagate(data: Embeddings, x, scores, nbr, visible: np.ndarray, options: InspectOptions) -> dict[str, Any]:
+    """Label propagation over the searched graph (not searched again), scored on the hidden nodes."""
     import torch
 
-    from graphs.inspection import graph_label_propagation
+    from graphs.propagation import knn_label_propagation
 
-    n, k = nbr.shape
-    edges = torch.stack([torch.arange(n, device=device).repeat_interleave(k), nbr.reshape(-1)])  # [2, N k]
-    labels = torch.from_numpy(data.labels).to(device)
-    mask = torch.from_numpy(visible).to(device)
-    result = graph_label_propagation(edges, weight.reshape(-1), labels, mask, data.num_classes)
+    labels = torch.from_numpy(data.labels).to(x.device)
+    mask = torch.from_numpy(visible).to(x.device)
+    result = knn_label_propagation(x, labels, mask, options.k, metric=options.metric, neighbors=(scores, nbr),
+                                   num_classes=data.num_classes)
     predictions = result.pop("predictions").cpu().numpy()
     right = predictions == data.labels
     hidden = ~visible
@@ -110,10 +139,81 @@ def _propagate(data: Embeddings, nbr, weight, visible: np.ndarray, device) -> di
     return result
 
 
+def _structure(nbr: np.ndarray, data: Embeddings) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
+    """Homophily, degrees, components and the kNN vote of the graph; and its per-node degree/component arrays."""
+    import torch
+
+    from graphs.inspection import (
+        component_ids,
+        component_purity,
+        degree_stats,
+        edge_homophily,
+        knn_vote,
+        node_degrees,
+    )
+    from graphs.knn import knn_edge_index
+
+    n, c = len(data.labels), data.num_classes
+    edges = knn_edge_index(torch.from_numpy(nbr)).numpy()  # [2, N k], source_to_target
+    out_deg, in_deg = node_degrees(edges, n)
+    _, comp = component_ids(edges, n)
+    vote = knn_vote(nbr, data.labels, c)
+    right = vote.pop("predictions") == data.labels
+    vote["per_split"] = {s: float(right[data.rows(s)].mean()) for s in data.split_names if len(data.rows(s))}
+    measures = {
+        "homophily": edge_homophily(edges, data.labels, c),
+        "degree": degree_stats(out_deg, in_deg),
+        "components": component_purity(comp, data.labels),
+        "knn_vote": vote,
+    }
+    return measures, (out_deg, in_deg, comp)
+
+
+def corpus_sigma(z, labels, seed: int) -> dict[str, Any]:
+    """The corpus kernel widths ``sqrt`` and ``dicm`` of (L2-normalised) rows; ``dicm`` is ``None`` with one
+    class."""
+    from graphs.sigma import resolve_sigma
+
+    dicm = resolve_sigma("dicm", z, labels, seed=seed) if labels.unique().numel() > 1 else None
+    return {"sqrt": resolve_sigma("sqrt", z, seed=seed), "dicm": dicm}
+
+
+def _pool_measures(x, data: Embeddings, visible: np.ndarray, options: InspectOptions, clock: _Clock):
+    """Distances over all nodes; the corpus sigma and the G-Loss batch graphs of the training pool."""
+    import torch
+
+    from graphs.inspection import distance_distribution, gloss_batch_graphs
+
+    pool = torch.from_numpy(np.flatnonzero(visible)).to(x.device)  # the training pool: batches and sigma
+    pool_labels = torch.from_numpy(data.labels).to(x.device)[pool]
+    z = torch.nn.functional.normalize(x.double(), dim=-1)  # [N, D]
+    distances = distance_distribution(z, options.distance_sample, options.seed)
+    sigma = corpus_sigma(z[pool], pool_labels, options.seed)
+    clock.lap("distances")
+    batches = gloss_batch_graphs(x[pool], pool_labels, options.batches, options.batch_size, options.gamma,
+                                 options.seed, data.num_classes)
+    clock.lap("batches")
+    return distances, sigma, batches
+
+
 def _silhouette(x: np.ndarray, labels: np.ndarray, options: InspectOptions) -> dict[str, Any] | None:
     from pipeline.evaluation.metrics import silhouette
 
     return silhouette(x, labels, max_samples=options.silhouette_sample, seed=options.seed)
+
+
+def _header(data: Embeddings, options: InspectOptions, device) -> dict[str, Any]:
+    return {
+        "source": data.source,
+        "nodes": len(data.labels),
+        "dim": int(data.x.shape[1]),
+        "classes": data.num_classes,
+        "label_names": data.label_names,
+        "splits": {s: int(len(data.rows(s))) for s in data.split_names},
+        "k": options.k,
+        "metric": options.metric,
+        "device": str(device),
+    }
 
 
 def inspect_embeddings(data: Embeddings, options: InspectOptions, device: str = "cpu") -> tuple[dict, Graph]:
@@ -121,106 +221,40 @@ def inspect_embeddings(data: Embeddings, options: InspectOptions, device: str = 
 
     Returns:
         the report (JSON-able: ``nodes``, ``search``, ``homophily``, ``degree``, ``components``,
-        ``knn_vote``, ``label_propagation``, ``distances``, ``sigma``, ``batches``, ``silhouette``,
-        ``seconds``) and the :class:`Graph` arrays.
+        ``knn_vote``, ``label_propagation``, ``distances``, ``sigma`` (the corpus ``sqrt`` / ``dicm``),
+        ``batches`` (G-Loss batch graphs, sigma ``batch-sqrt``), ``silhouette``, ``seconds``) and the
+        :class:`Graph` arrays.
     """
     import torch
 
-    from graphs.inspection import (
-        component_ids,
-        component_purity,
-        degree_stats,
-        distance_distribution,
-        edge_homophily,
-        gloss_batch_graphs,
-        knn_vote,
-        neighbor_edges,
-        node_degrees,
-        sigma_values,
-    )
-
-    n = len(data.labels)
-    _check_k(options.k, n)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
+    _check_k(options.k, len(data.labels))
+    clock = _Clock()
     x = torch.from_numpy(data.x).to(device)  # [N, D]
     scores, nbr, weight, search = _search(x, options)
-    lap("knn")
+    clock.lap("knn")
     nbr_np = nbr.cpu().numpy()  # [N, k]
-    c = data.num_classes
-    edges = neighbor_edges(nbr_np)  # [2, N k]
-    homophily = edge_homophily(edges, data.labels, c)
-    out_deg, in_deg = node_degrees(edges, n)
-    degree = degree_stats(out_deg, in_deg)
-    _, comp = component_ids(edges, n)
-    components = component_purity(comp, data.labels)
-    vote = knn_vote(nbr_np, data.labels, c)
-    right = vote.pop("predictions") == data.labels
-    vote["per_split"] = {s: float(right[data.rows(s)].mean()) for s in data.split_names if len(data.rows(s))}
-    lap("structure")
-
+    measures, (out_deg, in_deg, comp) = _structure(nbr_np, data)
+    clock.lap("structure")
     visible, policy = _visible(data, options.holdout, options.seed)
-    propagation = {"policy": policy, **_propagate(data, nbr, weight, visible, x.device)}
-    lap("label_propagation")
-
-    pool = np.flatnonzero(visible)  # the training pool: batches and sigma come from it
-    z = torch.nn.functional.normalize(x.double(), dim=-1)  # [N, D]
-    distances = distance_distribution(z, options.distance_sample, options.seed)
-    pool_labels = torch.from_numpy(data.labels[pool]).to(x.device)
-    sigma = sigma_values(z[torch.from_numpy(pool).to(x.device)], pool_labels, seed=options.seed)
-    lap("distances")
-    batches = gloss_batch_graphs(
-        x[torch.from_numpy(pool).to(x.device)],
-        pool_labels,
-        options.batches,
-        options.batch_size,
-        options.gamma,
-        options.seed,
-        c,
-    )
+    propagation = {"policy": policy, **_propagate(data, x, scores, nbr, visible, options)}
+    clock.lap("label_propagation")
+    distances, sigma, batches = _pool_measures(x, data, visible, options, clock)
     example = batches.pop("example")
-    lap("batches")
     silhouette = _silhouette(data.x, data.labels, options)
-    lap("silhouette")
-
+    clock.lap("silhouette")
     report = {
-        "source": data.source,
-        "nodes": n,
-        "dim": int(data.x.shape[1]),
-        "classes": c,
-        "label_names": data.label_names,
-        "splits": {s: int(len(data.rows(s))) for s in data.split_names},
-        "k": options.k,
-        "metric": options.metric,
-        "device": str(x.device),
+        **_header(data, options, x.device),
         "search": search,
-        "homophily": homophily,
-        "degree": degree,
-        "components": components,
-        "knn_vote": vote,
+        **measures,
         "label_propagation": propagation,
         "distances": {"on": "L2-normalised embeddings", **distances},
         "sigma": {"on": "L2-normalised training-pool embeddings", **sigma},
         "batches": batches,
         "silhouette": silhouette,
-        "seconds": timings,
+        "seconds": clock.timings,
     }
-    graph = Graph(
-        nbr_np,
-        scores.cpu().numpy(),
-        weight.cpu().numpy(),
-        out_deg,
-        in_deg,
-        comp,
-        extras={"batch_example": example},
-    )
+    graph = Graph(nbr_np, scores.cpu().numpy(), weight.cpu().numpy(), out_deg, in_deg, comp,
+                  extras={"batch_example": example})
     return report, graph
 
 
@@ -240,16 +274,6 @@ def epoch_metrics(
     """
     import torch
 
-    from graphs.inspection import (
-        component_ids,
-        component_purity,
-        degree_stats,
-        edge_homophily,
-        knn_vote,
-        neighbor_edges,
-        node_degrees,
-    )
-
     n = len(labels)
     _check_k(min(options.k, max(n - 1, 1)), n)
     k = min(options.k, n - 1)  # a small validation split may hold fewer than k + 1 documents
@@ -258,26 +282,21 @@ def epoch_metrics(
     if num_classes is not None:
         data.label_names = [str(i) for i in range(num_classes)]
     t = torch.from_numpy(x).to(device)  # [N, D]
-    _, nbr, weight, _ = _search(t, options)
-    nbr_np = nbr.cpu().numpy()
-    edges = neighbor_edges(nbr_np)
-    vote = knn_vote(nbr_np, labels, data.num_classes)
+    scores, nbr, _, _ = _search(t, options)
+    measures, _ = _structure(nbr.cpu().numpy(), data)
     visible, _ = _visible(data, options.holdout, options.seed)
-    propagation = _propagate(data, nbr, weight, visible, t.device)
-    _, comp = component_ids(edges, n)
-    purity = component_purity(comp, labels)
-    degree = degree_stats(*node_degrees(edges, n))
+    propagation = _propagate(data, t, scores, nbr, visible, options)
     silhouette = _silhouette(x, labels, options)
     return {
         "nodes": n,
         "k": k,
-        "edge_homophily": edge_homophily(edges, labels, data.num_classes)["edge_homophily"],
-        "knn_vote_accuracy": vote["accuracy"],
+        "edge_homophily": measures["homophily"]["edge_homophily"],
+        "knn_vote_accuracy": measures["knn_vote"]["accuracy"],
         "lp_accuracy": propagation["accuracy"],
         "silhouette": None if silhouette is None else silhouette["silhouette"],
         "macro_silhouette": None if silhouette is None else silhouette["macro_silhouette"],
-        "components": purity["components"],
-        "component_purity": purity["purity_weighted"],
-        "hubs": degree["hubs"],
-        "max_in_degree": degree["in"]["max"],
+        "components": measures["components"]["components"],
+        "component_purity": measures["components"]["purity_weighted"],
+        "hubs": measures["degree"]["hubs"],
+        "max_in_degree": measures["degree"]["in"]["max"],
     }

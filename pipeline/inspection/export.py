@@ -1,8 +1,10 @@
 """Edge lists of an inspected kNN graph for other tools: CSV, ``.npz`` and GraphML (Gephi, Cytoscape).
 
-Edges go from a node to each of its k neighbours (``source`` lists ``target``); ``weight`` is the edge
-weight label propagation uses (cosine similarity clipped at 0, or the Gaussian of the squared L2
-distance), ``same_label`` is 1 when both ends share a label.
+Edges are PyG ``source_to_target``, the direction of ``gloss graph``'s ``graph.npz``: ``source`` is a
+neighbour and ``target`` the node that lists it among its k nearest (every node is the target of k edges;
+how often it is a source is its k-occurrence, its hubness). ``weight`` is the edge weight label
+propagation uses (:func:`graphs.edge_weights.knn_edge_weight`: ``clipped-cosine`` for ``--metric cosine``,
+``median-gaussian`` for ``l2``), ``same_label`` is 1 when both ends share a label.
 """
 
 from __future__ import annotations
@@ -14,17 +16,17 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-FORMATS = ("csv", "npz", "graphml")
+from pipeline.options import EXPORT_FORMATS
 
 
 def parse_formats(spec: str | Sequence[str]) -> tuple[str, ...]:
     """``"csv,graphml"`` -> ``("csv", "graphml")``; ``"none"`` or ``""`` -> ``()``; ValueError otherwise."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     items = [i.strip().lower() for i in items if i.strip() and i.strip().lower() != "none"]
-    unknown = [i for i in items if i not in FORMATS]
+    unknown = [i for i in items if i not in EXPORT_FORMATS]
     if unknown:
         raise ValueError(
-            f"unknown export format '{unknown[0]}' (expected a comma list of {', '.join(FORMATS)}, or none)"
+            f"unknown export format '{unknown[0]}' (expected a comma list of {', '.join(EXPORT_FORMATS)}, or none)"
         )
     return tuple(dict.fromkeys(items))
 
@@ -33,7 +35,7 @@ def write_edges_csv(path: str | Path, edges: np.ndarray, weight: np.ndarray, lab
     """``source,target,weight,same_label`` rows.
 
     Args:
-        edges: node -> neighbour. Shapes: [2, E].
+        edges: neighbour (source) -> node (target). Shapes: [2, E].
         weight: Shapes: [E].
         labels: Shapes: [N].
     """
@@ -93,24 +95,24 @@ def write_graphml(
     split_names: Sequence[str],
     label_names: Sequence[str],
     component: np.ndarray | None = None,
-    in_degree: np.ndarray | None = None,
+    k_occurrence: np.ndarray | None = None,
     chunk: int = 20000,
 ) -> Path:
     """A directed GraphML file (read by Gephi, Cytoscape and ``networkx.read_graphml``): node attributes
-    ``label`` (name), ``label_id``, ``split`` (and ``component``, ``in_degree`` when given); edge attributes
+    ``label`` (name), ``label_id``, ``split`` (and ``component``, ``k_occurrence`` = times listed as a neighbour, when given); edge attributes
     ``weight`` and ``same_label``. Streamed in chunks, so a corpus graph of 200k edges takes seconds, not
     the minute networkx's writer needs.
 
     Args:
-        edges: node -> neighbour. Shapes: [2, E].
+        edges: neighbour (source) -> node (target). Shapes: [2, E].
         weight: Shapes: [E].
-        labels, split, component, in_degree: per node. Shapes: [N].
+        labels, split, component, k_occurrence: per node. Shapes: [N].
     """
     node_keys = [("label", "string"), ("label_id", "int"), ("split", "string")]
     if component is not None:
         node_keys.append(("component", "int"))
-    if in_degree is not None:
-        node_keys.append(("in_degree", "int"))
+    if k_occurrence is not None:
+        node_keys.append(("k_occurrence", "int"))
     edge_keys = [("weight", "double"), ("same_label", "boolean")]
     names = [_xml_text(str(n)) for n in label_names]
     splits = [_xml_text(str(n)) for n in split_names]
@@ -134,8 +136,8 @@ def write_graphml(
                 ]
                 if component is not None:
                     data.append(("component", int(component[i])))
-                if in_degree is not None:
-                    data.append(("in_degree", int(in_degree[i])))
+                if k_occurrence is not None:
+                    data.append(("k_occurrence", int(k_occurrence[i])))
                 fields = "".join(f'<data key="{k}">{v}</data>' for k, v in data)
                 lines.append(f'    <node id="{i}">{fields}</node>\n')
             handle.write("".join(lines))

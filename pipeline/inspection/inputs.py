@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts import SPLITS, load_matrix
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, load_manifest
+from pipeline.options import INSPECT_SOURCES, choice_error
 
-SPLITS = ("train", "val", "test")
-SOURCES = {"pretrained": "embed", "trained": "train"}
+SOURCES = dict(zip(INSPECT_SOURCES, ("embed", "train"), strict=True))  # --source -> the stage that wrote it
 EPOCH_FILE = re.compile(r"^val_embeddings/epoch-(\d+)\.npy$")
 
 
@@ -48,41 +49,24 @@ class Embeddings:
         return np.flatnonzero(self.split == self.split_names.index(split))
 
 
-def load_array(path: str | Path, rows: int | None = None) -> np.ndarray:
-    """A 2-D float ``.npy`` as float32; one-line errors for anything else."""
-    path = Path(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise GlossError(
-            f"{path}: expected a 2-D numeric array [N, D] (got shape {list(array.shape)}, {array.dtype})"
-        )
-    if rows is not None and array.shape[0] != rows:
-        raise GlossError(f"{path}: {array.shape[0]} rows, but the split has {rows} documents")
-    array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise GlossError(f"{path}: contains NaN or infinite values")
-    return array
-
-
 def _prepared_labels(prepared: Manifest) -> tuple[dict[str, np.ndarray], list[str]]:
-    from pipeline.artifacts import load_splits
+    from pipeline.artifacts import load_splits, split_labels
 
     frames, names = load_splits(prepared)
-    return {s: frames[s]["label_id"].to_numpy().astype(np.int64) for s in SPLITS}, list(names)
+    return split_labels(frames), list(names)
 
 
 def run_embeddings(run_dir: str | Path, source: str) -> tuple[Embeddings, dict[str, Manifest]]:
     """train + val + test embeddings of a run, from ``RUN/embed`` (``pretrained``) or ``RUN/train``
     (``trained``, the best epoch), with the labels of ``RUN/prepare``; and the manifests read."""
     if source not in SOURCES:
-        raise GlossError(f"--source {source}: expected one of {', '.join(SOURCES)}")
+        raise GlossError(choice_error("--source", source, INSPECT_SOURCES))
     prepared = load_manifest(run_dir, "prepare")
     stage = load_manifest(run_dir, SOURCES[source])
     labels, names = _prepared_labels(prepared)
-    parts = [load_array(stage.output(f"embeddings_{s}.npy"), len(labels[s])) for s in SPLITS]
+    parts = [
+        load_matrix(stage.output(f"embeddings_{s}.npy"), len(labels[s]), split=s, dtype=np.float32) for s in SPLITS
+    ]
     dims = {p.shape[1] for p in parts}
     if len(dims) != 1:
         raise GlossError(f"{stage.stage_dir}: embeddings of the splits differ in dimension ({sorted(dims)})")
@@ -180,7 +164,7 @@ def read_labels(path: str | Path, rows: int) -> tuple[np.ndarray, list[str]]:
 
 def file_embeddings(embeddings: str | Path, labels: str | Path) -> Embeddings:
     """Arbitrary embeddings and labels: one split (``all``)."""
-    x = load_array(embeddings)
+    x = load_matrix(embeddings, dtype=np.float32)
     ids, names = read_labels(labels, len(x))
     return Embeddings(
         x=x,

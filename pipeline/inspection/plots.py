@@ -97,8 +97,8 @@ def plot_homophily_per_class(
 def plot_distance_histogram(
     histogram: dict[str, list[float]], sigma: dict[str, Any], median: float, path: str | Path
 ) -> Path:
-    """Histogram of sampled pairwise distances with the kernel widths (``sqrt``, ``dicm``) and the median
-    as vertical lines."""
+    """Histogram of sampled pairwise distances with the corpus kernel widths (``sqrt``, ``dicm``) and the
+    median as vertical lines."""
     counts, edges = np.asarray(histogram["counts"]), np.asarray(histogram["edges"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.stairs(counts, edges, fill=True, color="#8FA9D1")
@@ -121,6 +121,7 @@ def plot_batch_adjacency(
     visible: np.ndarray,
     names: Sequence[str],
     sigma: float,
+    sigma_heuristic: str,
     path: str | Path,
 ) -> Path:
     """Heatmap of a dense G-Loss batch graph, nodes sorted by label, class blocks outlined, hidden nodes
@@ -130,6 +131,7 @@ def plot_batch_adjacency(
         weight: the Gaussian kernel (zero diagonal). Shapes: [B, B].
         labels: class id of each node, sorted. Shapes: [B].
         visible: G-Loss visible mask in the same order. Shapes: [B].
+        sigma, sigma_heuristic: the kernel width and the heuristic that gave it (recomputed per batch).
     """
     weight, labels, visible = np.asarray(weight), np.asarray(labels), np.asarray(visible, dtype=bool)
     b = len(labels)
@@ -154,7 +156,7 @@ def plot_batch_adjacency(
     )
     hidden = np.flatnonzero(~visible)
     ax.scatter(hidden, np.full(len(hidden), b - 0.5 + 0.9), marker="x", s=12, color="#C44E52", clip_on=False)
-    ax.set_title(f"G-Loss batch graph (dense Gaussian, sigma {sigma:.4f}); x = hidden")
+    ax.set_title(f"G-Loss batch graph (dense Gaussian, {sigma_heuristic} sigma {sigma:.4f}); x = hidden")
     return _save(fig, path)
 
 
@@ -170,7 +172,8 @@ def plot_subgraph(
 
     Args:
         nodes: sampled node ids. Shapes: [S].
-        edges: the whole graph's edges, node -> neighbour. Shapes: [2, E].
+        edges: the whole graph's edges, neighbour -> node (``source_to_target``; drawn undirected).
+            Shapes: [2, E].
         labels: class id of every node of the whole graph. Shapes: [N].
     """
     import networkx as nx

@@ -59,13 +59,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(
         f"distances ({dist['pairs']:,} pairs): median {dq['p50']:.3f} "
         f"(p05 {dq['p05']:.3f}, p95 {dq['p95']:.3f}); "
-        f"sigma sqrt {_f(sigma['sqrt'], 4)}, dicm {_f(sigma['dicm'], 4)}"
+        f"corpus sigma (training pool) sqrt {_f(sigma['sqrt'], 4)}, dicm {_f(sigma['dicm'], 4)}"
     )
     b = s["batches"]
     lines.append(
         f"G-Loss batches ({b['num_batches']} x {b['batch_size']}, gamma {b['gamma']}): hidden accuracy "
         f"{_f(b['accuracy'])} (scorable {_f(b['accuracy_scorable'])}), same-label transition mass "
-        f"{_f(b['same_label_mass'])}, mean sigma {_f(b['sigma'], 4)}"
+        f"{_f(b['same_label_mass'])}, mean {b['sigma_heuristic']} sigma {_f(b['sigma'], 4)}"
     )
     sil = s.get("silhouette")
     if sil:

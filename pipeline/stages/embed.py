@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import load_splits
+from pipeline import options
+from pipeline.artifacts import SPLITS, load_splits
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 
@@ -23,7 +24,7 @@ STAGE = "embed"
 @dataclass
 class EmbedConfig:
     encoder: EncoderConfig
-    batch_size: int = 64
+    batch_size: int = options.EVAL_BATCH_SIZE
 
 
 def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
@@ -44,7 +45,7 @@ def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=prin
         frames, _ = load_splits(prepared)
         model = load_encoder(config.encoder)
         shapes = {}
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             array = embed_texts(model, frames[split]["text"].tolist(), config.batch_size, progress=True)
             np.save(ctx.output(f"embeddings_{split}.npy"), array)
             shapes[split] = list(array.shape)

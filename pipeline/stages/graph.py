@@ -1,9 +1,11 @@
 """``gloss graph``: the corpus kNN graph of the pre-trained embeddings (train + val + test), for inspection
 and transductive prediction.
 
-Output (``RUN/graph/graph.npz``): ``edge_index`` int64 [2, E] (row 0 = neighbour, row 1 = node), ``weight``
-float32 [E] (cosine similarity), ``split`` [N] (0 train, 1 val, 2 test), ``label`` int64 [N], ``row`` [N]
-(row within its split). Nodes are train rows, then val, then test.
+Output (``RUN/graph/graph.npz``): ``edge_index`` int64 [2, E] in PyG ``source_to_target`` direction (row 0 =
+the neighbour, the source; row 1 = the node that lists it, the target; the direction of ``gloss inspect``'s
+``edges.csv``), ``weight`` float32 [E] (the ``cosine`` of :mod:`graphs.edge_weights`: the cosine similarity
+of the two ends, unclipped), ``split`` [N] (0 train, 1 val, 2 test), ``label`` int64 [N], ``row`` [N] (row
+within its split). Nodes are train rows, then val, then test.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import options as defaults
+from pipeline.artifacts import SPLITS, load_matrix, load_splits, split_labels
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
-from pipeline.artifacts import load_splits
 
 STAGE = "graph"
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+SPLIT_CODES = {split: code for code, split in enumerate(SPLITS)}  # train 0, val 1, test 2
 
 
 @dataclass
 class GraphConfig:
-    k: int = 10
-    metric: str = "cosine"
-    backend: str = "auto"
+    k: int = defaults.K
+    metric: str = defaults.DEFAULT_METRIC
+    backend: str = defaults.DEFAULT_BACKEND
 
 
 def run(config: GraphConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
@@ -33,15 +36,17 @@ def run(config: GraphConfig, run_dir: str | Path, force: bool = False, echo=prin
 
     def body(ctx: StageContext) -> dict:
         import torch
+
+        from graphs.edge_weights import edge_cosine
         from graphs.knn import knn_graph
 
-        frames, _ = load_splits(prepared)
-        parts = [np.load(embedded.output(f"embeddings_{s}.npy")) for s in SPLIT_CODES]
+        labels = split_labels(load_splits(prepared)[0])
+        parts = [load_matrix(embedded.output(f"embeddings_{s}.npy"), len(labels[s]), split=s) for s in SPLIT_CODES]
         x = torch.nn.functional.normalize(torch.from_numpy(np.concatenate(parts)), dim=-1)  # [N, D]
         edge_index = knn_graph(x, config.k, metric=config.metric, backend=config.backend)  # [2, N*k]
-        weight = (x[edge_index[0]] * x[edge_index[1]]).sum(-1)  # [E] cosine similarity
+        weight = edge_cosine(x, edge_index)  # [E] cosine similarity
         split = np.concatenate([np.full(len(p), code) for p, code in zip(parts, SPLIT_CODES.values(), strict=True)])
-        label = np.concatenate([frames[s]["label_id"].to_numpy() for s in SPLIT_CODES])
+        label = np.concatenate([labels[s] for s in SPLIT_CODES])
         row = np.concatenate([np.arange(len(p)) for p in parts])
         same = label[edge_index[0].numpy()] == label[edge_index[1].numpy()]
         with open(ctx.output("graph.npz", nodes=len(label), edges=int(edge_index.shape[1])), "wb") as handle:

@@ -9,7 +9,8 @@ Inputs: ``RUN/embed/embeddings_{train,val,test}.npy`` (``--source pretrained``),
 Outputs (``RUN/inspect/`` or ``--out``, written atomically with a manifest): ``inspect.json`` (every figure),
 ``summary.txt``, ``degree_histogram.png``, ``homophily_per_class.png``, ``distance_histogram.png``,
 ``batch_adjacency.png``, ``subgraph_layout.png``, ``evolution.png`` (``--epochs``), and the edges as
-``edges.csv`` / ``edges.npz`` / ``graph.graphml`` (``--export``).
+``edges.csv`` / ``edges.npz`` / ``graph.graphml`` (``--export``), in PyG ``source_to_target`` direction like
+``gloss graph``'s ``graph.npz`` (source = neighbour, target = the node that lists it).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import options as defaults
 from pipeline.errors import GlossError
 from pipeline.inspection.analyse import InspectOptions
 from pipeline.manifest import Manifest, StageContext, run_stage
+from pipeline.options import BACKENDS, EXPORT_FORMATS, INSPECT_SOURCES, METRICS, choice_error
 
 STAGE = "inspect"
 PLOTS = (
@@ -47,10 +50,10 @@ class InspectConfig:
         plots: draw the PNGs.
     """
 
-    source: str = "pretrained"
+    source: str = defaults.DEFAULT_INSPECT_SOURCE
     epochs: str | None = None
     options: InspectOptions = field(default_factory=InspectOptions)
-    export: tuple[str, ...] = ("csv", "graphml")
+    export: tuple[str, ...] = tuple(defaults.DEFAULT_EXPORT.split(","))
     plots: bool = True
 
 
@@ -61,20 +64,18 @@ def _device(device: str) -> str:
 
 
 def _check(config: InspectConfig) -> None:
-    from pipeline.inspection.export import FORMATS
-
-    if config.source not in ("pretrained", "trained"):
-        raise GlossError(f"--source {config.source}: expected pretrained or trained")
+    if config.source not in INSPECT_SOURCES:
+        raise GlossError(choice_error("--source", config.source, INSPECT_SOURCES))
     if config.epochs not in (None, "all"):
         raise GlossError(f"--epochs {config.epochs}: expected 'all'")
-    bad = [f for f in config.export if f not in FORMATS]
+    bad = [f for f in config.export if f not in EXPORT_FORMATS]
     if bad:
-        raise GlossError(f"--export {bad[0]}: expected a comma list of {', '.join(FORMATS)}, or none")
+        raise GlossError(f"--export {bad[0]}: expected a comma list of {', '.join(EXPORT_FORMATS)}, or none")
     o = config.options
-    if o.metric not in ("cosine", "l2"):
-        raise GlossError(f"--metric {o.metric}: expected cosine or l2")
-    if o.backend not in ("auto", "faiss", "torch"):
-        raise GlossError(f"--backend {o.backend}: expected auto, faiss or torch")
+    if o.metric not in METRICS:
+        raise GlossError(choice_error("--metric", o.metric, METRICS))
+    if o.backend not in BACKENDS:
+        raise GlossError(choice_error("--backend", o.backend, BACKENDS))
     if o.backend == "faiss":
         from graphs import knn
 
@@ -82,57 +83,53 @@ def _check(config: InspectConfig) -> None:
             raise GlossError("--backend faiss: faiss is not installed (pip install faiss-cpu)")
 
 
+def _epochs(epochs_loader, opts: InspectOptions, device: str) -> list[dict]:
+    """The figures of every epoch's validation embeddings."""
+    from pipeline.artifacts import load_matrix
+    from pipeline.inspection.analyse import epoch_metrics
+
+    files, val_labels, names = epochs_loader()
+    num_classes = max(len(names), int(val_labels.max()) + 1)
+    return [
+        {
+            "epoch": epoch,
+            **epoch_metrics(load_matrix(path, len(val_labels), split="val", dtype=np.float32), val_labels, opts,
+                            device, num_classes),
+        }
+        for epoch, path in files
+    ]
+
+
+def _export(ctx: StageContext, formats: tuple[str, ...], graph, data) -> None:
+    """The edge lists (``source_to_target``) in the chosen formats."""
+    from pipeline.inspection.export import write_edges_csv, write_edges_npz, write_graphml
+
+    edges = graph.edges  # [2, N k]: row 0 neighbour, row 1 node
+    weight = graph.weight.reshape(-1)  # [N k], in the order of the edges
+    nodes = (data.labels, data.split, data.split_names, data.label_names)
+    if "csv" in formats:
+        write_edges_csv(ctx.output(EXPORT_FILES["csv"], rows=int(edges.shape[1])), edges, weight, data.labels)
+    if "npz" in formats:
+        write_edges_npz(ctx.output(EXPORT_FILES["npz"]), edges, weight, *nodes)
+    if "graphml" in formats:
+        write_graphml(ctx.output(EXPORT_FILES["graphml"]), edges, weight, *nodes, graph.component, graph.in_degree)
+
+
 def _body(config: InspectConfig, load, device: str, epochs_loader=None):
     """The stage body: ``load()`` gives the :class:`Embeddings`; ``epochs_loader()`` the epoch files."""
 
     def body(ctx: StageContext) -> dict:
-        from pipeline.inspection.analyse import epoch_metrics, inspect_embeddings
-        from pipeline.inspection.export import write_edges_csv, write_edges_npz, write_graphml
-        from pipeline.inspection.inputs import load_array
+        from pipeline.inspection.analyse import inspect_embeddings
         from pipeline.inspection.summary import summary_lines
 
         data = load()
         opts = config.options
         report, graph = inspect_embeddings(data, opts, device)
         if epochs_loader is not None:
-            files, val_labels, names = epochs_loader()
-            report["epochs"] = [
-                {
-                    "epoch": epoch,
-                    **epoch_metrics(
-                        load_array(path, len(val_labels)),
-                        val_labels,
-                        opts,
-                        device,
-                        max(len(names), int(val_labels.max()) + 1),
-                    ),
-                }
-                for epoch, path in files
-            ]
-        edges = graph.edges  # [2, N k]
-        weight = graph.weight.reshape(-1)  # [N k]
-        names = data.label_names
-        h = report["homophily"]
+            report["epochs"] = _epochs(epochs_loader, opts, device)
         if config.plots:
-            _plot(ctx, report, graph, data, edges, opts)
-        if "csv" in config.export:
-            write_edges_csv(ctx.output("edges.csv", rows=int(edges.shape[1])), edges, weight, data.labels)
-        if "npz" in config.export:
-            write_edges_npz(
-                ctx.output("edges.npz"), edges, weight, data.labels, data.split, data.split_names, names
-            )
-        if "graphml" in config.export:
-            write_graphml(
-                ctx.output("graph.graphml"),
-                edges,
-                weight,
-                data.labels,
-                data.split,
-                data.split_names,
-                names,
-                graph.component,
-                graph.in_degree,
-            )
+            _plot(ctx, report, graph, data, graph.edges, opts)
+        _export(ctx, config.export, graph, data)
         report["config"] = asdict(config)
         ctx.output("inspect.json").write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
         lines = summary_lines(report)
@@ -140,7 +137,7 @@ def _body(config: InspectConfig, load, device: str, epochs_loader=None):
         return {
             "lines": lines,
             "nodes": report["nodes"],
-            "edge_homophily": h["edge_homophily"],
+            "edge_homophily": report["homophily"]["edge_homophily"],
             "knn_vote_accuracy": report["knn_vote"]["accuracy"],
             "lp_accuracy": report["label_propagation"]["accuracy"],
             "batch_accuracy": report["batches"]["accuracy"],
@@ -177,6 +174,7 @@ def _plot(ctx: StageContext, report: dict, graph, data, edges: np.ndarray, opts:
         example["visible"].numpy(),
         names,
         example["sigma"],
+        example["sigma_heuristic"],
         ctx.output("batch_adjacency.png"),
     )
     sample = snowball_sample(edges, len(data.labels), opts.layout_nodes, seed=opts.seed)

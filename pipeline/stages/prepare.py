@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import options
 from pipeline.datasets import CSV_FIELD_LIMIT, load_dataset
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, run_stage
@@ -29,8 +30,8 @@ STAGE = "prepare"
 class PrepareConfig:
     dataset: str
     data_root: str
-    val_fraction: float = 0.1
-    seed: int = 0
+    val_fraction: float = options.VAL_FRACTION
+    seed: int = options.SEED
     limit: int | None = None
 
 

@@ -1,9 +1,7 @@
-"""Fine-tuning: batch sampling, loss objectives, the epoch loop with checkpoints and early stopping.
+"""Fine-tuning: batch sampling (:mod:`~pipeline.training.batching`), loss objectives
+(:mod:`~pipeline.training.objectives`), the epoch loop with checkpoints and early stopping
+(:mod:`~pipeline.training.loop`) and the sentence-transformers adapter of G-Loss
+(:mod:`~pipeline.training.st_loss`).
 
-The option vocabularies live here (no heavy imports) so the CLI can list them without importing torch.
+The option vocabularies (losses, graph modes, ...) live in :mod:`pipeline.options`.
 """
-
-LOSSES = ("ce", "gloss", "gloss+ce", "scl+ce", "triplet", "cosine")
-GRAPH_MODES = ("dense", "knn", "bank")
-
-__all__ = ["GRAPH_MODES", "LOSSES"]

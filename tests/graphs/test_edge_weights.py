@@ -7,13 +7,15 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from graphs.edge_weights import (
     _chunked_dot,
     _sampled_dot,
-    cosine_edge_weight,
     dense_gaussian_kernel,
     dense_normalize,
     dense_transition,
+    edge_cosine,
     edge_dot,
     edge_squared_distance,
+    exp_cosine_edge_weight,
     gaussian_edge_weight,
+    knn_edge_weight,
     log_normalize_edge_weight,
     normalize_edge_weight,
     scatter_logsumexp,
@@ -36,9 +38,9 @@ def test_gaussian_edge_weight_literal():
     torch.testing.assert_close(log_w, torch.tensor([-0.5]))
 
 
-def test_cosine_edge_weight_literal():
+def test_exp_cosine_edge_weight_literal():
     x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
-    w = cosine_edge_weight(x, torch.tensor([[0, 0], [1, 2]]), temperature=0.5)
+    w = exp_cosine_edge_weight(x, torch.tensor([[0, 0], [1, 2]]), temperature=0.5)
     torch.testing.assert_close(w, torch.tensor([math.exp(-2.0), 1.0]))
 
 
@@ -47,7 +49,7 @@ def test_edge_weights_match_direct_formula_and_gradcheck():
     direct = torch.exp(-(x[EDGES[0]] - x[EDGES[1]]).pow(2).sum(-1) / (2 * 1.3**2))
     torch.testing.assert_close(gaussian_edge_weight(x, EDGES, 1.3), direct)
     assert torch.autograd.gradcheck(lambda x: gaussian_edge_weight(x, EDGES, 1.3), (x,))
-    assert torch.autograd.gradcheck(lambda x: cosine_edge_weight(x, EDGES, 0.4), (x,))
+    assert torch.autograd.gradcheck(lambda x: exp_cosine_edge_weight(x, EDGES, 0.4), (x,))
 
 
 def test_bipartite_edge_weights_gradcheck():
@@ -187,3 +189,21 @@ def test_dense_helpers_errors():
         gaussian_edge_weight(torch.ones(2, 3), torch.tensor([0, 1]), 1.0)
     with pytest.raises(ValueError, match=r"Expected 'reduce' to be one of"):
         symmetrize(EDGES, torch.ones(EDGES.size(1)), 6, reduce="min")
+
+
+def test_knn_edge_weights_are_non_negative():
+    cos = torch.tensor([[0.9, -0.2]])
+    assert knn_edge_weight(cos, "cosine")[0].tolist() == pytest.approx([0.9, 0.0])
+    w = knn_edge_weight(torch.tensor([[0.0, 1.0, 4.0]]), "l2")
+    assert w[0, 0] == 1.0 and (w > 0).all() and (w[0, 1:] < 1).all()
+    with pytest.raises(ValueError):
+        knn_edge_weight(cos, "ip")
+
+
+def test_edge_cosine_is_the_unclipped_cosine_similarity():
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    cos = edge_cosine(x, torch.tensor([[0, 0, 1], [1, 2, 1]]))
+    torch.testing.assert_close(cos, torch.tensor([0.0, -1.0, 1.0]))
+    # exp-cosine is built on it; clipped-cosine is it clipped at 0
+    torch.testing.assert_close(exp_cosine_edge_weight(x, torch.tensor([[0], [2]]), 1.0, log=True), torch.tensor([-2.0]))
+    assert knn_edge_weight(cos, "cosine").tolist() == [0.0, 0.0, 1.0]

@@ -4,39 +4,36 @@ import pytest
 import torch
 
 from graphs.inspection import (
+    BATCH_SIGMA,
     component_ids,
     component_purity,
     degree_stats,
     distance_distribution,
     edge_homophily,
-    edge_weights,
     gloss_batch_graphs,
-    graph_label_propagation,
-    holdout_mask,
-    knn_neighbors,
     knn_vote,
-    neighbor_edges,
     node_degrees,
-    sigma_values,
     snowball_sample,
 )
+from graphs.knn import knn_edge_index, knn_search
 from graphs.losses.g_loss import GLoss
 
-# Hand-made graph, edges node -> neighbour. Labels: nodes 0-2 class 0, 3-4 class 1, 5 class 2.
-#   0 -> 1, 1 -> 0, 1 -> 2 (same), 2 -> 3 (class 0 -> 1), 3 -> 4, 4 -> 3 (same), 5 -> 4 (class 2 -> 1)
+# Hand-made graph; edges source_to_target (row 0 = neighbour, row 1 = the node that lists it).
+# Labels: nodes 0-2 class 0, 3-4 class 1, 5 class 2. Node lists neighbour:
+#   0 lists 1, 1 lists 0, 1 lists 2 (same), 2 lists 3 (class 0 -> 1), 3 lists 4, 4 lists 3 (same), 5 lists 4
 LABELS_6 = np.array([0, 0, 0, 1, 1, 2])
-EDGES_6 = np.array([[0, 1, 1, 2, 3, 4, 5], [1, 0, 2, 3, 4, 3, 4]])
+EDGES_6 = np.array([[1, 0, 2, 3, 4, 3, 4], [0, 1, 1, 2, 3, 4, 5]])
 
 # Three components: {0, 1, 2} all class 0; {3, 4, 5} classes 1, 1, 2; {6} alone (class 0).
 LABELS_7 = np.array([0, 0, 0, 1, 1, 2, 0])
-EDGES_7 = np.array([[0, 1, 1, 3, 4, 5], [1, 0, 2, 4, 3, 4]])
+EDGES_7 = np.array([[1, 0, 2, 4, 3, 4], [0, 1, 1, 3, 4, 5]])
 
 
 def test_edge_homophily_of_a_hand_made_graph():
     h = edge_homophily(EDGES_6, LABELS_6)
     assert h["edges"] == 7
     assert h["edge_homophily"] == pytest.approx(5 / 7)
-    # class 0 sends 4 edges (3 stay), class 1 sends 2 (both stay), class 2 sends 1 (leaves)
+    # class-0 nodes list 4 neighbours (3 of class 0), class 1 lists 2 (both same), class 2 lists 1 (other)
     assert h["per_class"] == pytest.approx([0.75, 1.0, 0.0])
     assert h["edges_per_class"] == [4, 2, 1]
     assert h["random_baseline"] == pytest.approx((3 / 6) ** 2 + (2 / 6) ** 2 + (1 / 6) ** 2)
@@ -68,6 +65,8 @@ def test_components_are_weak_not_strong():
     # 0 -> 1 -> 2 is one weak component although no node reaches 0
     count, _ = component_ids(np.array([[0, 1], [1, 2]]), 3)
     assert count == 1
+    count, _ = component_ids(np.array([[1, 2], [0, 1]]), 3)  # the same graph, source_to_target
+    assert count == 1
 
 
 def test_degrees_hubs_and_orphans():
@@ -81,9 +80,10 @@ def test_degrees_hubs_and_orphans():
     assert set(d["in"]["quantiles"]) == {"p01", "p05", "p25", "p50", "p75", "p95", "p99"}
 
 
-def test_neighbor_edges_drop_missing_neighbours():
-    edges = neighbor_edges(np.array([[1, 2], [0, -1], [1, 0]]))
-    assert edges.tolist() == [[0, 0, 1, 2, 2], [1, 2, 0, 1, 0]]
+def test_knn_edge_index_drops_missing_neighbours():
+    edges = knn_edge_index(torch.tensor([[1, 2], [0, -1], [1, 0]]))
+    # source_to_target: row 0 the neighbour, row 1 the node (the old node -> neighbour rows, swapped)
+    assert edges.flip(0).tolist() == [[0, 0, 1, 2, 2], [1, 2, 0, 1, 0]]
 
 
 def test_knn_vote_leave_one_out_by_hand():
@@ -120,64 +120,13 @@ def test_knn_vote_rejects_bad_neighbour_ids():
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_faiss_and_torch_give_the_same_neighbours(metric):
     x = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
-    s_faiss, n_faiss = knn_neighbors(x, 7, metric, backend="faiss")
-    s_torch, n_torch = knn_neighbors(x, 7, metric, backend="torch")
+    s_faiss, n_faiss = knn_search(x, x, 7, metric=metric, backend="faiss", exclude_self=True)
+    s_torch, n_torch = knn_search(x, x, 7, metric=metric, backend="torch", exclude_self=True)
     assert torch.equal(n_faiss, n_torch)
     torch.testing.assert_close(s_faiss, s_torch, atol=1e-4, rtol=1e-4)
     assert not (n_faiss == torch.arange(300).view(-1, 1)).any()  # the node itself is excluded
     labels = np.arange(300) % 3
     assert knn_vote(n_faiss, labels)["accuracy"] == knn_vote(n_torch, labels)["accuracy"]
-
-
-def test_edge_weights_are_non_negative():
-    cos = torch.tensor([[0.9, -0.2]])
-    assert edge_weights(cos, "cosine")[0].tolist() == pytest.approx([0.9, 0.0])
-    w = edge_weights(torch.tensor([[0.0, 1.0, 4.0]]), "l2")
-    assert w[0, 0] == 1.0 and (w > 0).all() and (w[0, 1:] < 1).all()
-    with pytest.raises(ValueError):
-        edge_weights(cos, "ip")
-
-
-def test_holdout_mask_is_seeded_and_sized():
-    a, b = holdout_mask(50, 0.2, seed=3), holdout_mask(50, 0.2, seed=3)
-    assert np.array_equal(a, b) and (~a).sum() == 10
-    assert not np.array_equal(a, holdout_mask(50, 0.2, seed=4))
-    assert (~holdout_mask(3, 0.01)).sum() == 1 and holdout_mask(3, 0.99).sum() == 1
-
-
-def test_label_propagation_on_a_chain_and_an_unreached_pair():
-    # chain 0 (class 0) - 1 - 2 - 3 (class 1); nodes 4, 5 (class 1) form a pair without seeds
-    edges = torch.tensor([[0, 1, 2, 4], [1, 2, 3, 5]])
-    weight = torch.tensor([1.0, 1.0, 1.0, 1.0])
-    labels = torch.tensor([0, 0, 1, 1, 1, 1])
-    visible = torch.tensor([True, False, False, True, False, False])
-    result = graph_label_propagation(edges, weight, labels, visible)
-    assert result["predictions"][:4].tolist() == [0, 0, 1, 1]
-    assert result["unreached"] == 2 and result["converged"]
-    assert result["predictions"][4:].tolist() == [0, 0]  # the most frequent visible class (tie -> 0)
-
-
-def test_label_propagation_matches_the_harmonic_solution():
-    from graphs.propagation import harmonic_label_propagation
-
-    g = torch.Generator().manual_seed(1)
-    edges = torch.randint(0, 12, (2, 40), generator=g)
-    edges = edges[:, edges[0] != edges[1]]
-    weight = torch.rand(edges.size(1), generator=g, dtype=torch.float64)
-    labels = torch.arange(12) % 3
-    visible = torch.arange(12) < 6
-    result = graph_label_propagation(edges, weight, labels, visible, num_iters=5000, tol=1e-12)
-    from graphs.edge_weights import symmetrize
-
-    sym, w = symmetrize(edges, weight, 12, reduce="max")
-    W = torch.zeros(12, 12, dtype=torch.float64)
-    W[sym[1], sym[0]] = w
-    reached = W.sum(1) > 0
-    T = W / W.sum(1, keepdim=True).clamp_min(1e-300)
-    closed = harmonic_label_propagation(T, labels, visible, eps=1e-12).argmax(-1)  # [U]
-    hidden = (~visible).nonzero().view(-1)
-    keep = reached[hidden]
-    assert torch.equal(result["predictions"][hidden][keep], closed[keep])
 
 
 def test_distance_distribution_of_known_points():
@@ -187,17 +136,6 @@ def test_distance_distribution_of_known_points():
     assert d["quantiles"]["p00"] == pytest.approx(3.0) and d["quantiles"]["p50"] == pytest.approx(4.0)
     assert d["quantiles"]["p100"] == pytest.approx(5.0) and sum(d["histogram"]["counts"]) == 3
     assert distance_distribution(torch.randn(100, 4), sample=10)["pairs"] == 45
-
-
-def test_sigma_values_match_the_heuristics():
-    from graphs.sigma import sigma_dicm, sigma_sqrt_median
-
-    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(2))
-    y = torch.arange(40) % 2
-    s = sigma_values(x, y)
-    z = torch.nn.functional.normalize(x.double(), dim=-1)
-    assert s["sqrt"] == pytest.approx(sigma_sqrt_median(z)) and s["dicm"] == pytest.approx(sigma_dicm(z, y))
-    assert sigma_values(x, torch.zeros(40, dtype=torch.long))["dicm"] is None
 
 
 def _clusters(n_per_class=20, classes=3, dim=8, spread=0.05, seed=0):
@@ -212,6 +150,7 @@ def test_gloss_batch_graphs_on_separated_clusters():
     out = gloss_batch_graphs(x, y, num_batches=3, batch_size=24, gamma=0.6, seed=0)
     assert len(out["batches"]) == 3 and out["batch_size"] == 24
     assert out["accuracy"] == 1.0 and out["same_label_mass"] > 0.7  # the sqrt sigma is wide: mass leaks
+    assert out["sigma_heuristic"] == BATCH_SIGMA == "batch-sqrt"
     ex = out["example"]
     assert ex["weight"].shape == (24, 24) and torch.all(ex["weight"].diagonal() == 0)
     assert torch.equal(ex["labels"], ex["labels"].sort().values)
@@ -229,8 +168,8 @@ def test_gloss_batch_graphs_accuracy_falls_with_noise():
 
 def test_snowball_sample_is_seeded_and_connected_where_possible():
     x = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
-    _, nbr = knn_neighbors(x, 5, backend="torch")
-    edges = neighbor_edges(nbr)
+    _, nbr = knn_search(x, x, 5, backend="torch", exclude_self=True)
+    edges = knn_edge_index(nbr).numpy()
     a = snowball_sample(edges, 500, size=60, num_seeds=1, seed=1)
     assert len(a) == len(set(a.tolist())) == 60
     assert np.array_equal(a, snowball_sample(edges, 500, size=60, num_seeds=1, seed=1))

@@ -3,7 +3,7 @@ import torch
 from torch_geometric.utils import scatter
 
 import graphs.knn as knn_module
-from graphs.knn import knn_graph, knn_search
+from graphs.knn import knn_edge_index, knn_graph, knn_search, resolve_backend
 
 
 def _random(n, d=8, seed=0, dtype=torch.float32):
@@ -128,3 +128,20 @@ def test_knn_errors():
         knn_search(x, x[:, :3], 2)
     with pytest.raises(ValueError, match=r"Expected 'x' to be two-dimensional \(got 1 dimensions\)"):
         knn_graph(x[0], 2)
+
+
+def test_knn_edge_index_of_neighbour_lists_is_source_to_target():
+    nbr = torch.tensor([[1, 2], [0, 2], [1, 0]])
+    assert knn_edge_index(nbr).tolist() == [[1, 2, 0, 2, 1, 0], [0, 0, 1, 1, 2, 2]]
+    x = _random(10, seed=12)
+    _, lists = knn_search(x, x, 3, exclude_self=True)
+    assert torch.equal(knn_graph(x, 3), knn_edge_index(lists))  # one construction of the edges
+    with pytest.raises(ValueError, match=r"Expected 'neighbors' to be two-dimensional \(got 1 dimensions\)"):
+        knn_edge_index(nbr[0])
+
+
+def test_resolve_backend_names_what_runs(monkeypatch):
+    small = _random(4)
+    assert resolve_backend("auto", small) == "torch" and resolve_backend("faiss", small) == "faiss"
+    monkeypatch.setattr(knn_module, "AUTO_TORCH_MAX_PAIRS", 8)
+    assert resolve_backend("auto", small) == "faiss"

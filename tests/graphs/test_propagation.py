@@ -1,8 +1,17 @@
+import numpy as np
 import pytest
 import torch
 
-from graphs.edge_weights import log_normalize_edge_weight, symmetrize
-from graphs.propagation import DifferentiableLabelPropagation, harmonic_label_propagation, soft_labels
+from graphs.edge_weights import knn_edge_weight, log_normalize_edge_weight, symmetrize
+from graphs.knn import knn_edge_index, knn_search
+from graphs.propagation import (
+    DifferentiableLabelPropagation,
+    graph_label_propagation,
+    harmonic_label_propagation,
+    holdout_mask,
+    knn_label_propagation,
+    soft_labels,
+)
 
 LABELS = torch.tensor([0, 1, 0, 1, 2, 2])
 VISIBLE = torch.tensor([True, True, False, False, True, False])
@@ -131,3 +140,66 @@ def test_propagation_errors():
         DifferentiableLabelPropagation(num_iters=0)
     with pytest.raises(ValueError, match=r"Expected 'alpha' to lie in \(0, 1\) \(got 1.5\)"):
         DifferentiableLabelPropagation(alpha=1.5)
+
+
+def test_holdout_mask_is_seeded_and_sized():
+    a, b = holdout_mask(50, 0.2, seed=3), holdout_mask(50, 0.2, seed=3)
+    assert np.array_equal(a, b) and (~a).sum() == 10
+    assert not np.array_equal(a, holdout_mask(50, 0.2, seed=4))
+    assert (~holdout_mask(3, 0.01)).sum() == 1 and holdout_mask(3, 0.99).sum() == 1
+
+
+def test_label_propagation_on_a_chain_and_an_unreached_pair():
+    # chain 0 (class 0) - 1 - 2 - 3 (class 1); nodes 4, 5 (class 1) form a pair without seeds
+    edges = torch.tensor([[0, 1, 2, 4], [1, 2, 3, 5]])
+    weight = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    labels = torch.tensor([0, 0, 1, 1, 1, 1])
+    visible = torch.tensor([True, False, False, True, False, False])
+    result = graph_label_propagation(edges, weight, labels, visible)
+    assert result["predictions"][:4].tolist() == [0, 0, 1, 1]
+    assert result["unreached"] == 2 and result["converged"]
+    assert result["predictions"][4:].tolist() == [0, 0]  # the most frequent visible class (tie -> 0)
+
+
+def test_label_propagation_matches_the_harmonic_solution():
+    g = torch.Generator().manual_seed(1)
+    edges = torch.randint(0, 12, (2, 40), generator=g)
+    edges = edges[:, edges[0] != edges[1]]
+    weight = torch.rand(edges.size(1), generator=g, dtype=torch.float64)
+    labels = torch.arange(12) % 3
+    visible = torch.arange(12) < 6
+    result = graph_label_propagation(edges, weight, labels, visible, num_iters=5000, tol=1e-12)
+    sym, w = symmetrize(edges, weight, 12, reduce="max")
+    W = torch.zeros(12, 12, dtype=torch.float64)
+    W[sym[1], sym[0]] = w
+    reached = W.sum(1) > 0
+    T = W / W.sum(1, keepdim=True).clamp_min(1e-300)
+    closed = harmonic_label_propagation(T, labels, visible, eps=1e-12).argmax(-1)  # [U]
+    hidden = (~visible).nonzero().view(-1)
+    keep = reached[hidden]
+    assert torch.equal(result["predictions"][hidden][keep], closed[keep])
+
+
+def test_knn_label_propagation_is_the_recipe_over_the_knn_graph():
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(3).repeat_interleave(10)  # [30]
+    x = torch.eye(3, 6)[y] + 0.3 * torch.randn(30, 6, generator=g)
+    visible = torch.from_numpy(holdout_mask(30, 0.3, seed=1))
+    for metric in ("cosine", "l2"):
+        result = knn_label_propagation(x, y, visible, 4, metric=metric, backend="torch")
+        scores, nbr = knn_search(x, x, 4, metric=metric, backend="torch", exclude_self=True)
+        edge_index = knn_edge_index(nbr)  # source_to_target
+        assert torch.equal(edge_index[1], torch.arange(30).repeat_interleave(4))
+        direct = graph_label_propagation(edge_index, knn_edge_weight(scores, metric).reshape(-1), y, visible)
+        assert torch.equal(result["predictions"], direct["predictions"]) and result["k"] == 4
+        given = knn_label_propagation(x, y, visible, 4, metric=metric, neighbors=(scores, nbr))
+        assert torch.equal(given["predictions"], result["predictions"])
+        assert result["undirected_edges"] == direct["undirected_edges"] > 0
+
+
+def test_knn_label_propagation_caps_k_and_handles_a_single_node():
+    x = torch.eye(3)
+    result = knn_label_propagation(x, torch.tensor([0, 1, 1]), torch.tensor([True, True, False]), 10)
+    assert result["k"] == 2
+    alone = knn_label_propagation(x[:1], torch.tensor([0]), torch.tensor([True]), 10)
+    assert alone["k"] == 0 and alone["predictions"].tolist() == [0] and alone["undirected_edges"] == 0

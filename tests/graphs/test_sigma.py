@@ -56,3 +56,15 @@ def test_sigma_errors():
     with pytest.raises(ValueError, match=r"Expected 'x' to be two-dimensional \(got 1 dimensions\)"):
         sigma_sqrt_median(torch.zeros(4))
     assert sigma_sqrt_median(x) == pytest.approx(1e-6)  # identical points: floored, never zero
+
+
+def test_batch_names_are_the_same_heuristics():
+    from graphs.sigma import BATCH_SIGMA_HEURISTICS, SIGMA_HEURISTICS
+
+    assert SIGMA_HEURISTICS == ("sqrt", "dicm") and BATCH_SIGMA_HEURISTICS == ("batch-sqrt", "batch-dicm")
+    x = torch.tensor([[0.0], [1.0], [3.0]])
+    labels = torch.tensor([0, 1, 1])
+    assert resolve_sigma("batch-sqrt", x) == resolve_sigma("sqrt", x)
+    assert resolve_sigma("batch-dicm", x, labels) == resolve_sigma("dicm", x, labels)
+    with pytest.raises(ValueError, match="Expected 'labels' to be given for sigma='batch-dicm'"):
+        resolve_sigma("batch-dicm", x)

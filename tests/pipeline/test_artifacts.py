@@ -27,7 +27,7 @@ def test_history_round_trip_and_summary(tmp_path):
     records = [{"epoch": 1, "val_macro_f1": 0.5, "val_accuracy": float("nan")}, {"epoch": 2, "val_macro_f1": 0.7}]
     path = tmp_path / "history.jsonl"
     write_history(records, path)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["history.jsonl"]
     back = read_history(path)
     assert [r["epoch"] for r in back] == [1, 2]
     summary = history_summary(back)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.baselines import stratified_val_split, train_textgcn
+from pipeline.baselines import TextGCNConfig, stratified_val_split, train_textgcn
 
 DATA = Path(os.environ.get("GLOSS_DATA", "data"))
 
@@ -54,9 +54,7 @@ def test_train_textgcn_toy_corpus():
         test_labels,
         "toy",
         seed=0,
-        epochs=30,
-        hidden=16,
-        min_count=1,
+        config=TextGCNConfig(epochs=30, hidden=16, min_count=1),
     )
     assert res.classes == ["sport", "tech"]
     assert 1 <= res.best_epoch <= res.stopped_epoch == len(res.history) <= 30
@@ -82,7 +80,7 @@ def test_train_textgcn_toy_corpus():
 def test_train_textgcn_rejects_unseen_labels():
     texts, labels = _toy_corpus(3, seed=0)
     with pytest.raises(ValueError, match="Expected 'test_labels' to use only training labels"):
-        train_textgcn(texts, labels, texts, labels, texts[:1], ["other"], "toy", seed=0, epochs=1)
+        train_textgcn(texts, labels, texts, labels, texts[:1], ["other"], "toy", seed=0, config=TextGCNConfig(epochs=1))
 
 
 @pytest.mark.slow
@@ -102,7 +100,7 @@ def test_textgcn_learns_on_r8_slice():
         test["label"].tolist(),
         "R8",
         seed=0,
-        epochs=100,
+        config=TextGCNConfig(epochs=100),
     )
     majority = test["label"].value_counts().iloc[0] / len(test)
     # Always predicting the majority class scores `majority`; learning must halve its error rate.

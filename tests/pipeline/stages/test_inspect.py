@@ -143,8 +143,8 @@ def test_inspect_run_writes_every_output_and_skips_a_second_run(run):
     with open(out / "edges.csv") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["source", "target", "weight", "same_label"] and len(rows) == 1 + n * 2
-    edges = np.array([[int(r[0]), int(r[1])] for r in rows[1:]])
-    assert (np.bincount(edges[:, 0], minlength=n) == 2).all() and not (edges[:, 0] == edges[:, 1]).any()
+    edges = np.array([[int(r[0]), int(r[1])] for r in rows[1:]])  # source_to_target: neighbour, node
+    assert (np.bincount(edges[:, 1], minlength=n) == 2).all() and not (edges[:, 0] == edges[:, 1]).any()
     graph = nx.read_graphml(out / "graph.graphml")
     assert graph.number_of_nodes() == n and graph.number_of_edges() == n * 2 and graph.is_directed()
     node = graph.nodes["0"]
@@ -312,3 +312,15 @@ def test_inspect_on_cuda_matches_cpu(run):
     for key in ("homophily", "degree", "components", "knn_vote"):
         assert reports["cpu"][key] == reports["cuda"][key], key
     assert reports["cpu"]["label_propagation"]["accuracy"] == reports["cuda"]["label_propagation"]["accuracy"]
+
+
+def test_corpus_sigma_matches_the_heuristics():
+    from graphs.sigma import sigma_dicm, sigma_sqrt_median
+    from pipeline.inspection.analyse import corpus_sigma
+
+    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(40) % 2
+    z = torch.nn.functional.normalize(x.double(), dim=-1)
+    s = corpus_sigma(z, y, seed=0)
+    assert s["sqrt"] == pytest.approx(sigma_sqrt_median(z)) and s["dicm"] == pytest.approx(sigma_dicm(z, y))
+    assert corpus_sigma(z, torch.zeros(40, dtype=torch.long), seed=0)["dicm"] is None

@@ -127,3 +127,22 @@ def test_unknown_model_path_is_one_line_error(r8_slice, tmp_path):
     empty.mkdir()
     result = CliRunner().invoke(main, ["train", "--run-dir", str(r8_slice), "--model", str(empty), *TINY])
     assert result.exit_code == 1 and "no weights in the folder" in result.output
+
+
+def test_batch_sigma_needs_no_embed_stage(r8_slice, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(r8_slice, run)
+    assert not (run / "embed").exists()
+    args = ["--epochs", "1", "--max-length", "24", "--batch-size", "16", "--seed", "3"]
+    result = _gloss("train", "--run-dir", str(run), "--loss", "gloss+ce", "--sigma", "batch-sqrt", *args)
+    assert result.exit_code == 0, result.output
+    history = [json.loads(x) for x in (run / "train" / "history.jsonl").read_text().splitlines()]
+    assert {"train_g_loss", "train_ce", "train_total", "train_stat_unscored"} <= set(history[0])
+
+
+def test_unknown_sigma_is_one_line_error(r8_slice):
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(r8_slice), "--sigma", "median", *TINY])
+    assert result.exit_code == 1
+    assert "--sigma median: expected one of sqrt, dicm, batch-sqrt, batch-dicm, or a positive number" in result.output

@@ -1,4 +1,4 @@
-"""sentence-transformers adapters of the graph losses in :mod:`graphs.losses`."""
+"""The sentence-transformers adapter of G-Loss: :class:`GLossST` encodes, :class:`graphs.losses.GLoss` scores."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class GLossST(nn.Module):
 
     Shapes:
         - **input:** one feature dict of a batch of :math:`B` texts, labels :math:`(B)` or :math:`(B, 2)`
-        - **output:** scalar
+        - **output:** scalar, the ``"g_loss"`` part alone (the sentence-transformers trainer sums every value
+          of a returned dict, and G-Loss's ``stat_*`` statistics must never be summed)
     """
 
     def __init__(self, model: SentenceTransformer, **gloss_kwargs: Any):

