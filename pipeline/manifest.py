@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.errors import GlossError
 from pipeline.hashing import sha256_file, sha256_json
+from pipeline.resources import peak_rss_mb
 
 logger = logging.getLogger("gloss")
 
@@ -105,11 +105,6 @@ def _describe(path: Path) -> dict[str, Any]:
         array = np.load(path, mmap_mode="r")
         info.update(shape=list(array.shape), dtype=str(array.dtype))
     return info
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _is_current(stage_dir: Path, cache_key: str) -> Manifest | None:

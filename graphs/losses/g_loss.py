@@ -13,7 +13,7 @@ from graphs.edge_weights import dense_transition, gaussian_edge_weight, log_norm
 from graphs.knn import knn_graph
 from graphs.memory_bank import MemoryBank
 from graphs.propagation import DifferentiableLabelPropagation, harmonic_label_propagation
-from graphs.sigma import resolve_sigma
+from graphs.sigma import BATCH_SIGMA_HEURISTICS, resolve_sigma
 
 __all__ = ["GLoss"]
 
@@ -21,9 +21,6 @@ logger = logging.getLogger(__name__)
 
 GRAPHS = ("dense", "knn", "bank")
 LOSS_FORMS = ("nll", "released")
-# The sigma heuristics G-Loss recomputes on every batch, and the names graphs.sigma.resolve_sigma gives them.
-# (A bare "sqrt" / "dicm" names the corpus value of the pipeline's embed stage, never a per-batch one.)
-BATCH_SIGMAS = {"batch-sqrt": "sqrt", "batch-dicm": "dicm"}
 
 CITATION = """@inproceedings{sharma2025gloss,
     title = {{G-Loss}: Graph-Guided Fine-Tuning of Language Models},
@@ -217,7 +214,7 @@ class GLoss(nn.Module):
             unscored = hidden.new_tensor(hidden.numel())
         else:
             num_classes = self._num_classes(y_all)
-            sigma = resolve_sigma(BATCH_SIGMAS.get(self.sigma, self.sigma), x_all.detach(), y_all)
+            sigma = resolve_sigma(self.sigma, x_all.detach(), y_all)
             self.last_sigma = sigma
             if self.graph == "dense":
                 scores = self._dense_scores(x_all, y_all, visible_all, hidden, sigma, num_classes)
@@ -395,14 +392,18 @@ class GLoss(nn.Module):
 
 
 def _check_sigma(sigma: float | str) -> None:
-    """A positive finite number or a name of :data:`BATCH_SIGMAS`; the old bare names get a pointer."""
+    """A positive finite number or a per-batch heuristic (:data:`graphs.sigma.BATCH_SIGMA_HEURISTICS`).
+
+    A bare ``"sqrt"`` / ``"dicm"`` names a corpus value (the pipeline's embed stage), never a per-batch one:
+    it gets a pointer to the per-batch spelling.
+    """
     if not isinstance(sigma, str):
         resolve_sigma(sigma)  # validates a number
         return
-    if sigma in BATCH_SIGMAS:
+    if sigma in BATCH_SIGMA_HEURISTICS:
         return
-    names = tuple(BATCH_SIGMAS)
+    names = BATCH_SIGMA_HEURISTICS
     hint = ""
-    if f"batch-{sigma}" in BATCH_SIGMAS:
+    if f"batch-{sigma}" in BATCH_SIGMA_HEURISTICS:
         hint = f"; the per-batch heuristic is spelled 'batch-{sigma}'"
     raise ValueError(f"Expected 'sigma' to be a positive float or one of {names} (got '{sigma}'){hint}")

@@ -34,11 +34,12 @@ from pipeline.artifacts import (
     split_texts,
     write_history,
 )
-from pipeline.baselines.textgcn import build_textgcn_graph, peak_rss_mb
+from pipeline.baselines.textgcn import build_textgcn_graph
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, to_device
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.manifest import Manifest, StageContext, load_manifest
+from pipeline.resources import peak_rss_mb
 from pipeline.training.batching import plan_batches
 from pipeline.training.loop import EPOCH_SEED_STRIDE, Checkpoints, FitCallbacks, FitData, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig

@@ -17,8 +17,6 @@ rule); finally :func:`_result`.
 from __future__ import annotations
 
 import random
-import resource
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +34,7 @@ from graphs.text.graph import PairCount
 from pipeline import options
 from pipeline.artifacts import SPLITS
 from pipeline.evaluation.metrics import accuracy_and_macro_f1
+from pipeline.resources import peak_rss_mb
 
 __all__ = [
     "TextGCNConfig",
@@ -44,18 +43,11 @@ __all__ = [
     "stratified_val_split",
     "train_textgcn",
     "should_stop",
-    "peak_rss_mb",
     "macro_f1",
 ]
 
-SELECTS = ("val_loss", "val_acc")
-MODEL_BACKENDS = ("sparse", "pyg")
-
-
-def peak_rss_mb() -> float:
-    r"""Peak resident memory of this process so far, in MiB (``ru_maxrss``; never decreases)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+SELECTS = options.TEXTGCN_SELECTS
+MODEL_BACKENDS = options.TEXTGCN_MODELS
 
 
 def stratified_val_split(
@@ -118,12 +110,12 @@ class TextGCNConfig:
     dropout: float = options.GCN_DROPOUT
     weight_decay: float = 0.0
     early_stopping: int | None = options.GCN_EARLY_STOPPING
-    select: Literal["val_loss", "val_acc"] = "val_loss"
+    select: Literal["val_loss", "val_acc"] = options.TEXTGCN_SELECT
     window_size: int = options.GCN_WINDOW
     pair_count: PairCount = options.DEFAULT_PAIR_COUNT
     min_count: int | None = None
     remove_stopwords: bool | None = None
-    backend: Literal["sparse", "pyg"] = "sparse"
+    backend: Literal["sparse", "pyg"] = options.TEXTGCN_MODEL
 
     def check(self) -> None:
         r"""``ValueError`` for a value :func:`train_textgcn` cannot use."""

@@ -36,6 +36,7 @@ from pipeline.artifacts import (
 from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+from pipeline.resources import peak_rss_mb
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig
 
@@ -197,11 +198,6 @@ def _summary(config: TrainConfig, result, has_head: bool, sigma_value: float | N
         "docs_per_second": round(float(np.mean([r["docs_per_second"] for r in result.history])), 2),
         "sigma": sigma_value,
         "device": str(device),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
