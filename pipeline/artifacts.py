@@ -11,7 +11,7 @@ embeddings, logits            2-D ``.npy`` arrays checked on load: :func:`load_m
 run paths and names           :func:`model_dir`, :func:`checkpoint_path`, :func:`default_run_name`
 ============================  ===========================================================================
 
-Heavy libraries (pandas, torch) are imported inside the functions that need them.
+Heavy libraries (numpy, pandas, torch) are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import json
 import math
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import GlossError
@@ -80,8 +78,10 @@ def load_splits(manifest) -> tuple[dict, list[str]]:
     return frames, label_names
 
 
-def split_labels(frames: dict) -> dict[str, np.ndarray]:
-    """Integer label ids per split (``int64``)."""
+def split_labels(frames: dict) -> dict:
+    """Integer label ids per split (``int64`` arrays)."""
+    import numpy as np
+
     return {split: frames[split]["label_id"].to_numpy().astype(np.int64) for split in frames}
 
 
@@ -147,12 +147,14 @@ def load_matrix(
     columns: int | None = None,
     allow_inf: bool = False,
     dtype: Any = None,
-) -> np.ndarray:
+):
     """Load a 2-D numeric ``.npy`` and check its rows, columns and values; one-line errors naming the file.
 
     Shapes: -> [rows, columns]. ``allow_inf`` admits -inf/+inf (log-probabilities) but never NaN;
     ``dtype`` converts (e.g. ``np.float32``) after the checks of shape and kind.
     """
+    import numpy as np
+
     path = Path(path)
     try:
         array = np.load(path, allow_pickle=False)

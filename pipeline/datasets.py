@@ -16,13 +16,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.artifacts import SPLITS
 from pipeline.errors import GlossError
 from pipeline.jsonl import json_objects
 
 logger = logging.getLogger("gloss")
 
 BENCHMARKS = ("mr", "R8", "R52", "ohsumed", "20ng")
-SPLITS = ("train", "val", "test")
 # Python's csv module refuses fields above this by default; 20ng has a 160,615-character post.
 CSV_FIELD_LIMIT = 131_072
 SOURCE_HINT = (

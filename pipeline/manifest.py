@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.artifacts import scratch_dir as stage_scratch_dir
 from pipeline.errors import GlossError
 from pipeline.hashing import sha256_file, sha256_json
 from pipeline.resources import peak_rss_mb
@@ -169,7 +170,7 @@ def run_stage(
         shutil.rmtree(stale, ignore_errors=True)
     out_dir = run_dir / f".{stage}.tmp-{os.getpid()}"
     out_dir.mkdir()
-    scratch_dir = run_dir / ".scratch" / stage
+    scratch_dir = stage_scratch_dir(run_dir, stage)
     scratch_dir.mkdir(parents=True, exist_ok=True)
     context = StageContext(stage, run_dir, out_dir, scratch_dir, config)
     started = time.perf_counter()

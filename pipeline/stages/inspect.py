@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import options as defaults
+from pipeline.artifacts import scratch_dir
 from pipeline.errors import GlossError
 from pipeline.inspection.analyse import InspectOptions
 from pipeline.manifest import Manifest, StageContext, run_stage
@@ -264,7 +265,7 @@ def run_files(
             echo=echo,
         )
     finally:
-        for folder in (out.parent / ".scratch" / out.name, out.parent / ".scratch"):
+        for folder in (scratch_dir(out.parent, out.name), scratch_dir(out.parent, out.name).parent):
             try:  # run_stage's scratch space, PARENT/.scratch/NAME: unused here, dropped when empty
                 folder.rmdir()
             except OSError:

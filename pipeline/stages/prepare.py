@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import options
+from pipeline.artifacts import LABELS_FILE, SPLITS
 from pipeline.datasets import CSV_FIELD_LIMIT, load_dataset
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, run_stage
@@ -67,7 +68,7 @@ def _build_splits(raw, config: PrepareConfig):
         frames["train"] = train.iloc[keep].reset_index(drop=True)
     if config.limit is not None:
         fraction = config.limit / len(frames["train"])
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             frame = frames[split]
             size = config.limit if split == "train" else max(1, math.ceil(len(frame) * fraction))
             rows = stratified_sample(frame["label"].to_numpy(), size, config.seed)
@@ -104,10 +105,10 @@ def run(config: PrepareConfig, run_dir: str | Path, force: bool = False, echo=pr
 
     def body(ctx: StageContext) -> dict:
         frames, label_names = _build_splits(raw, config)
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             frame = frames[split][["text", "label", "label_id", "source_row"]]
             frame.to_csv(ctx.output(f"{split}.csv", rows=len(frame)), index=False)
-        ctx.output("labels.json").write_text(json.dumps(label_names, indent=1) + "\n")
+        ctx.output(LABELS_FILE).write_text(json.dumps(label_names, indent=1) + "\n")
         return {"layout": raw.layout, **_summary(frames, label_names)}
 
     return run_stage(run_dir, STAGE, asdict(config), body, input_files=raw_files, force=force, echo=echo)

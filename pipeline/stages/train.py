@@ -25,6 +25,7 @@ from pipeline.artifacts import (
     HISTORY_FILE,
     LABELS_FILE,
     LAST_CHECKPOINT,
+    SPLITS,
     TRAIN_STAGE,
     load_splits,
     model_dir,
@@ -175,7 +176,7 @@ def _save_embeddings(ctx: StageContext, model, head, texts: dict[str, list[str]]
     """The best epoch's embeddings of every split and, with a head, its logits of val and test."""
     import torch
 
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         embeddings = embed_texts(model, texts[split], batch_size, progress=True)
         np.save(ctx.output(f"embeddings_{split}.npy"), embeddings)
         if head is not None and split != "train":
