@@ -140,6 +140,16 @@ def load_head(folder: str | Path, device: str = "cpu", num_classes: int | None =
 
 
 # --- checked arrays ------------------------------------------------------------------------------------
+def read_npy(path: str | Path):
+    """A ``.npy`` array (never a pickle); a one-line error naming the file when it cannot be read."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
+
+
 def load_matrix(
     path: str | Path,
     rows: int | None = None,
@@ -156,10 +166,7 @@ def load_matrix(
     import numpy as np
 
     path = Path(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
+    array = read_npy(path)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise GlossError(
             f"{path}: expected a 2-D numeric array [documents, columns] (got shape {list(array.shape)}, "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import SPLITS, load_matrix
+from pipeline.artifacts import SPLITS, load_matrix, read_npy
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.options import INSPECT_SOURCES, choice_error
@@ -117,10 +117,7 @@ def read_labels(path: str | Path, rows: int) -> tuple[np.ndarray, list[str]]:
     """
     path = Path(path)
     if path.suffix == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise GlossError(f"{path}: not a readable .npy array ({exc})") from None
+        values = read_npy(path)
         if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
             raise GlossError(
                 f"{path}: expected a 1-D integer array of labels (got shape {list(values.shape)}, "
