@@ -13,7 +13,7 @@ import sys
 import click
 
 from pipeline import __version__, options
-from pipeline.config_file import config_option
+from pipeline.config_file import config_option, preset_option
 from pipeline.errors import GlossError
 from pipeline.stages import STAGE_ORDER
 
@@ -184,7 +184,13 @@ def train_options(func):
                      help="G-Loss batch graph: dense (paper), knn (in batch), bank (batch + memory bank)."),
         click.option("--k", type=click.IntRange(min=1), default=o.K, show_default=True, help="G-Loss kNN neighbours."),
         click.option("--loss-form", type=click.Choice(o.LOSS_FORMS), default=o.DEFAULT_LOSS_FORM, show_default=True,
-                     help="G-Loss: NLL of propagated probabilities (paper) or the released code's form."),
+                     help="G-Loss (--variant gloss): NLL of propagated probabilities (paper) or the released "
+                          "code's form."),
+        click.option("--variant", type=click.Choice(o.VARIANTS), default=o.DEFAULT_VARIANT, show_default=True,
+                     help="G-Loss: gloss's implementation, or the released code's computation (dense graph)."),
+        click.option("--class-weights", type=click.Choice(o.CLASS_WEIGHTS), default=o.DEFAULT_CLASS_WEIGHTS,
+                     show_default=True,
+                     help="Class weights of CE, G-Loss and SupCon: balanced = n / (C * n_c) on the training split."),
         click.option("--temperature", type=float, default=o.TEMPERATURE, show_default=True, help="SupCon temperature."),
         click.option("--margin", type=float, default=o.MARGIN, show_default=True, help="Triplet margin."),
         click.option("--epochs", type=click.IntRange(min=1), default=o.EPOCHS, show_default=True),
@@ -194,7 +200,10 @@ def train_options(func):
         click.option("--optimizer", type=click.Choice(o.OPTIMIZERS), default=o.DEFAULT_OPTIMIZER, show_default=True),
         click.option("--weight-decay", type=float, default=o.WEIGHT_DECAY, show_default=True),
         click.option("--schedule", type=click.Choice(o.SCHEDULES), default=o.DEFAULT_SCHEDULE, show_default=True,
-                     help="Learning-rate schedule after warm-up."),
+                     help="Learning-rate schedule (linear/cosine after warm-up; multistep: x0.1 after each "
+                          "--milestones epoch, no warm-up)."),
+        click.option("--milestones", default=o.MILESTONES, show_default=True,
+                     help="multistep: comma list of epochs after which the learning rates drop x0.1."),
         click.option("--warmup-ratio", type=click.FloatRange(0, 1), default=o.WARMUP_RATIO, show_default=True),
         click.option("--grad-clip", type=float, default=o.GRAD_CLIP, show_default=True,
                      help="Max gradient norm (0: off)."),
@@ -204,6 +213,9 @@ def train_options(func):
         click.option("--bucket/--no-bucket", default=True, show_default=True,
                      help="Length-bucketed batches (dynamic padding)."),
         click.option("--balanced", is_flag=True, help="Class-balanced batches (>= 2 examples per class present)."),
+        click.option("--second-forward/--no-second-forward", default=False, show_default=True,
+                     help="A second encoder forward of each batch (fresh dropout) for the G-Loss/SupCon term, "
+                          "as the released code; CE keeps the first."),
         click.option("--gcn-epochs", type=click.IntRange(min=1), default=o.GCN_EPOCHS, show_default=True,
                      help="TextGCN: most epochs."),
         click.option("--gcn-lr", type=float, default=o.GCN_LR, show_default=True, help="TextGCN learning rate."),
@@ -221,13 +233,20 @@ def train_options(func):
                      help="BertGCN: GCN learning rate."),
         click.option("--bertgcn-encoder-lr", type=float, default=o.BERTGCN_ENCODER_LR, show_default=True,
                      help="BertGCN: encoder learning rate in joint training."),
+        click.option("--bertgcn-activation", type=click.Choice(o.BERTGCN_ACTIVATIONS), default=o.BERTGCN_ACTIVATION,
+                     show_default=True, help="BertGCN: activation between the GCN layers (the original: elu)."),
+        click.option("--bertgcn-bias/--no-bertgcn-bias", default=False, show_default=True,
+                     help="BertGCN: biases in the GCN layers (the original has them)."),
+        click.option("--bertgcn-schedule", type=click.Choice(o.BERTGCN_SCHEDULES), default=o.BERTGCN_SCHEDULE,
+                     show_default=True, help="BertGCN joint training: constant, or multistep (the original: "
+                                             "x0.1 after epoch 30)."),
         click.option("--init-from", type=click.Path(file_okay=False), default=None,
                      help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
     ]
     func = encoder_options(func)
     for decorator in reversed(decorators):
         func = decorator(func)
-    return func
+    return preset_option(func)
 
 
 def _parse_sigma(value: str) -> float | str:
@@ -240,28 +259,36 @@ def _parse_sigma(value: str) -> float | str:
 
 def _train_config(opts: dict):
     from pipeline.stages.train import GCNConfig, TrainConfig
-    from pipeline.training.loop import LoopConfig
+    from pipeline.training.loop import LoopConfig, parse_milestones
     from pipeline.training.objectives import ObjectiveConfig
 
     objective = ObjectiveConfig(
         loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=_parse_sigma(opts["sigma"]),
-        graph=opts["graph_mode"], k=opts["k"], loss_form=opts["loss_form"], temperature=opts["temperature"],
-        margin=opts["margin"],
+        graph=opts["graph_mode"], k=opts["k"], loss_form=opts["loss_form"], variant=opts["variant"],
+        class_weights=opts["class_weights"], temperature=opts["temperature"], margin=opts["margin"],
     )
+    try:
+        milestones = parse_milestones(opts["milestones"])
+    except ValueError as exc:
+        raise GlossError(str(exc)) from None
     loop = LoopConfig(
         epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], head_lr=opts["head_lr"],
         optimizer=opts["optimizer"], weight_decay=opts["weight_decay"], schedule=opts["schedule"],
-        warmup_ratio=opts["warmup_ratio"], grad_clip=opts["grad_clip"], patience=opts["patience"],
-        seed=opts["seed"], bucket=opts["bucket"], balanced=opts["balanced"],
+        warmup_ratio=opts["warmup_ratio"], milestones=milestones, grad_clip=opts["grad_clip"],
+        patience=opts["patience"], seed=opts["seed"], bucket=opts["bucket"], balanced=opts["balanced"],
+        second_forward=opts["second_forward"],
     )
     encoder = _encoder_config(opts["model"], opts["pooling"], opts["max_length"], opts["device"])
     gcn = GCNConfig(
         epochs=opts["gcn_epochs"], lr=opts["gcn_lr"], hidden=opts["gcn_hidden"], dropout=opts["gcn_dropout"],
         early_stopping=opts["gcn_early_stopping"], pair_count=opts["pmi_count"], m=opts["bertgcn_m"],
         bertgcn_lr=opts["bertgcn_lr"], bertgcn_encoder_lr=opts["bertgcn_encoder_lr"],
+        bertgcn_activation=opts["bertgcn_activation"], bertgcn_bias=opts["bertgcn_bias"],
+        bertgcn_schedule=opts["bertgcn_schedule"],
         init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
     )
-    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn)
+    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
+                       preset=opts.get("preset"))
 
 
 def _echo_train(manifest) -> None:
@@ -349,21 +376,23 @@ def predict(run_dir, input_path, output, device):
 @click.option("--split-seed", type=int, default=options.SEED, show_default=True, help="Seed of the validation split.")
 @click.option("--limit", type=click.IntRange(min=2), default=None, help="Stratified slice of at most N training documents.")
 @train_options
+@click.option("--probe", type=click.Choice(options.PROBES), default=options.DEFAULT_PROBE, show_default=True,
+              help="Evaluate's linear probe: scikit-learn's, the released code's, or both.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its last checkpoint.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-<method>-seed<seed>).")
 @force_option
-def run(dataset, data_root, val_fraction, split_seed, limit, resume, run_dir, force, **opts):
+def run(dataset, data_root, val_fraction, split_seed, limit, probe, resume, run_dir, force, **opts):
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
     G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
     reads it); `gloss graph` builds it on its own."""
     from pipeline.stages import run as stage
-    from pipeline.stages.evaluate import summary_lines
+    from pipeline.stages.evaluate import EvaluateConfig, summary_lines
     from pipeline.stages.prepare import PrepareConfig
 
     prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
                                    split_seed, limit)
-    config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts))
+    config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts), evaluate=EvaluateConfig(probe=probe))
     manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifests["train"])
     for line in summary_lines(manifests["evaluate"].summary):
@@ -378,14 +407,17 @@ def run(dataset, data_root, val_fraction, split_seed, limit, resume, run_dir, fo
 @click.option("--tsne-max", type=click.IntRange(min=0), default=options.TSNE_MAX, show_default=True,
               help="Most test embeddings drawn in tsne.png (a seeded sample; 0 skips the plot).")
 @click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the t-SNE and of the samples.")
+@click.option("--probe", type=click.Choice(options.PROBES), default=options.DEFAULT_PROBE, show_default=True,
+              help="Linear probe: scikit-learn's logistic regression, the released code's (full-batch Adam on "
+                   "un-normalised embeddings, early stopping on val macro-F1), or both.")
 @force_option
-def evaluate(run_dir, knn_k, tsne_max, seed, force):
+def evaluate(run_dir, knn_k, tsne_max, seed, probe, force):
     """Evaluate RUN/train on the test split of RUN/prepare: head accuracy, macro-/weighted-F1, per-class report
     and confusion matrix; cosine macro-silhouette and t-SNE of the test embeddings; a linear probe and
     transductive label propagation on the embeddings. Writes RUN/evaluate/metrics.json and plots."""
     from pipeline.stages import evaluate as stage
 
-    config = stage.EvaluateConfig(knn_k=knn_k, tsne_max=tsne_max, seed=seed)
+    config = stage.EvaluateConfig(knn_k=knn_k, tsne_max=tsne_max, seed=seed, probe=probe)
     manifest = stage.run(config, run_dir, force=force, echo=click.echo)
     for line in stage.summary_lines(manifest.summary):
         click.echo(line)

@@ -1,4 +1,5 @@
 """``--config FILE``: TOML or YAML defaults for a command's options; flags on the command line win.
+``--preset NAME``: a named table of defaults (``pipeline.options.PRESETS``) beneath the file's.
 
 A file may hold top-level keys (used by every command that has such an option) and tables named after
 commands (``[train]``, ``[prepare]``) that take precedence for that command. Keys use the option's
@@ -12,6 +13,7 @@ from typing import Any
 
 import click
 
+from pipeline import options
 from pipeline.errors import GlossError
 
 
@@ -82,4 +84,30 @@ def config_option(func):
         expose_value=False,
         callback=callback,
         help="TOML or YAML file of option defaults; flags given here win.",
+    )(func)
+
+
+def preset_option(func):
+    """Add ``--preset NAME`` (``options.PRESETS``): its values become option defaults *beneath* those of a
+    ``--config`` file, so the precedence is flags > ``--config`` > preset > built-in defaults. The name
+    reaches the command as ``preset`` (recorded in the train manifest); it may also come from the file."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None):
+        if value is None:
+            return None
+        names = {p.name for p in ctx.command.params if p.name}
+        values = {k: v for k, v in options.PRESETS[value].items() if k in names}
+        # Eager options run in command-line order: a --config processed earlier already filled default_map,
+        # and a later one overrides; either way the file's values win over the preset's.
+        ctx.default_map = {**values, **(ctx.default_map or {})}
+        return value
+
+    return click.option(
+        "--preset",
+        type=click.Choice(tuple(options.PRESETS)),
+        default=None,
+        is_eager=True,
+        callback=callback,
+        help="Defaults of a named setup, beneath --config and flags: reference = the released G-Loss code "
+             "(see README, Training).",
     )(func)

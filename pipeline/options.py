@@ -16,8 +16,10 @@ G_LOSSES = ("gloss", "gloss+ce")  # the losses that build a G-Loss batch graph (
 # --- G-Loss --------------------------------------------------------------------------------------------
 GRAPH_MODES = ("dense", "knn", "bank")
 DEFAULT_GRAPH_MODE = "dense"
-LOSS_FORMS = ("nll", "released")
+LOSS_FORMS = ("nll", "released")  # of --variant gloss only
 DEFAULT_LOSS_FORM = "nll"
+VARIANTS = ("gloss", "released")  # gloss's G-Loss, or the released code's computation (dense graph only)
+DEFAULT_VARIANT = "gloss"
 GAMMA = 0.6  # share of batch nodes whose labels stay visible
 LAMBDA = 0.8  # weight of the graph/contrastive part
 K = 10  # neighbours: G-Loss kNN batch graphs, the corpus graph, evaluate's propagation, inspect
@@ -28,6 +30,12 @@ CORPUS_SIGMA_HEURISTICS = ("sqrt", "dicm")
 BATCH_SIGMA_HEURISTICS = ("batch-sqrt", "batch-dicm")
 SIGMA_HEURISTICS = CORPUS_SIGMA_HEURISTICS + BATCH_SIGMA_HEURISTICS
 DEFAULT_SIGMA = "sqrt"
+
+# Class weights of CE, G-Loss and SupCon: none, or scikit-learn's "balanced" (n / (C * n_c)) computed once on
+# the whole training split (as the released code does).
+CLASS_WEIGHTS = ("none", "balanced")
+DEFAULT_CLASS_WEIGHTS = "none"
+MIN_USEFUL_SIGMA = 0.01  # a corpus sigma below it falls back to the sqrt heuristic (graphs.sigma agrees)
 
 # --- comparison losses ---------------------------------------------------------------------------------
 TEMPERATURE = 0.1  # SupCon
@@ -49,9 +57,11 @@ HEAD_LR = 1e-3
 OPTIMIZERS = ("adamw", "adam")
 DEFAULT_OPTIMIZER = "adamw"
 WEIGHT_DECAY = 0.01
-SCHEDULES = ("linear", "cosine", "constant")
+SCHEDULES = ("linear", "cosine", "constant", "multistep")
 DEFAULT_SCHEDULE = "linear"
-WARMUP_RATIO = 0.1
+WARMUP_RATIO = 0.1  # of linear and cosine
+MILESTONES = "30"  # multistep: the learning rates are multiplied by MULTISTEP_GAMMA after each of these epochs
+MULTISTEP_GAMMA = 0.1
 GRAD_CLIP = 1.0
 PATIENCE = 2
 SEED = 0
@@ -72,6 +82,11 @@ DEFAULT_PAIR_COUNT = "windows"
 BERTGCN_M = 0.7
 BERTGCN_LR = 1e-3
 BERTGCN_ENCODER_LR = 1e-5
+BERTGCN_ACTIVATIONS = ("relu", "elu")  # between the GCN layers; the original BertGCN uses ELU
+BERTGCN_ACTIVATION = "relu"
+BERTGCN_SCHEDULES = ("constant", "multistep")  # the original: x0.1 after epoch 30 (MultiStepLR)
+BERTGCN_SCHEDULE = "constant"
+BERTGCN_MILESTONES = (30,)  # of BERTGCN_SCHEDULES "multistep"
 
 # --- prepare / run -------------------------------------------------------------------------------------------
 VAL_FRACTION = 0.1
@@ -85,6 +100,11 @@ DEFAULT_BACKEND = "auto"
 
 # --- evaluate ------------------------------------------------------------------------------------------
 TSNE_MAX = 2000
+PROBES = ("sklearn", "reference", "both")  # scikit-learn logistic regression, the released code's probe, or both
+DEFAULT_PROBE = "sklearn"
+REFERENCE_PROBE_LR = 1e-4  # the released code's standalone probe: full-batch Adam on frozen embeddings,
+REFERENCE_PROBE_EPOCHS = 50  # at most this many epochs,
+REFERENCE_PROBE_PATIENCE = 10  # stopping after this many epochs without a better val macro-F1
 
 # --- inspect -------------------------------------------------------------------------------------------
 INSPECT_SOURCES = ("pretrained", "trained")
@@ -100,6 +120,37 @@ SILHOUETTE_SAMPLE = 2000  # rows scored by the silhouette
 # --- compare -------------------------------------------------------------------------------------------
 DEFAULT_PAIR = "gloss+ce:ce"
 COMPARE_OUT = "runs/compare"
+
+# --- presets -------------------------------------------------------------------------------------------
+# A preset sets option defaults of `gloss train` / `gloss run` (and is recorded in the train manifest).
+# Precedence: flags > --config file > preset > the defaults above. Keys are option names (underscores).
+PRESETS: dict[str, dict[str, object]] = {
+    # The released G-Loss code ("Combined with CE"): Adam(lr 1e-5) over encoder and head, no weight decay,
+    # MultiStepLR(milestones=[30], gamma=0.1) stepped per epoch, clip_grad_norm 1.0, batch 128, length 128,
+    # balanced class weights (whole training set) in CE and G-Loss, CLS pooling, a second encoder forward of
+    # the batch for the G-Loss term, 200 epochs with patience 10 on val macro-F1, shuffled (not
+    # length-bucketed) batches, its G-Loss computation.
+    "reference": {
+        "variant": "released",
+        "class_weights": "balanced",
+        "pooling": "cls",
+        "optimizer": "adam",
+        "lr": 1e-5,
+        "head_lr": 1e-5,
+        "weight_decay": 0.0,
+        "schedule": "multistep",
+        "milestones": "30",
+        "warmup_ratio": 0.0,
+        "grad_clip": 1.0,
+        "batch_size": 128,
+        "max_length": 128,
+        "second_forward": True,
+        "epochs": 200,
+        "patience": 10,
+        "bucket": False,
+        "probe": "both",
+    },
+}
 
 
 def choice_error(option: str, value: object, choices: tuple[str, ...]) -> str:

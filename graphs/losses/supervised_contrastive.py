@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,19 +20,30 @@ class SupervisedContrastiveLoss(nn.Module):
     :math:`A` the anchors with at least one positive. A batch with no positive pair gives a zero that stays
     attached to the graph.
 
+    With class weights :math:`w`, each anchor's term is weighted by its class and the mean becomes a weighted
+    mean (as :func:`~torch.nn.functional.cross_entropy` weighs its targets):
+    :math:`\mathcal{L} = \sum_{i \in A} w_{y_i} \ell_i / \sum_{i \in A} w_{y_i}`, with :math:`\ell_i` the
+    anchor's term above. Equal weights give the unweighted loss.
+
     Args:
         temperature (float, optional): :math:`\tau`. (default: :obj:`0.1`)
+        class_weights (Sequence[float] or Tensor, optional): Weight :math:`w_c` of each class's anchors.
+            (default: :obj:`None`, every anchor alike)
 
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`
         - **output:** ``{"scl": scalar}``
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.1, class_weights: Sequence[float] | Tensor | None = None) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"Expected 'temperature' to be positive (got {temperature})")
         self.temperature = temperature
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32).flatten()
+        if weights is not None and not (weights >= 0).all():
+            raise ValueError("Expected 'class_weights' to be non-negative")
+        self.register_buffer("class_weights", weights)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> dict[str, Tensor]:
         z = F.normalize(embeddings, dim=-1)
@@ -44,7 +57,15 @@ class SupervisedContrastiveLoss(nn.Module):
         if not anchors.any():
             return {"scl": embeddings.sum() * 0.0}
         pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)  # [B]
-        return {"scl": -(pos_log_prob[anchors] / counts[anchors]).mean()}
+        terms = -(pos_log_prob[anchors] / counts[anchors])  # [|A|]
+        if self.class_weights is None:
+            return {"scl": terms.mean()}
+        if int(labels.max()) >= len(self.class_weights):
+            raise ValueError(f"Expected labels below {len(self.class_weights)}, the number of class weights "
+                             f"(got {int(labels.max())})")
+        weights = self.class_weights.to(terms.dtype)[labels[anchors]]  # [|A|]
+        return {"scl": (weights * terms).sum() / weights.sum().clamp_min(torch.finfo(terms.dtype).tiny)}
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(temperature={self.temperature})"
+        weighted = "" if self.class_weights is None else f", class_weights={self.class_weights.tolist()}"
+        return f"{self.__class__.__name__}(temperature={self.temperature}{weighted})"

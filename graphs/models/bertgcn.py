@@ -32,12 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Module, Parameter
-from torch_geometric.nn.inits import glorot
+from torch_geometric.nn.inits import glorot, zeros
 
 from .sparse import symmetric_spmm
 from .textgcn import _check_dropout
 
 __all__ = ["replace_rows", "doc_node_features", "BertGCNHead", "BertGCN"]
+
+ACTIVATIONS = {"relu": F.relu, "elu": F.elu}  # between the GCN layers; the original BertGCN uses ELU
 
 
 def replace_rows(bank: Tensor, index: Tensor, rows: Tensor) -> Tensor:
@@ -86,10 +88,12 @@ class BertGCNHead(Module):
     r"""The graph half of BertGCN: a two-layer GCN over document embeddings plus the prediction mix.
 
     .. math::
-        Z_{GCN} = \hat{A}\, \mathrm{dropout}(\mathrm{ReLU}(\hat{A} X W_1))\, W_2, \quad
+        Z_{GCN} = \hat{A}\, \mathrm{dropout}(\sigma(\hat{A} X W_1 + b_1))\, W_2 + b_2, \quad
         \log p = \log\big(m\, \mathrm{softmax}(Z_{GCN}) + (1 - m)\, \mathrm{softmax}(Z_{enc})\big),
 
-    with :math:`X` the document bank stacked over zero word rows (:func:`doc_node_features`).
+    with :math:`X` the document bank stacked over zero word rows (:func:`doc_node_features`), :math:`\sigma`
+    ReLU (default) or ELU (the original BertGCN), and biases :math:`b_1, b_2` only with ``bias=True`` (the
+    original has them; the default, like TextGCN here, has none).
 
     Args:
         adj (torch.Tensor): Symmetric normalised adjacency :math:`(N, N)` (sparse), documents first.
@@ -99,6 +103,8 @@ class BertGCNHead(Module):
         hidden_channels (int, optional): GCN hidden size. (default: :obj:`200`)
         dropout (float, optional): Dropout on the GCN hidden layer. (default: :obj:`0.5`)
         m (float, optional): Weight of the GCN prediction, in :math:`[0, 1]`. (default: :obj:`0.7`)
+        activation (str, optional): ``"relu"`` or ``"elu"`` between the layers. (default: ``"relu"``)
+        bias (bool, optional): Add a learnable bias after each GCN layer. (default: :obj:`False`)
 
     Shapes:
         - **input:** doc_features_bank :math:`(N_{docs}, D)` with the batch rows already replaced by
@@ -115,8 +121,13 @@ class BertGCNHead(Module):
         hidden_channels: int = 200,
         dropout: float = 0.5,
         m: float = 0.7,
+        *,
+        activation: str = "relu",
+        bias: bool = False,
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Expected 'activation' to be one of {', '.join(ACTIVATIONS)} (got '{activation}')")
         if adj.dim() != 2 or adj.size(0) != adj.size(1):
             raise ValueError(f"Expected 'adj' to be a square matrix (got shape {tuple(adj.shape)})")
         if not 0 < num_docs <= adj.size(0):
@@ -133,17 +144,26 @@ class BertGCNHead(Module):
         self.m = m
         self.weight1 = Parameter(torch.empty(in_channels, hidden_channels))  # [D, h]
         self.weight2 = Parameter(torch.empty(hidden_channels, num_classes))  # [h, C]
+        self.activation = activation
+        self.bias1 = Parameter(torch.empty(hidden_channels)) if bias else None  # [h]
+        self.bias2 = Parameter(torch.empty(num_classes)) if bias else None  # [C]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         glorot(self.weight1)
         glorot(self.weight2)
+        zeros(self.bias1)
+        zeros(self.bias2)
 
     def gcn_logits(self, node_features: Tensor) -> Tensor:
         r"""GCN logits of every node :math:`(N, C)` from node features :math:`(N, D)`."""
-        h = F.relu(symmetric_spmm(self.adj, node_features @ self.weight1))  # [N, h]
+        h = symmetric_spmm(self.adj, node_features @ self.weight1)  # [N, h]
+        if self.bias1 is not None:
+            h = h + self.bias1
+        h = ACTIVATIONS[self.activation](h)
         h = F.dropout(h, p=self.dropout, training=self.training)
-        return symmetric_spmm(self.adj, h @ self.weight2)  # [N, C]
+        out = symmetric_spmm(self.adj, h @ self.weight2)  # [N, C]
+        return out if self.bias2 is None else out + self.bias2
 
     def forward(self, doc_features_bank: Tensor, encoder_logits: Tensor, batch_doc_idx: Tensor) -> Tensor:
         if doc_features_bank.shape != (self.num_docs, self.in_channels):
@@ -184,6 +204,9 @@ class BertGCN(Module):
         hidden_channels (int, optional): GCN hidden size. (default: :obj:`200`)
         dropout (float, optional): Dropout on the GCN hidden layer. (default: :obj:`0.5`)
         m (float, optional): Weight of the GCN prediction. (default: :obj:`0.7`)
+        activation (str, optional): ``"relu"`` or ``"elu"`` (the original) between the GCN layers.
+            (default: ``"relu"``)
+        bias (bool, optional): Biases in the GCN layers (the original has them). (default: :obj:`False`)
 
     Shapes:
         - **input:** batch_features :math:`(B, D)`, encoder_logits :math:`(B, C)`, batch_doc_idx :math:`(B)`
@@ -198,6 +221,9 @@ class BertGCN(Module):
         hidden_channels: int = 200,
         dropout: float = 0.5,
         m: float = 0.7,
+        *,
+        activation: str = "relu",
+        bias: bool = False,
     ) -> None:
         super().__init__()
         if doc_features_bank.dim() != 2:
@@ -206,7 +232,8 @@ class BertGCN(Module):
                 f"(got shape {tuple(doc_features_bank.shape)})"
             )
         num_docs, dim = doc_features_bank.shape
-        self.head = BertGCNHead(adj, num_docs, dim, num_classes, hidden_channels, dropout, m)
+        self.head = BertGCNHead(adj, num_docs, dim, num_classes, hidden_channels, dropout, m, activation=activation,
+                                bias=bias)
         self.register_buffer("bank", doc_features_bank.detach().clone())
 
     @torch.no_grad()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from graphs.models import BertGCN
+from pipeline import options
 from pipeline.artifacts import (
     HEAD_FILE,
     HISTORY_FILE,
@@ -120,11 +121,16 @@ class _Joint:
         torch.manual_seed(self.loop.seed)
         gcn = config.gcn
         self.bertgcn = BertGCN(adj, self.encode_bank(), num_classes, hidden_channels=gcn.hidden,
-                               dropout=gcn.dropout, m=gcn.m).to(device)
+                               dropout=gcn.dropout, m=gcn.m, activation=gcn.bertgcn_activation,
+                               bias=gcn.bertgcn_bias).to(device)
         self.optimizer = torch.optim.Adam([
             {"params": list(model.parameters()) + list(head.parameters()), "lr": gcn.bertgcn_encoder_lr},
             {"params": self.bertgcn.head.parameters(), "lr": gcn.bertgcn_lr},
         ])
+        # The original BertGCN steps MultiStepLR(milestones=[30], gamma=0.1) after every epoch.
+        milestones = list(options.BERTGCN_MILESTONES) if gcn.bertgcn_schedule == "multistep" else []
+        self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones,
+                                                             gamma=options.MULTISTEP_GAMMA)
         self.train_labels = torch.tensor(np.asarray(corpus.labels["train"]), device=device)
 
     @property
@@ -165,6 +171,7 @@ class _Joint:
             self.bertgcn.update_bank(idx, embeddings)
             total += float(loss.detach()) * len(rows)
             docs += len(rows)
+        self.schedule.step()
         self.bertgcn.bank.copy_(self.encode_bank())
         return total / docs
 

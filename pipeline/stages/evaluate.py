@@ -1,11 +1,11 @@
 """``gloss evaluate``: test metrics of a trained model, from the paths in the prepare and train manifests.
 
 Reads ``RUN/prepare`` (splits, label names) and whatever ``RUN/train`` wrote of ``logits_{val,test}.npy``
-(the model's own head; log-probabilities for TextGCN/BertGCN), ``embeddings_{train,test}.npy`` (document
+(the model's own head; log-probabilities for TextGCN/BertGCN), ``embeddings_{train,val,test}.npy`` (document
 embeddings of the best checkpoint) and ``history.jsonl``. Writes ``RUN/evaluate/``:
 
 * ``metrics.json``: head metrics (accuracy, macro-/weighted-F1, per-class report, confusion matrix), the
-  cosine macro-silhouette of the test embeddings, a linear probe (train -> test embeddings), transductive
+  cosine macro-silhouette of the test embeddings, linear probes (train -> test embeddings; `--probe`), transductive
   label propagation over the kNN graph of train + test embeddings, the ``headline`` (head if there is one,
   else the linear probe) and the training cost copied from the train manifest. Plain JSON: NaN is null.
 * ``confusion_matrix.png`` (row-normalised, of the headline's predictions) and ``tsne.png`` (test embeddings).
@@ -40,6 +40,8 @@ class EvaluateConfig:
         seed: seed of the t-SNE, of its sample and of the silhouette sample.
         silhouette_max: the most test embeddings scored by the silhouette (seeded sample above it).
         probe_max_iter: L-BFGS iterations of the linear probe.
+        probe: ``sklearn`` (logistic regression), ``reference`` (the released G-Loss code's probe: needs
+            ``embeddings_val.npy``) or ``both``.
     """
 
     knn_k: int = options.K
@@ -47,6 +49,7 @@ class EvaluateConfig:
     seed: int = options.SEED
     silhouette_max: int = 10000
     probe_max_iter: int = 1000
+    probe: str = options.DEFAULT_PROBE
 
 
 def json_ready(value: Any) -> Any:
@@ -86,21 +89,51 @@ def _head_metrics(train: Manifest, frames: dict, label_names: list[str]) -> dict
 
 
 def _load_embeddings(train: Manifest, frames: dict) -> dict[str, np.ndarray]:
-    """Train and test embeddings that the train stage wrote, checked before anything is computed.
+    """Train, val and test embeddings that the train stage wrote, checked before anything is computed.
 
-    Shapes: -> {"train": [N_train, D], "test": [N_test, D]} (either may be absent).
+    Shapes: -> {"train": [N_train, D], "val": [N_val, D], "test": [N_test, D]} (any may be absent).
     """
     outputs = train.data.get("outputs", {})
     found = {}
-    for split in ("test", "train"):
+    for split in ("test", "train", "val"):
         name = f"embeddings_{split}.npy"
         if name in outputs:
             found[split] = load_matrix(train.output(name), len(frames[split]), split)
-    if len(found) == 2 and found["train"].shape[1] != found["test"].shape[1]:
-        raise GlossError(
-            f"{train.output('embeddings_train.npy')}: {found['train'].shape[1]} dimensions, but "
-            f"embeddings_test.npy has {found['test'].shape[1]}"
-        )
+    for split in ("train", "val"):
+        if split in found and "test" in found and found[split].shape[1] != found["test"].shape[1]:
+            raise GlossError(
+                f"{train.output(f'embeddings_{split}.npy')}: {found[split].shape[1]} dimensions, but "
+                f"embeddings_test.npy has {found['test'].shape[1]}"
+            )
+    return found
+
+
+def _probes(embeddings: dict, frames: dict, label_names: list[str], config: EvaluateConfig,
+            train: Manifest) -> dict[str, Any]:
+    """The linear probes ``config.probe`` asks for: ``linear_probe`` (scikit-learn) and ``reference_probe``
+    (the released code's; it needs the val embeddings)."""
+    from pipeline.evaluation.metrics import classification_metrics
+    from pipeline.evaluation.probe import linear_probe, reference_probe
+
+    train_x, test_x = embeddings["train"], embeddings["test"]  # [N_train, D], [N_test, D]
+    train_y, test_y = frames["train"]["label_id"].to_numpy(), frames["test"]["label_id"].to_numpy()
+    found: dict[str, Any] = {"linear_probe": None, "reference_probe": None}
+    if config.probe in ("sklearn", "both"):
+        probe = linear_probe(train_x, train_y, test_x, test_y, max_iter=config.probe_max_iter, seed=config.seed)
+        found["linear_probe"] = {
+            **classification_metrics(test_y, probe.pop("predictions"), label_names, source="linear probe"),
+            **{k: v for k, v in probe.items() if k not in ("accuracy", "macro_f1")},
+        }
+    if config.probe in ("reference", "both"):
+        if "val" not in embeddings:
+            raise GlossError(f"--probe {config.probe}: the reference probe needs "
+                             f"{train.output('embeddings_val.npy')} (early stopping on val macro-F1)")
+        probe = reference_probe(train_x, train_y, embeddings["val"], frames["val"]["label_id"].to_numpy(), test_x,
+                                num_classes=len(label_names), seed=config.seed)
+        found["reference_probe"] = {
+            **classification_metrics(test_y, probe.pop("predictions"), label_names, source="reference probe"),
+            **probe,
+        }
     return found
 
 
@@ -108,9 +141,10 @@ def _embedding_metrics(
     train: Manifest, frames: dict, label_names: list[str], config: EvaluateConfig, ctx: StageContext
 ) -> dict[str, Any]:
     """Silhouette and t-SNE of the test embeddings; linear probe and label propagation from train + test."""
-    from pipeline.evaluation.metrics import accuracy_and_macro_f1, classification_metrics, silhouette
+    from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 
-    found: dict[str, Any] = {"silhouette": None, "tsne_points": None, "linear_probe": None, "label_propagation": None}
+    found: dict[str, Any] = {"silhouette": None, "tsne_points": None, "linear_probe": None, "reference_probe": None,
+                             "label_propagation": None}
     embeddings = _load_embeddings(train, frames)
     if "test" not in embeddings:
         return found
@@ -126,16 +160,11 @@ def _embedding_metrics(
         )
     if "train" not in embeddings:
         return found
-    from pipeline.evaluation.probe import linear_probe
     from pipeline.evaluation.propagation import transductive_propagation
 
     train_x = embeddings["train"]  # [N_train, D]
     train_y = frames["train"]["label_id"].to_numpy()
-    probe = linear_probe(train_x, train_y, test_x, test_y, max_iter=config.probe_max_iter, seed=config.seed)
-    found["linear_probe"] = {
-        **classification_metrics(test_y, probe.pop("predictions"), label_names, source="linear probe"),
-        **{k: v for k, v in probe.items() if k not in ("accuracy", "macro_f1")},
-    }
+    found.update(_probes(embeddings, frames, label_names, config, train))
     propagation = transductive_propagation(train_x, train_y, test_x, len(label_names), k=config.knn_k)
     found["label_propagation"] = {
         **accuracy_and_macro_f1(test_y, propagation.pop("predictions")),
@@ -162,8 +191,9 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
         )
     head = _head_metrics(train, frames, label_names)
     embedding = _embedding_metrics(train, frames, label_names, config, ctx)
-    headline_source = "head" if head is not None else "linear_probe"
-    chosen = head if head is not None else embedding["linear_probe"]
+    headline_source = "head" if head is not None else (
+        "linear_probe" if embedding["linear_probe"] is not None else "reference_probe")
+    chosen = head if head is not None else embedding[headline_source]
     if head is not None:
         head.pop("predictions")
     headline = {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"], "source": headline_source}
@@ -182,6 +212,7 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
         "headline": headline,
         "head": head,
         "linear_probe": embedding["linear_probe"],
+        "reference_probe": embedding["reference_probe"],
         "label_propagation": embedding["label_propagation"],
         "silhouette": embedding["silhouette"],
         "tsne_points": embedding["tsne_points"],
@@ -204,6 +235,7 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "headline": metrics["headline"],
         "head": pair(metrics["head"]),
         "linear_probe": pair(metrics["linear_probe"]),
+        "reference_probe": pair(metrics["reference_probe"]),
         "label_propagation": pair(metrics["label_propagation"]),
         "macro_silhouette": None if silhouette is None else silhouette["macro_silhouette"],
         **metrics["train"],
@@ -216,6 +248,8 @@ def run(config: EvaluateConfig, run_dir: str | Path, force: bool = False, echo=p
         raise GlossError(f"--knn-k must be at least 1 (got {config.knn_k})")
     if config.tsne_max < 0:
         raise GlossError(f"--tsne-max must be 0 (no plot) or more (got {config.tsne_max})")
+    if config.probe not in options.PROBES:
+        raise GlossError(options.choice_error("--probe", config.probe, options.PROBES))
     prepare = load_manifest(run_dir, "prepare")
     train = load_manifest(run_dir, "train")
 
@@ -243,7 +277,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return [
         f"evaluate: {name}: test accuracy {fmt(headline['accuracy'])}, macro-F1 {fmt(headline['macro_f1'])} "
         f"(from the {headline['source'].replace('_', ' ')})",
-        f"  head: {pair(summary['head'])} | linear probe: {pair(summary['linear_probe'])}",
+        f"  head: {pair(summary['head'])} | linear probe: {pair(summary['linear_probe'])}"
+        + (f" | reference probe: {pair(summary['reference_probe'])}" if summary.get("reference_probe") else ""),
         f"  label propagation: {pair(summary['label_propagation'])} | "
         f"macro-silhouette: {fmt(summary['macro_silhouette'])}",
     ]

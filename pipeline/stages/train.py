@@ -8,7 +8,14 @@ from the last one.
 
 ``--sigma sqrt|dicm`` is the corpus value ``gloss embed`` computed on the pre-trained train embeddings
 (read from ``RUN/embed/sigma.json``); ``batch-sqrt|batch-dicm`` are recomputed by G-Loss on every batch
-and need no embed stage; a number is used as is.
+and need no embed stage; a number is used as is. A corpus value below ``options.MIN_USEFUL_SIGMA`` (0.01;
+``dicm`` on a corpus with near-duplicate documents of different classes) falls back to the ``sqrt``
+heuristic's value, with a warning and ``sigma_fallback`` in the manifest summary (the released code falls
+back to a sigma given by hand).
+
+``--class-weights balanced`` is scikit-learn's ``compute_class_weight("balanced")`` on the whole training
+split, computed once here and handed to the objective (CE, G-Loss and SupCon). ``--preset NAME`` is recorded
+as ``preset`` in the config.
 """
 
 from __future__ import annotations
@@ -60,6 +67,9 @@ class GCNConfig:
     m: float = options.BERTGCN_M
     bertgcn_lr: float = options.BERTGCN_LR
     bertgcn_encoder_lr: float = options.BERTGCN_ENCODER_LR
+    bertgcn_activation: str = options.BERTGCN_ACTIVATION
+    bertgcn_bias: bool = False
+    bertgcn_schedule: str = options.BERTGCN_SCHEDULE
     init_from: str | None = None
 
 
@@ -70,6 +80,7 @@ class TrainConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     gcn: GCNConfig = field(default_factory=GCNConfig)
+    preset: str | None = None  # the --preset whose values were the defaults (options.PRESETS)
 
     @property
     def loss(self) -> str:
@@ -81,7 +92,7 @@ class TrainConfig:
         keep = {"finetune": ("method", "encoder", "objective", "loop"),
                 "textgcn": ("method", "gcn"),
                 "bertgcn": ("method", "encoder", "loop", "gcn")}[self.method]
-        out = {k: full[k] for k in keep}
+        out = {k: full[k] for k in keep} | {"preset": self.preset}
         if self.method == "textgcn":
             out["seed"] = self.loop.seed
         return out
@@ -99,6 +110,19 @@ def check_config(config: TrainConfig) -> None:
     _check_choice("--loss", obj.loss, options.LOSSES)
     _check_choice("--graph", obj.graph, options.GRAPH_MODES)
     _check_choice("--loss-form", obj.loss_form, options.LOSS_FORMS)
+    _check_choice("--variant", obj.variant, options.VARIANTS)
+    _check_choice("--class-weights", obj.class_weights, options.CLASS_WEIGHTS)
+    if config.preset is not None:
+        _check_choice("--preset", config.preset, tuple(options.PRESETS))
+    if obj.variant == "released" and obj.loss_form != options.DEFAULT_LOSS_FORM:
+        raise GlossError(f"--loss-form {obj.loss_form}: applies to --variant gloss only (--variant released "
+                         "computes the loss as the released code does)")
+    if obj.variant == "released" and obj.graph != "dense" and obj.loss in options.G_LOSSES:
+        raise GlossError(f"--variant released: the released code builds dense batch graphs only "
+                         f"(got --graph {obj.graph})")
+    _check_choice("--schedule", config.loop.schedule, options.SCHEDULES)
+    _check_choice("--bertgcn-activation", config.gcn.bertgcn_activation, options.BERTGCN_ACTIVATIONS)
+    _check_choice("--bertgcn-schedule", config.gcn.bertgcn_schedule, options.BERTGCN_SCHEDULES)
     if not 0.0 < obj.gamma < 1.0:
         raise GlossError(f"--gamma {obj.gamma}: the visible share must be between 0 and 1")
     if not 0.0 <= obj.lam <= 1.0:
@@ -120,33 +144,71 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     resolve_model_path(config.encoder.model)
     prepared = load_manifest(run_dir, "prepare")
     upstream = {"prepare": prepared}
-    sigma_value = None
+    sigma = None
     if config.loss in options.G_LOSSES and config.objective.sigma in options.CORPUS_SIGMA_HEURISTICS:
         embedded = load_manifest(run_dir, "embed")
         upstream["embed"] = embedded
-        sigma_value = json.loads(embedded.output("sigma.json").read_text())[config.objective.sigma]
+        sigma = corpus_sigma(json.loads(embedded.output("sigma.json").read_text()), config.objective.sigma, echo)
     config_dict = config.stage_config()
 
     def body(ctx: StageContext) -> dict:
-        return _finetune(ctx, config, config_dict, prepared, sigma_value, resume, echo)
+        return _finetune(ctx, config, config_dict, prepared, sigma, resume, echo)
 
     return run_stage(run_dir, STAGE, config_dict, body, upstream=upstream, force=force, echo=echo)
 
 
+@dataclass(frozen=True)
+class CorpusSigma:
+    """The corpus sigma G-Loss uses: ``value``, and ``fallback_from`` (the heuristic's own value) when it was
+    below ``options.MIN_USEFUL_SIGMA`` and the ``sqrt`` heuristic's value replaced it."""
+
+    value: float
+    fallback_from: float | None = None
+
+
+def corpus_sigma(heuristics: dict, name: str, echo=print) -> CorpusSigma:
+    """The value of heuristic ``name`` in ``RUN/embed/sigma.json``, or the ``sqrt`` value below 0.01 (logged)."""
+    value = float(heuristics[name])
+    if value >= options.MIN_USEFUL_SIGMA:
+        return CorpusSigma(value)
+    fallback = float(heuristics["sqrt"])
+    if name == "sqrt" or fallback < options.MIN_USEFUL_SIGMA:
+        logger.warning("sigma %s = %.3g is below %s and so is the sqrt heuristic: used as is", name, value,
+                       options.MIN_USEFUL_SIGMA)
+        return CorpusSigma(value)
+    echo(f"train: sigma {name} = {value:.3g} is below {options.MIN_USEFUL_SIGMA}: using the sqrt heuristic's "
+         f"{fallback:.4f} instead")
+    return CorpusSigma(fallback, fallback_from=value)
+
+
+def _class_weights(config: TrainConfig, train_labels: np.ndarray, num_classes: int):
+    """The ``[C]`` class-weight tensor of ``--class-weights`` (``None`` for ``none``)."""
+    if config.objective.class_weights == "none":
+        return None
+    from pipeline.training.objectives import balanced_class_weights
+
+    try:
+        return balanced_class_weights(train_labels, num_classes)
+    except ValueError as exc:
+        raise GlossError(f"--class-weights balanced: {exc}") from None
+
+
 def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepared: Manifest,
-              sigma_value: float | None, resume: bool, echo) -> dict:
+              sigma: CorpusSigma | None, resume: bool, echo) -> dict:
     import torch
 
     frames, label_names = load_splits(prepared)
     texts, labels = split_texts(frames), split_labels(frames)
     if len(np.unique(labels["train"])) < 2:
         raise GlossError(f"{prepared.output('train.csv')}: the training split has a single class")
+    class_weights = _class_weights(config, labels["train"], len(label_names))
     torch.manual_seed(config.loop.seed)
     model = load_encoder(config.encoder)
     dim = model.get_embedding_dimension()
     try:
-        objective = Objective(config.objective, len(label_names), sigma_value=sigma_value, seed=config.loop.seed,
-                              train_size=len(texts["train"]), dim=dim)
+        objective = Objective(config.objective, len(label_names), sigma_value=sigma and sigma.value,
+                              seed=config.loop.seed, train_size=len(texts["train"]), dim=dim,
+                              class_weights=class_weights)
     except ValueError as exc:
         raise GlossError(str(exc)) from None
     head = torch.nn.Linear(dim, len(label_names)).to(model.device) if objective.has_head else None
@@ -161,7 +223,11 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     _save_embeddings(ctx, model, head, texts, config.loop.eval_batch_size)
     for stale in ctx.scratch_dir.glob("*.pt"):
         stale.unlink()
-    return _summary(config, result, head is not None, sigma_value, model.device)
+    summary = _summary(config, result, head is not None, sigma and sigma.value, model.device)
+    summary["sigma_fallback"] = None if sigma is None or sigma.fallback_from is None else {
+        "heuristic": config.objective.sigma, "value": sigma.fallback_from, "used": "sqrt"}
+    summary["class_weights"] = None if class_weights is None else [round(float(w), 6) for w in class_weights]
+    return summary
 
 
 def _save_model(ctx: StageContext, model, head, label_names: list[str]) -> None:

@@ -47,12 +47,26 @@ class LoopConfig:
     weight_decay: float = options.WEIGHT_DECAY
     schedule: str = options.DEFAULT_SCHEDULE
     warmup_ratio: float = options.WARMUP_RATIO
+    milestones: tuple[int, ...] = field(default_factory=lambda: parse_milestones(options.MILESTONES))
     grad_clip: float = options.GRAD_CLIP
     patience: int = options.PATIENCE
     seed: int = options.SEED
     bucket: bool = True
     balanced: bool = False
+    second_forward: bool = False
     eval_batch_size: int = options.EVAL_BATCH_SIZE
+
+
+def parse_milestones(text: str) -> tuple[int, ...]:
+    """``"30"`` or ``"30,60"`` -> ``(30,)`` / ``(30, 60)``: the epochs after which ``multistep`` multiplies the
+    learning rates by ``options.MULTISTEP_GAMMA``. ``ValueError`` for anything but positive integers."""
+    try:
+        milestones = tuple(int(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--milestones {text}: expected a comma list of epochs, e.g. 30 or 30,60") from None
+    if not milestones or min(milestones) < 1:
+        raise ValueError(f"--milestones {text}: expected a comma list of epochs, e.g. 30 or 30,60")
+    return tuple(sorted(milestones))
 
 
 @dataclass
@@ -191,12 +205,18 @@ def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None
     raise GlossError(options.choice_error("--optimizer", config.optimizer, options.OPTIMIZERS))
 
 
-def _make_schedule(config: LoopConfig, optimizer, total_steps: int):
+def _make_schedule(config: LoopConfig, optimizer, steps_per_epoch: int):
+    """A per-step ``LambdaLR``: warmup then linear or cosine decay; ``constant``; or ``multistep`` (no warmup;
+    x ``MULTISTEP_GAMMA`` once each milestone epoch has ended, as ``MultiStepLR`` stepped every epoch)."""
+    total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_ratio * total_steps)
 
     def factor(step: int) -> float:
         if config.schedule == "constant":
             return 1.0
+        if config.schedule == "multistep":
+            epochs_done = step // max(1, steps_per_epoch)
+            return options.MULTISTEP_GAMMA ** sum(epochs_done >= m for m in config.milestones)
         if step < warmup:
             return (step + 1) / max(1, warmup)
         progress = (step - warmup) / max(1, total_steps - warmup)
@@ -271,7 +291,8 @@ class _Fit:
         self.labels = torch.tensor(np.asarray(data.train_labels), dtype=torch.long)
         steps_per_epoch = len(self._plan(0))
         self.optimizer = _make_optimizer(config, model, head)
-        self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch * config.epochs)
+        self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch)
+        self.second_forward = config.second_forward and objective.combines
 
     def _plan(self, epoch: int) -> list[np.ndarray]:
         c = self.config
@@ -342,7 +363,13 @@ class _Fit:
         if not torch.isfinite(embeddings).all():
             raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
         logits = self.head(embeddings) if self.head is not None else None
-        parts = self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device))
+        # second_forward: the embedding loss scores a second pass of the same batch (fresh dropout), as the
+        # released G-Loss code does; CE keeps the first.
+        second = self.model(features)["sentence_embedding"] if self.second_forward else None
+        if second is not None and not torch.isfinite(second).all():
+            raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
+        parts = self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device),
+                               loss_embeddings=second)
         total = parts["total"]
         if not torch.isfinite(total):
             raise self._diverged(epoch, number, f"the loss is {total.item()}")

@@ -15,12 +15,16 @@ adding a loss is adding a row (and its name to ``pipeline.options.LOSSES``).
 The parts of a batch are a dict of named tensors, as every loss of :mod:`graphs.losses` returns; keys
 starting with ``"stat_"`` are statistics (e.g. G-Loss's ``stat_unscored``), passed through but never
 weighted into ``"total"``.
+
+G-Loss is built with ``variant=`` (``"gloss"`` or the released code's ``"released"``) and
+``combined=(loss == "gloss+ce")``. Class weights (a ``[C]`` tensor, e.g. ``--class-weights balanced``
+resolved by the train stage) reach CE, G-Loss and SupCon alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +47,10 @@ class ObjectiveConfig:
     graph: str = options.DEFAULT_GRAPH_MODE
     k: int = options.K
     loss_form: str = options.DEFAULT_LOSS_FORM
+    variant: str = options.DEFAULT_VARIANT
+    class_weights: str = options.DEFAULT_CLASS_WEIGHTS  # "none" | "balanced", resolved by the train stage
     temperature: float = options.TEMPERATURE
     margin: float = options.MARGIN
-    class_weights: list[float] | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class _Context:
     seed: int
     train_size: int | None
     dim: int | None
+    class_weights: Tensor | None
 
 
 def _g_loss(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
@@ -69,14 +75,15 @@ def _g_loss(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
         from graphs.memory_bank import MemoryBank
 
         bank = MemoryBank(ctx.train_size, ctx.dim)
-    return GLoss(graph=config.graph, sigma=ctx.sigma, gamma=config.gamma, k=config.k, loss_form=config.loss_form,
-                 num_classes=ctx.num_classes, seed=ctx.seed, memory_bank=bank)
+    return GLoss(graph=config.graph, variant=config.variant, sigma=ctx.sigma, gamma=config.gamma, k=config.k,
+                 loss_form=config.loss_form, class_weights=ctx.class_weights, num_classes=ctx.num_classes,
+                 combined=config.loss == "gloss+ce", seed=ctx.seed, memory_bank=bank)
 
 
 def _supervised_contrastive(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
     from graphs.losses import SupervisedContrastiveLoss
 
-    return SupervisedContrastiveLoss(config.temperature)
+    return SupervisedContrastiveLoss(config.temperature, class_weights=ctx.class_weights)
 
 
 def _triplet(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
@@ -129,10 +136,13 @@ class Objective(nn.Module):
             stage); ``None`` passes ``config.sigma`` on as is (a number or ``"batch-sqrt"``/``"batch-dicm"``).
         seed (int, optional): first seed of G-Loss's visible/hidden split; :meth:`reseed` restarts it.
         train_size, dim (int, optional): the shape of the memory bank of ``graph="bank"``.
+        class_weights (Tensor, optional): ``[C]`` weight of each class in CE, G-Loss and SupCon (e.g.
+            :func:`balanced_class_weights` of the training labels); ``None`` weighs every class alike.
     """
 
     def __init__(self, config: ObjectiveConfig, num_classes: int, *, sigma_value: float | None = None,
-                 seed: int = 0, train_size: int | None = None, dim: int | None = None) -> None:
+                 seed: int = 0, train_size: int | None = None, dim: int | None = None,
+                 class_weights: Tensor | None = None) -> None:
         super().__init__()
         spec = OBJECTIVES.get(config.loss)
         if spec is None:
@@ -142,7 +152,12 @@ class Objective(nn.Module):
         self.spec = spec
         self.has_head = spec.head
         sigma = sigma_value if sigma_value is not None else config.sigma
-        context = _Context(num_classes, sigma, seed, train_size, dim)
+        if class_weights is not None:
+            class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
+            if class_weights.shape != (num_classes,):
+                raise ValueError(f"Expected 'class_weights' of shape [{num_classes}] "
+                                 f"(got {list(class_weights.shape)})")
+        context = _Context(num_classes, sigma, seed, train_size, dim, class_weights)
         self.embedding_loss: nn.Module | None = None if spec.build is None else spec.build(config, context)
         if spec.part is None:
             self.weights = {"ce": 1.0}
@@ -150,8 +165,7 @@ class Objective(nn.Module):
             self.weights = {spec.part: config.lam, "ce": 1.0 - config.lam}
         else:
             self.weights = {spec.part: 1.0}
-        weights = torch.tensor(config.class_weights, dtype=torch.float32) if config.class_weights else None
-        self.register_buffer("class_weights", weights)
+        self.register_buffer("class_weights", class_weights)
 
     @property
     def monitor(self) -> str:
@@ -175,18 +189,44 @@ class Objective(nn.Module):
             embeddings, labels = encode_train()
             self.embedding_loss.memory_bank.fill(embeddings, labels)
 
+    @property
+    def combines(self) -> bool:
+        """Whether a batch has both a head (CE) and an embedding loss (what ``second_forward`` is for)."""
+        return self.has_head and self.embedding_loss is not None
+
     def forward(self, embeddings: Tensor, logits: Tensor | None, labels: Tensor,
-                indices: Tensor | None = None) -> dict[str, Tensor]:
+                indices: Tensor | None = None, *, loss_embeddings: Tensor | None = None) -> dict[str, Tensor]:
         """Loss parts of one batch (and any statistics) plus the weighted sum of the parts under ``"total"``.
 
+        ``loss_embeddings`` (optional) are what the embedding loss scores instead of ``embeddings``: a second
+        encoder forward of the same batch, with fresh dropout (the released G-Loss code's second pass).
+
         Shapes:
-            embeddings [B, D], logits [B, C] or None, labels [B], indices [B] (dataset rows, bank mode)
+            embeddings [B, D], logits [B, C] or None, labels [B], indices [B] (dataset rows, bank mode),
+            loss_embeddings [B, D] or None
         """
         parts: dict[str, Tensor] = {}
         if "ce" in self.weights:
             parts["ce"] = F.cross_entropy(logits, labels, weight=self.class_weights)
         if self.embedding_loss is not None:
             extra = {"indices": indices} if self.spec.indexed else {}
-            parts.update(self.embedding_loss(embeddings, labels, **extra))
+            scored = embeddings if loss_embeddings is None else loss_embeddings
+            parts.update(self.embedding_loss(scored, labels, **extra))
         parts["total"] = sum(self.weights[name] * value for name, value in parts.items() if name in self.weights)
         return parts
+
+
+def balanced_class_weights(labels, num_classes: int) -> Tensor:
+    """scikit-learn's ``compute_class_weight("balanced")``, ``n / (C * n_c)``, of the labels ``[N]`` (the whole
+    training split, as the released G-Loss code computes it); a ``[C]`` float tensor."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    if len(present) != num_classes:
+        missing = sorted(set(range(num_classes)) - set(present.tolist()))
+        raise ValueError(f"Expected every class in the training labels for balanced class weights "
+                         f"(missing class ids {missing})")
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
+    return torch.tensor(weights, dtype=torch.float32)

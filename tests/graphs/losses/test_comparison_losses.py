@@ -81,3 +81,29 @@ def test_repr_and_bad_temperature():
 def test_every_loss_returns_a_dict_with_its_main_part(loss, part):
     out = loss(_embeddings(4, torch.float32), LABELS)
     assert list(loss_parts(out)) == [part]
+
+
+def _weighted_supcon_loop(x, y, t, w):
+    z = F.normalize(x, dim=-1)
+    total, norm = 0.0, 0.0
+    for i in range(len(z)):
+        positives = [p for p in range(len(z)) if p != i and y[p] == y[i]]
+        if not positives:
+            continue
+        denominator = sum(math.exp(float(z[i] @ z[a]) / t) for a in range(len(z)) if a != i)
+        term = -sum(float(z[i] @ z[p]) / t - math.log(denominator) for p in positives) / len(positives)
+        total += w[int(y[i])] * term
+        norm += w[int(y[i])]
+    return total / norm
+
+
+def test_supcon_class_weights_weigh_anchors_by_class():
+    x = _embeddings(2)
+    weights = [1.0, 3.0, 0.5]
+    got = SupervisedContrastiveLoss(0.5, class_weights=weights)(x, LABELS)["scl"].item()
+    assert got == pytest.approx(_weighted_supcon_loop(x, LABELS, 0.5, weights), rel=1e-9)
+    equal = SupervisedContrastiveLoss(0.5, class_weights=[2.0, 2.0, 2.0])(x, LABELS)["scl"].item()
+    assert equal == pytest.approx(_supcon_loop(x, LABELS, 0.5), rel=1e-9)
+    assert "class_weights=[1.0, 3.0, 0.5]" in repr(SupervisedContrastiveLoss(0.5, class_weights=weights))
+    with pytest.raises(ValueError, match="non-negative"):
+        SupervisedContrastiveLoss(class_weights=[1.0, -1.0])

@@ -1,11 +1,12 @@
 """Each objective on a tiny batch through the real encoder: finite, and gradients reach the encoder."""
 
+import numpy as np
 import pytest
 import torch
 
 from pipeline.encoder import EncoderConfig, load_encoder, to_device
 from pipeline.options import LOSSES
-from pipeline.training.objectives import OBJECTIVES, Objective, ObjectiveConfig
+from pipeline.training.objectives import OBJECTIVES, Objective, ObjectiveConfig, balanced_class_weights
 
 TEXTS = ["oil prices rose", "crude output fell", "profit was up", "earnings grew", "grain exports", "wheat crop"]
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -16,19 +17,30 @@ def encoder():
     return load_encoder(EncoderConfig(max_length=16, device="cpu"))
 
 
+def _word_grad(encoder):
+    return encoder[0].auto_model.embeddings.word_embeddings.weight.grad
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_objective_is_finite_and_reaches_the_encoder(encoder, loss):
+    """Every part on its own (not just the total: CE alone would pass for ``gloss+ce``) is finite, positive and
+    reaches the encoder, and the total is the lambda-weighted sum of the parts."""
     torch.manual_seed(0)
-    objective = Objective(ObjectiveConfig(loss=loss, sigma=0.5, gamma=0.5), num_classes=3, seed=0)
+    objective = Objective(ObjectiveConfig(loss=loss, sigma=0.5, gamma=0.5, lam=0.7), num_classes=3, seed=0)
     head = torch.nn.Linear(384, 3) if objective.has_head else None
-    encoder.zero_grad()
     embeddings = encoder(to_device(encoder.preprocess(TEXTS), "cpu"))["sentence_embedding"]
     parts = objective(embeddings, head(embeddings) if head else None, LABELS)
-    assert torch.isfinite(parts["total"])
-    assert parts["total"].item() > 0
-    parts["total"].backward()
-    grad = encoder[0].auto_model.embeddings.word_embeddings.weight.grad
-    assert grad is not None and grad.abs().sum() > 0
+    weighted = {name: parts[name] for name in objective.weights}
+    assert set(weighted) == ({"ce"} if OBJECTIVES[loss].part is None else
+                             {OBJECTIVES[loss].part} | ({"ce"} if objective.has_head else set()))
+    if len(weighted) == 2:
+        assert objective.weights == {OBJECTIVES[loss].part: 0.7, "ce": pytest.approx(0.3)}
+    torch.testing.assert_close(parts["total"], sum(objective.weights[n] * v for n, v in weighted.items()))
+    for name, value in weighted.items():
+        assert torch.isfinite(value) and value.item() > 0, name
+        encoder.zero_grad()
+        value.backward(retain_graph=True)
+        assert _word_grad(encoder) is not None and _word_grad(encoder).abs().sum() > 0, name
 
 
 def test_has_head_and_weights():
@@ -56,7 +68,8 @@ def test_statistics_pass_through_but_stay_out_of_the_total():
     objective = Objective(ObjectiveConfig(loss="gloss+ce", sigma=0.5, lam=0.8), 3)
     embeddings = torch.randn(6, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
     parts = objective(embeddings, torch.randn(6, 3), LABELS)
-    assert list(parts) == ["ce", "g_loss", "stat_unscored", "total"]
+    assert [name for name in parts if not name.startswith("stat_")] == ["ce", "g_loss", "total"]
+    assert "stat_unscored" in parts
     torch.testing.assert_close(parts["total"], 0.8 * parts["g_loss"] + 0.2 * parts["ce"])
 
 
@@ -83,3 +96,49 @@ def test_reseed_restarts_the_split_and_the_bank_is_refilled_each_epoch():
 def test_bank_needs_its_shape():
     with pytest.raises(ValueError, match="Expected 'train_size' and 'dim'"):
         Objective(ObjectiveConfig(loss="gloss", sigma=0.5, graph="bank"), 3)
+
+
+def test_variant_and_combined_reach_g_loss():
+    released = Objective(ObjectiveConfig(loss="gloss+ce", sigma=0.5, variant="released"), 3)
+    assert released.embedding_loss.variant == "released" and released.embedding_loss.combined is True
+    standalone = Objective(ObjectiveConfig(loss="gloss", sigma=0.5, variant="released"), 3)
+    assert standalone.embedding_loss.combined is False
+    assert Objective(ObjectiveConfig(loss="gloss", sigma=0.5), 3).embedding_loss.variant == "gloss"
+
+
+def test_class_weights_reach_ce_g_loss_and_supcon():
+    weights = torch.tensor([1.0, 2.0, 4.0])
+    embeddings = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(2))
+    for loss, part in (("gloss+ce", "g_loss"), ("scl+ce", "scl")):
+        plain = Objective(ObjectiveConfig(loss=loss, sigma=0.5), 3, seed=0)
+        weighted = Objective(ObjectiveConfig(loss=loss, sigma=0.5), 3, seed=0, class_weights=weights)
+        a, b = plain(embeddings, logits, LABELS), weighted(embeddings, logits, LABELS)
+        torch.testing.assert_close(b["ce"], torch.nn.functional.cross_entropy(logits, LABELS, weight=weights))
+        assert not torch.isclose(a["ce"], b["ce"])
+        assert not torch.isclose(a[part], b[part]), part
+    with pytest.raises(ValueError, match=r"'class_weights' of shape \[3\]"):
+        Objective(ObjectiveConfig(loss="ce"), 3, class_weights=torch.ones(2))
+
+
+def test_balanced_class_weights_are_sklearns_on_the_whole_split():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 2])
+    weights = balanced_class_weights(labels, 3)
+    np.testing.assert_allclose(weights.numpy(), compute_class_weight("balanced", classes=np.arange(3), y=labels),
+                               rtol=1e-6)
+    np.testing.assert_allclose(weights.numpy(), [7 / 12, 7 / 6, 7 / 3], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"missing class ids \[2\]"):
+        balanced_class_weights(np.array([0, 1, 1]), 3)
+
+
+def test_second_forward_embeddings_are_what_the_embedding_loss_scores():
+    objective = Objective(ObjectiveConfig(loss="scl+ce"), 3)
+    first = torch.randn(6, 4, generator=torch.Generator().manual_seed(3))
+    second = torch.randn(6, 4, generator=torch.Generator().manual_seed(4))
+    logits = torch.randn(6, 3)
+    both = objective(first, logits, LABELS, loss_embeddings=second)
+    torch.testing.assert_close(both["scl"], objective(second, logits, LABELS)["scl"])
+    torch.testing.assert_close(both["ce"], objective(first, logits, LABELS)["ce"])
+    assert objective.combines and not Objective(ObjectiveConfig(loss="ce"), 3).combines
