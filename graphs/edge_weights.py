@@ -437,22 +437,29 @@ def dense_normalize(weight: Tensor, mode: str = "sym", eps: float = 1e-12) -> Te
     raise ValueError(f"Expected 'mode' to be one of ('sym', 'row') (got '{mode}')")
 
 
-def dense_transition(x: Tensor, sigma: float | Tensor, rows: Tensor | None = None) -> Tensor:
+def dense_transition(x: Tensor, sigma: float | Tensor, rows: Tensor | None = None,
+                     column_first: bool = False) -> Tensor:
     r"""The G-Loss transition matrix of a full Gaussian graph, computed in log-space:
 
     .. math::
-        \mathbf{T} = \mathrm{row\_normalise}(\mathbf{D}^{-1/2} \mathbf{W} \mathbf{D}^{-1/2}),
+        \mathbf{T} = \mathrm{row\_normalise}(\mathbf{S}), \quad
+        \mathbf{S} = \mathbf{D}^{-1/2} \mathbf{W} \mathbf{D}^{-1/2},
         \qquad T_{ij} = \frac{W_{ij} d_j^{-1/2}}{\sum_k W_{ik} d_k^{-1/2}}
         = \mathrm{softmax}_j\left(\log W_{ij} - \tfrac{1}{2} \log d_j\right)
 
-    with :math:`W_{ii} = 0`. The log-space form equals the direct one wherever that is representable
-    and stays finite for any :obj:`sigma` (tiny :obj:`sigma` tends to a nearest-neighbour graph,
-    huge :obj:`sigma` to uniform weights).
+    with :math:`W_{ii} = 0`. With :obj:`column_first` the columns of :math:`\mathbf{S}` are normalised
+    first, as the released G-Loss code does (``Tran = S / S.sum(0)``, then ``T = Tran / Tran.sum(1)``):
+    :math:`T_{ij} = \mathrm{softmax}_j(\log W_{ij} - \tfrac{1}{2} \log d_j - \log s_j)` with
+    :math:`s_j = \sum_i S_{ij}`. The log-space form equals the direct one wherever that is representable
+    and stays finite for any :obj:`sigma` (tiny :obj:`sigma` tends to a nearest-neighbour graph, huge
+    :obj:`sigma` to uniform weights).
 
     Args:
         x (Tensor): Node features.
         sigma (float or Tensor): Kernel width.
         rows (Tensor, optional): Only compute these rows of :math:`\mathbf{T}`. (default: all)
+        column_first (bool, optional): Normalise the columns of :math:`\mathbf{S}` before the rows (the
+            released code). (default: :obj:`False`)
 
     Shapes:
         - **input:** x :math:`(N, D)`, rows :math:`(R)`
@@ -460,6 +467,10 @@ def dense_transition(x: Tensor, sigma: float | Tensor, rows: Tensor | None = Non
     """
     log_w = dense_gaussian_kernel(x, sigma, zero_diagonal=True, log=True)  # [N, N]
     log_deg = log_w.logsumexp(dim=-1)  # [N]
+    log_col = 0.5 * log_deg  # [N], the factor of column j that survives the row normalisation
+    if column_first:
+        log_s = log_w - 0.5 * log_deg.unsqueeze(1) - log_col.unsqueeze(0)  # [N, N], log S
+        log_col = log_col + log_s.logsumexp(dim=0)  # [N], + log s_j
     if rows is not None:
         log_w = log_w[rows]  # [R, N]
-    return torch.softmax(log_w - 0.5 * log_deg.unsqueeze(0), dim=-1)  # [R, N]
+    return torch.softmax(log_w - log_col.unsqueeze(0), dim=-1)  # [R, N]

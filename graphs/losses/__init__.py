@@ -7,13 +7,14 @@ Every loss returns a dict: its main part under a fixed name (``"g_loss"``, ``"sc
 """
 
 from graphs.losses.cosine_pairs import PairwiseCosineLoss
-from graphs.losses.g_loss import GLoss
+from graphs.losses.g_loss import VARIANTS, GLoss
 from graphs.losses.parts import STATISTIC_PREFIX, is_statistic, loss_parts, statistics
 from graphs.losses.supervised_contrastive import SupervisedContrastiveLoss
 from graphs.losses.triplet import BatchAllTripletLoss
 
 __all__ = [
     "STATISTIC_PREFIX",
+    "VARIANTS",
     "BatchAllTripletLoss",
     "GLoss",
     "PairwiseCosineLoss",

@@ -15,12 +15,14 @@ from graphs.memory_bank import MemoryBank
 from graphs.propagation import DifferentiableLabelPropagation, harmonic_label_propagation
 from graphs.sigma import BATCH_SIGMA_HEURISTICS, resolve_sigma
 
-__all__ = ["GLoss"]
+__all__ = ["GLoss", "VARIANTS"]
 
 logger = logging.getLogger(__name__)
 
 GRAPHS = ("dense", "knn", "bank")
 LOSS_FORMS = ("nll", "released")
+# "gloss": the paper's intent, a row-stochastic T; "released": the arithmetic of the released code.
+VARIANTS = ("gloss", "released")
 
 CITATION = """@inproceedings{sharma2025gloss,
     title = {{G-Loss}: Graph-Guided Fine-Tuning of Language Models},
@@ -45,7 +47,26 @@ class GLoss(nn.Module):
         \mathbf{F}_u = (\mathbf{I} - \mathbf{T}_{uu})^{-1}\mathbf{T}_{ul}\mathbf{Y}_l,\quad
         \mathcal{L} = -\frac{1}{|u|}\sum_{i \in u} \log \frac{F_{i y_i}}{\sum_c F_{ic}}
 
-    Three graphs are available:
+    Two variants (:data:`VARIANTS`):
+
+    - ``"gloss"`` (default): the formula above, the paper's intent with a row-stochastic
+      :math:`\mathbf{T}`, in the embeddings' precision, a stratified split, and a choice of
+      :obj:`loss_form`.
+    - ``"released"``: the arithmetic of the released code (``Combined with CE/losses.py`` and
+      ``Standalone/losses_unsupervised.py``), in float64 with no damping. The columns of
+      :math:`\mathbf{S}` are normalised before its rows (``Tran = S / S.sum(0)``, ``T = Tran / Tran.sum(1)``,
+      see :func:`~graphs.edge_weights.dense_transition` with ``column_first=True``); the propagated scores
+      are the logits of a (class-weighted) cross-entropy over all :math:`C` classes,
+      :math:`\mathcal{L} = \sum_{i \in u} w_{y_i} \ell_i / \sum_{i \in u} w_{y_i}` with
+      :math:`\ell_i = -\log \mathrm{softmax}(\mathbf{F}_i)_{y_i}`; with :obj:`combined` (the code that
+      adds a CE head) that mean is divided once more by :math:`|u|`, as the released code does. The
+      visible set is ``randperm(B) < gamma * B`` (:math:`\lceil \gamma B \rceil` nodes, not stratified),
+      and hidden nodes whose class has no visible node are kept. It implies its own loss form and is
+      dense-only. (The released code also builds the kernel in the embeddings' dtype before casting to
+      float64; here everything after the input is float64, and :math:`\mathbf{T}` is formed in log-space,
+      equal to the direct form wherever that is representable.)
+
+    Three graphs are available (``"knn"`` and ``"bank"`` for the ``"gloss"`` variant only):
 
     - ``"dense"``: the paper. Full kernel on the L2-normalised batch with a zero diagonal and the
       closed-form harmonic solution; :math:`O(B^2 D + U^3)` time and :math:`O(B^2)` memory.
@@ -65,31 +86,41 @@ class GLoss(nn.Module):
     nothing hidden or nothing visible, or no hidden node whose class has a visible seed) return
     ``embeddings.sum() * 0``, a zero attached to the graph; hidden nodes whose class has no visible
     seed are left out of the mean, and counted in the statistic ``"stat_unscored"`` of the output
-    (every hidden node of a degenerate batch counts; statistics are never summed into a total, see
-    :mod:`graphs.losses.parts`).
+    (every hidden node of a degenerate batch counts). Hidden nodes that propagation does not reach
+    (``"knn"`` / ``"bank"``: a component without a visible node, so :math:`\mathbf{F}_i = 0`) are left
+    out of the mean too, and counted in ``"stat_g_loss_unreached"``; ``"stat_g_loss_hidden"`` counts the
+    batch's hidden nodes, so their ratio is the unreached share. Statistics are never summed into a
+    total (see :mod:`graphs.losses.parts`). The ``"released"`` variant is degenerate only with nothing
+    hidden or nothing visible.
 
     Args:
         graph (str, optional): ``"dense"``, ``"knn"`` or ``"bank"``. (default: ``"dense"``)
+        variant (str, optional): ``"gloss"`` or ``"released"`` (see above). (default: ``"gloss"``)
         sigma (float or str, optional): Kernel width, or ``"batch-sqrt"`` / ``"batch-dicm"`` to recompute
             it on every batch with :func:`~graphs.sigma.sigma_sqrt_median` /
             :func:`~graphs.sigma.sigma_dicm` (on the L2-normalised nodes). (default: :obj:`1.0`)
         gamma (float, optional): Share of batch nodes whose labels stay visible. The paper uses 0.5 to
             0.7; the default 0.6 is its middle. The split is stratified per class (each class with at
             least two members keeps at least one visible and one hidden node; a singleton class is
-            visible) and drawn from a :class:`torch.Generator` seeded with :obj:`seed`.
-            (default: :obj:`0.6`)
+            visible) and drawn from a :class:`torch.Generator` seeded with :obj:`seed` (``"released"``:
+            ``randperm(B) < gamma * B`` from the same generator). (default: :obj:`0.6`)
         k (int, optional): Neighbours per node for ``"knn"`` and ``"bank"`` (``"bank"`` adds :obj:`k` bank
             neighbours to the :obj:`k` batch neighbours). (default: :obj:`10`)
         num_iters (int, optional): Largest number of propagation steps of ``"knn"`` / ``"bank"``.
             (default: :obj:`50`)
         tol (float, optional): Early-stopping tolerance of the propagation. (default: :obj:`1e-6`)
-        loss_form (str, optional): ``"nll"`` (paper, Eq. 1) or ``"released"`` (as the released code:
-            the propagated scores are the logits of :func:`~torch.nn.functional.cross_entropy`).
-            (default: ``"nll"``)
-        class_weights (Sequence[float] or Tensor, optional): Weight of each class in the mean over hidden
-            nodes. (default: :obj:`None`)
-        num_classes (int, optional): Number of classes :math:`C` (matters for ``"released"``).
-            (default: largest label seen + 1)
+        loss_form (str, optional): ``"gloss"`` variant only: ``"nll"`` (paper, Eq. 1) or ``"released"``
+            (the propagated scores of the row-stochastic :math:`\mathbf{T}` are the logits of
+            :func:`~torch.nn.functional.cross_entropy`). The ``"released"`` variant implies its own form
+            and accepts only the default. (default: ``"nll"``)
+        class_weights (Sequence[float] or Tensor, optional): Weight :math:`w_c` of each class in the
+            (weighted) mean over hidden nodes, kept in float64 (e.g. scikit-learn's ``"balanced"``
+            weights of the training labels, as the released code passes). (default: :obj:`None`)
+        num_classes (int, optional): Number of classes :math:`C` (matters for ``loss_form="released"``
+            and the ``"released"`` variant, whose logits span all classes). (default: largest label + 1)
+        combined (bool, optional): ``"released"`` variant only: divide the loss by the number of hidden
+            nodes once more, as the released combined (G-Loss + CE) code does; :obj:`False` is the
+            standalone code. (default: :obj:`True`)
         seed (int, optional): Seed of the visible/hidden split; :meth:`reseed` restarts it.
             (default: :obj:`0`)
         memory_bank (MemoryBank, optional): The bank of ``"bank"`` mode. (default: :obj:`None`)
@@ -99,15 +130,24 @@ class GLoss(nn.Module):
             (default: :obj:`True`)
         damping (float, optional): :math:`\epsilon` of the dense solve
             :math:`(\mathbf{I} - (1-\epsilon)\mathbf{T}_{uu})`, which keeps it non-singular when hidden
-            nodes are cut off from the seeds (only happens for tiny :math:`\sigma`). (default: :obj:`1e-6`)
-        eps (float, optional): Floor of probabilities and row sums in the ``"nll"`` form.
-            (default: :obj:`1e-8`)
+            nodes are cut off from the seeds (only happens for tiny :math:`\sigma`); not used by
+            ``"released"``. (default: :obj:`1e-6`)
+        eps (float, optional): Floor of probabilities and row sums in the ``"nll"`` form; a hidden row
+            whose propagated scores sum to at most :obj:`eps` is unreached. (default: :obj:`1e-8`)
 
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`, indices :math:`(B)` (``"bank"``),
           visible :math:`(B)` (optional fixed split)
-        - **output:** ``{"g_loss": scalar, "stat_unscored": long scalar}`` (the statistic is the number
-          of hidden nodes left out of the mean, detached)
+        - **output:** ``{"g_loss": scalar, "stat_unscored", "stat_g_loss_unreached",
+          "stat_g_loss_hidden": long scalars}`` (hidden nodes without a seed of their class, hidden nodes
+          not reached, all hidden nodes; detached). ``"released"`` gives a float64 ``g_loss``.
+
+    Example::
+
+        >>> loss = GLoss(variant="released", sigma=0.1, gamma=0.7, num_classes=4, combined=False)
+        >>> out = loss(torch.randn(32, 16), torch.arange(32) % 4)
+        >>> sorted(out)
+        ['g_loss', 'stat_g_loss_hidden', 'stat_g_loss_unreached', 'stat_unscored']
     """
 
     def __init__(
@@ -127,17 +167,11 @@ class GLoss(nn.Module):
         normalize_embeddings: bool = True,
         damping: float = 1e-6,
         eps: float = 1e-8,
+        variant: str = "gloss",
+        combined: bool = True,
     ):
         super().__init__()
-        if graph not in GRAPHS:
-            raise ValueError(f"Expected 'graph' to be one of {GRAPHS} (got '{graph}')")
-        if loss_form not in LOSS_FORMS:
-            raise ValueError(f"Expected 'loss_form' to be one of {LOSS_FORMS} (got '{loss_form}')")
-        if not 0 < gamma < 1:
-            raise ValueError(f"Expected 'gamma' to lie in (0, 1) (got {gamma})")
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"Expected 'k' to be a positive integer (got {k!r})")
-        _check_sigma(sigma)
+        _check_config(graph, variant, loss_form, gamma, k, sigma, damping)
         if graph == "bank":
             if memory_bank is None:
                 raise ValueError("Expected a 'memory_bank' for graph='bank'")
@@ -146,9 +180,9 @@ class GLoss(nn.Module):
                     f"Expected a memory bank with metric='{'cosine' if normalize_embeddings else 'l2'}' "
                     f"for normalize_embeddings={normalize_embeddings} (got '{memory_bank.metric}')"
                 )
-        if not 0 <= damping < 1:
-            raise ValueError(f"Expected 'damping' to lie in [0, 1) (got {damping})")
         self.graph = graph
+        self.variant = variant
+        self.combined = combined
         self.sigma = sigma
         self.gamma = gamma
         self.k = k
@@ -161,7 +195,7 @@ class GLoss(nn.Module):
         self.damping = damping
         self.eps = eps
         self.propagation = DifferentiableLabelPropagation(num_iters=num_iters, tol=tol)
-        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float)
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float64)
         if weights is not None and (weights.dim() != 1 or bool((weights < 0).any())):
             raise ValueError("Expected 'class_weights' to be a one-dimensional non-negative sequence")
         self.register_buffer("class_weights", weights, persistent=False)
@@ -193,40 +227,64 @@ class GLoss(nn.Module):
 
     def _compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None,
                  visible: Tensor | None) -> dict[str, Tensor]:
-        labels = labels.to(embeddings.device)
-        x = embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings
-        x = nn.functional.normalize(x, dim=-1) if self.normalize_embeddings else x
-        if visible is None:
-            visible = self.split(labels)
-        visible = visible.to(embeddings.device)
-
-        if self.graph == "bank":
-            if indices is None:
-                raise ValueError("Expected 'indices' (dataset row ids of the batch) for graph='bank'")
-            x_all, y_all, visible_all, bank_nbr = self._with_bank(x, labels, visible, indices)
-        else:
-            x_all, y_all, visible_all, bank_nbr = x, labels, visible, None
-
+        x, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
         hidden = visible_all.logical_not().nonzero().view(-1)  # [U]
         keep = self._scored_hidden(y_all, visible_all, hidden)  # [U] bool
-        if keep is None:
-            out = {"g_loss": embeddings.sum() * 0.0}
-            unscored = hidden.new_tensor(hidden.numel())
-        else:
-            num_classes = self._num_classes(y_all)
-            sigma = resolve_sigma(self.sigma, x_all.detach(), y_all)
-            self.last_sigma = sigma
-            if self.graph == "dense":
-                scores = self._dense_scores(x_all, y_all, visible_all, hidden, sigma, num_classes)
+        loss, unreached = None, hidden.new_zeros(())
+        if keep is not None:
+            scores = self._scores(x_all, y_all, visible_all, hidden, bank_nbr)  # [U, C]
+            if self.variant == "released":
+                loss = self._released_loss(scores, y_all[hidden])
             else:
-                scores = self._sparse_scores(x_all, y_all, visible_all, hidden, sigma, num_classes, bank_nbr)
-            out = {"g_loss": self._loss(scores[keep], y_all[hidden][keep])}
-            unscored = (~keep).sum()
-        out["stat_unscored"] = unscored.detach()
+                reached = scores.clamp_min(0).sum(-1) > self.eps  # [U], F_i = 0: no path to a seed
+                unreached = (keep & ~reached).sum()
+                if bool((keep & reached).any()):
+                    loss = self._loss(scores[keep & reached], y_all[hidden][keep & reached])
+                else:
+                    logger.debug("G-Loss: no scored hidden node is reached by propagation, returning zero")
+        if loss is None:
+            loss = embeddings.sum() * 0.0
+        unscored = hidden.new_tensor(hidden.numel()) if keep is None else (~keep).sum()
+        out = {"g_loss": loss, "stat_unscored": unscored.detach(), "stat_g_loss_unreached": unreached.detach(),
+               "stat_g_loss_hidden": hidden.new_tensor(hidden.numel())}
 
         if self.graph == "bank" and self.bank_update and self.training:
             self.memory_bank.update(indices, x.detach(), labels)
         return out
+
+    def _nodes(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None,
+               visible: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """The (normalised) batch, and all nodes of the graph: ``(x, x_all, y_all, visible_all, bank_nbr)``."""
+        labels = labels.to(embeddings.device)
+        if self.variant == "released":
+            x = embeddings.double()  # the released code's graph arithmetic is float64
+        else:
+            x = embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings
+        x = nn.functional.normalize(x, dim=-1) if self.normalize_embeddings else x
+        if visible is None:
+            visible = self.split(labels)
+        visible = visible.to(embeddings.device)
+        if self.graph != "bank":
+            return x, x, labels, visible, None
+        if indices is None:
+            raise ValueError("Expected 'indices' (dataset row ids of the batch) for graph='bank'")
+        return x, *self._with_bank(x, labels, visible, indices)
+
+    def propagated_scores(self, embeddings: Tensor, labels: Tensor, visible: Tensor,
+                          indices: Tensor | None = None) -> Tensor:
+        r"""The propagated scores :math:`\mathbf{F}_u` of the hidden nodes that the loss is computed from
+        (``"released"``: its float64 logits; ``"gloss"``: the harmonic solution of the row-stochastic
+        :math:`\mathbf{T}`), for a fixed visible mask.
+
+        Shapes:
+            - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`, visible :math:`(B)`
+            - **output:** :math:`(U, C)`, rows in the order of ``visible.logical_not().nonzero()``
+        """
+        self._check_inputs(embeddings, labels, indices, visible)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            _, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
+            hidden = visible_all.logical_not().nonzero().view(-1)  # [U]
+            return self._scores(x_all, y_all, visible_all, hidden, bank_nbr)  # [U, C]
 
     def reseed(self, seed: int) -> None:
         """Restart the generator of the visible/hidden split at :obj:`seed` (e.g. once per epoch)."""
@@ -234,7 +292,8 @@ class GLoss(nn.Module):
 
     @torch.no_grad()
     def split(self, labels: Tensor) -> Tensor:
-        r"""A random boolean mask of visible nodes, stratified per class, from the loss's generator.
+        r"""A random boolean mask of visible nodes from the loss's generator: stratified per class
+        (``"gloss"``), or ``randperm(B) < gamma * B`` (``"released"``).
 
         Shapes:
             - **input:** labels :math:`(B)`
@@ -244,6 +303,8 @@ class GLoss(nn.Module):
         size = lab.numel()
         if size == 0:
             return torch.zeros(0, dtype=torch.bool, device=labels.device)
+        if self.variant == "released":
+            return (torch.randperm(size, generator=self.generator) < self.gamma * size).to(labels.device)
         order = torch.randperm(size, generator=self.generator)  # random order ...
         order = order[torch.argsort(lab[order], stable=True)]  # ... grouped by class
         counts = torch.bincount(lab, minlength=int(lab.max()) + 1)  # [C]
@@ -258,6 +319,8 @@ class GLoss(nn.Module):
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "graph": self.graph,
+            "variant": self.variant,
+            "combined": self.combined,
             "sigma": self.sigma,
             "gamma": self.gamma,
             "k": self.k,
@@ -279,8 +342,9 @@ class GLoss(nn.Module):
         return CITATION
 
     def extra_repr(self) -> str:
-        return (f"graph='{self.graph}', sigma={self.sigma!r}, gamma={self.gamma}, k={self.k}, "
-                f"loss_form='{self.loss_form}'")
+        form = f"combined={self.combined}" if self.variant == "released" else f"loss_form='{self.loss_form}'"
+        return (f"graph='{self.graph}', variant='{self.variant}', sigma={self.sigma!r}, gamma={self.gamma}, "
+                f"k={self.k}, {form}")
 
     # ------------------------------------------------------------------ internals
 
@@ -311,14 +375,16 @@ class GLoss(nn.Module):
             raise ValueError(f"Expected labels below num_classes={self.num_classes} (got {seen - 1})")
         return self.num_classes
 
-    @staticmethod
-    def _scored_hidden(labels: Tensor, visible: Tensor, hidden: Tensor) -> Tensor | None:
-        """Hidden nodes that can be scored (their class has a visible seed), or ``None`` if degenerate."""
+    def _scored_hidden(self, labels: Tensor, visible: Tensor, hidden: Tensor) -> Tensor | None:
+        """Hidden nodes that can be scored (``"gloss"``: their class has a visible seed; ``"released"``:
+        all), or ``None`` if degenerate."""
         seed_classes = labels[visible].unique()
         if hidden.numel() == 0 or seed_classes.numel() == 0:
             logger.debug("G-Loss: degenerate batch (%d hidden, %d seed classes), returning zero",
                          hidden.numel(), seed_classes.numel())
             return None
+        if self.variant == "released":  # the released code keeps every hidden node
+            return torch.ones_like(hidden, dtype=torch.bool)
         if seed_classes.numel() < 2:
             logger.debug("G-Loss: degenerate batch (seeds of a single class), returning zero")
             return None
@@ -349,10 +415,22 @@ class GLoss(nn.Module):
         bank_nbr = (inverse.to(x.device) + x.size(0)).view(-1, k)  # [B, k] node ids of bank neighbours
         return x_all, y_all, visible_all, bank_nbr
 
+    def _scores(self, x: Tensor, labels: Tensor, visible: Tensor, hidden: Tensor,
+                bank_nbr: Tensor | None) -> Tensor:
+        """Propagated scores of the hidden nodes, on the graph and variant of this loss."""
+        num_classes = self._num_classes(labels)
+        sigma = resolve_sigma(self.sigma, x.detach(), labels)
+        self.last_sigma = sigma
+        if self.graph == "dense":
+            return self._dense_scores(x, labels, visible, hidden, sigma, num_classes)
+        return self._sparse_scores(x, labels, visible, hidden, sigma, num_classes, bank_nbr)
+
     def _dense_scores(self, x: Tensor, labels: Tensor, visible: Tensor, hidden: Tensor, sigma: float,
                       num_classes: int) -> Tensor:
-        T_u = dense_transition(x, sigma, rows=hidden)  # [U, B]
-        return harmonic_label_propagation(T_u, labels, visible, num_classes, eps=self.damping)  # [U, C]
+        released = self.variant == "released"
+        T_u = dense_transition(x, sigma, rows=hidden, column_first=released)  # [U, B]
+        damping = 0.0 if released else self.damping
+        return harmonic_label_propagation(T_u, labels, visible, num_classes, eps=damping)  # [U, C]
 
     def _sparse_scores(self, x: Tensor, labels: Tensor, visible: Tensor, hidden: Tensor, sigma: float,
                        num_classes: int, bank_nbr: Tensor | None) -> Tensor:
@@ -378,6 +456,12 @@ class GLoss(nn.Module):
     def _metric(self) -> str:
         return "cosine" if self.normalize_embeddings else "l2"
 
+    def _released_loss(self, scores: Tensor, target: Tensor) -> Tensor:
+        """Class-weighted cross-entropy of the float64 scores as logits, ``/ U`` more when combined."""
+        weight = None if self.class_weights is None else self.class_weights.to(scores.device, torch.float64)
+        loss = nn.functional.cross_entropy(scores, target, weight=weight)
+        return loss / target.numel() if self.combined else loss
+
     def _loss(self, scores: Tensor, target: Tensor) -> Tensor:
         weight = None if self.class_weights is None else self.class_weights.to(scores.device, scores.dtype)
         if self.loss_form == "released":
@@ -389,6 +473,29 @@ class GLoss(nn.Module):
             return nll.mean()
         w = weight[target]  # [U]
         return (w * nll).sum() / w.sum().clamp_min(self.eps)
+
+
+def _check_config(graph: str, variant: str, loss_form: str, gamma: float, k: int, sigma: float | str,
+                  damping: float) -> None:
+    """The constructor's checks of the hyperparameters, each a one-line :class:`ValueError`."""
+    if graph not in GRAPHS:
+        raise ValueError(f"Expected 'graph' to be one of {GRAPHS} (got '{graph}')")
+    if variant not in VARIANTS:
+        raise ValueError(f"Expected 'variant' to be one of {VARIANTS} (got '{variant}')")
+    if variant == "released" and graph != "dense":
+        raise ValueError(f"Expected graph='dense' for variant='released', which is dense-only (got '{graph}')")
+    if loss_form not in LOSS_FORMS:
+        raise ValueError(f"Expected 'loss_form' to be one of {LOSS_FORMS} (got '{loss_form}')")
+    if variant == "released" and loss_form != "nll":
+        raise ValueError(f"Expected the default loss_form='nll' for variant='released', which implies its own "
+                         f"loss form (got '{loss_form}')")
+    if not 0 < gamma < 1:
+        raise ValueError(f"Expected 'gamma' to lie in (0, 1) (got {gamma})")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"Expected 'k' to be a positive integer (got {k!r})")
+    _check_sigma(sigma)
+    if not 0 <= damping < 1:
+        raise ValueError(f"Expected 'damping' to lie in [0, 1) (got {damping})")
 
 
 def _check_sigma(sigma: float | str) -> None:

@@ -1,10 +1,8 @@
 import pytest
 import torch
 
-from graphs.edge_weights import dense_transition
 from graphs.losses import GLoss, loss_parts, statistics
 from graphs.memory_bank import MemoryBank
-from graphs.propagation import harmonic_label_propagation
 from graphs.sigma import sigma_dicm, sigma_sqrt_median
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
@@ -15,18 +13,24 @@ def _embeddings(n=8, d=5, seed=0, dtype=torch.float64):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-def _manual_dense_loss(x, labels, visible, sigma):
-    """The paper's formula written out with dense matrices and an explicit inverse."""
-    x = torch.nn.functional.normalize(x, dim=1)
+def _manual_dense_scores(x, labels, visible, sigma):
+    """The propagated scores F_u of the paper's formula, written out with dense matrices and an explicit
+    inverse (no gloss function)."""
+    x = x / x.norm(dim=1, keepdim=True)
     w = torch.exp(-torch.cdist(x, x).pow(2) / (2 * sigma**2)) * (1 - torch.eye(len(x), dtype=x.dtype))
     d = w.sum(1).rsqrt()
     s = d[:, None] * w * d[None, :]
     T = s / s.sum(1, keepdim=True)
     u, v = (~visible).nonzero().view(-1), visible.nonzero().view(-1)
     y_v = torch.nn.functional.one_hot(labels[v], int(labels.max()) + 1).to(x.dtype)
-    F_u = torch.linalg.inv(torch.eye(len(u), dtype=x.dtype) - T[u][:, u]) @ T[u][:, v] @ y_v
+    return torch.linalg.inv(torch.eye(len(u), dtype=x.dtype) - T[u][:, u]) @ T[u][:, v] @ y_v  # [U, C]
+
+
+def _manual_dense_loss(x, labels, visible, sigma):
+    """The paper's loss: the mean negative log of the normalised propagated score of the true class."""
+    F_u = _manual_dense_scores(x, labels, visible, sigma)
     p = F_u / F_u.sum(1, keepdim=True)
-    return -p.gather(1, labels[u].view(-1, 1)).log().mean()
+    return -p.gather(1, labels[~visible].view(-1, 1)).log().mean()
 
 
 def _bank(x, labels, size=None):
@@ -141,13 +145,28 @@ def test_hidden_nodes_without_a_seed_of_their_class_are_dropped():
 
 
 def test_released_form_is_cross_entropy_of_propagated_scores():
-    x = _embeddings(seed=8)
+    x = _embeddings(seed=8).requires_grad_()
     loss = GLoss(sigma=0.8, loss_form="released", damping=0.0)(x, LABELS, visible=VISIBLE)["g_loss"]
-    T = dense_transition(torch.nn.functional.normalize(x, dim=1), 0.8)
-    scores = harmonic_label_propagation(T, LABELS, VISIBLE)
-    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(scores, LABELS[~VISIBLE]))
+    scores = _manual_dense_scores(x, LABELS, VISIBLE, 0.8)
+    target = LABELS[~VISIBLE]
+    # cross-entropy with the scores as logits, written out: log-sum-exp minus the true class's score
+    expected = torch.stack([scores[i].exp().sum().log() - scores[i, target[i]] for i in range(len(target))]).mean()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(torch.autograd.grad(loss, x)[0], torch.autograd.grad(expected, x)[0])
     nll = GLoss(sigma=0.8, damping=0.0)(x, LABELS, visible=VISIBLE)["g_loss"]
-    torch.testing.assert_close(nll, torch.nn.functional.nll_loss(scores.log(), LABELS[~VISIBLE]))
+    assert abs((nll - loss).item()) > 1e-2  # the two forms differ
+
+
+def test_class_weights_enter_the_gloss_variant():
+    x = _embeddings(seed=8)
+    weights = torch.tensor([0.5, 2.0, 3.0])
+    loss = GLoss(sigma=0.8, damping=0.0, class_weights=weights)(x, LABELS, visible=VISIBLE)["g_loss"]
+    F_u = _manual_dense_scores(x, LABELS, VISIBLE, 0.8)
+    target = LABELS[~VISIBLE]
+    nll = -(F_u / F_u.sum(1, keepdim=True)).gather(1, target.view(-1, 1)).view(-1).log()
+    w = weights.double()[target]
+    torch.testing.assert_close(loss, (w * nll).sum() / w.sum())
+    assert abs(float(loss - GLoss(sigma=0.8, damping=0.0)(x, LABELS, visible=VISIBLE)["g_loss"])) > 1e-3
 
 
 def test_class_weights_reweight_the_mean():
@@ -210,6 +229,7 @@ def test_config_and_citation():
     config = gloss.get_config_dict()
     assert config["graph"] == "knn" and config["sigma"] == "batch-sqrt" and config["k"] == 5
     assert config["class_weights"] == [1.0, 2.0] and config["gamma"] == 0.6
+    assert config["variant"] == "gloss" and config["combined"] is True
     assert gloss.citation.startswith("@inproceedings") and "G-Loss" in gloss.citation
 
 
@@ -262,7 +282,47 @@ def test_unscored_hidden_nodes_are_a_statistic_not_a_part():
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
     visible = torch.tensor([True, False, True, True, False, True, False, False])  # class 2 has no seed
     out = GLoss(sigma=0.9)(x, labels, visible=visible)
-    assert list(loss_parts(out)) == ["g_loss"] and list(statistics(out)) == ["stat_unscored"]
+    assert list(loss_parts(out)) == ["g_loss"]
+    assert list(statistics(out)) == ["stat_unscored", "stat_g_loss_unreached", "stat_g_loss_hidden"]
+    assert out["stat_g_loss_hidden"].item() == 4 and out["stat_g_loss_unreached"].item() == 0
     assert out["stat_unscored"].item() == 2 and not out["stat_unscored"].requires_grad
     degenerate = GLoss()(x, torch.zeros(8, dtype=torch.long))  # a single class: every hidden node unscored
     assert degenerate["stat_unscored"].item() == 8 - int(GLoss().split(torch.zeros(8, dtype=torch.long)).sum())
+
+
+def _two_clusters():
+    """Cluster A (8 nodes, both classes, seeds of both) and a far cluster B (3 hidden nodes, no seed)."""
+    g = torch.Generator().manual_seed(13)
+    a = torch.tensor([1.0, 0.0, 0.0, 0.0]) + 0.3 * torch.randn(8, 4, generator=g, dtype=torch.float64)
+    b = torch.tensor([-1.0, 0.0, 0.0, 0.0]) + 0.05 * torch.randn(3, 4, generator=g, dtype=torch.float64)
+    labels_a = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    visible_a = torch.tensor([True, True, True, True, False, False, False, False])
+    return a, b, labels_a, visible_a
+
+
+def test_knn_excludes_hidden_nodes_that_propagation_cannot_reach():
+    a, b, labels_a, visible_a = _two_clusters()
+    x = torch.cat([a, b]).requires_grad_()
+    labels = torch.cat([labels_a, torch.tensor([0, 1, 0])])
+    visible = torch.cat([visible_a, torch.zeros(3, dtype=torch.bool)])
+    gloss = GLoss(graph="knn", sigma=0.5, k=2, num_iters=500, tol=1e-12)
+    out = gloss(x, labels, visible=visible)
+    assert out["stat_g_loss_unreached"].item() == 3 and out["stat_g_loss_hidden"].item() == 7
+    # B is a component of its own: it neither adds -log(eps) = 18.42 nor changes A's loss
+    alone = gloss(a, labels_a, visible=visible_a)["g_loss"]
+    torch.testing.assert_close(out["g_loss"], alone)
+    assert out["g_loss"] < 2.0
+    dense = GLoss(sigma=0.5)(x, labels, visible=visible)["g_loss"]
+    assert dense < 2.0 and abs((out["g_loss"] - dense).item()) < 0.5  # unfixed: 8.5 vs 0.78
+    (grad,) = torch.autograd.grad(out["g_loss"], x)
+    assert torch.isfinite(grad).all() and grad[8:].abs().max() == 0 and grad[:8].abs().max() > 0
+
+
+def test_nothing_reached_gives_an_attached_zero():
+    _, b, _, _ = _two_clusters()
+    x = torch.cat([b, b + 10]).requires_grad_()  # two far triples; the seeds are all in the second one
+    labels = torch.tensor([0, 1, 0, 0, 1, 0])
+    visible = torch.tensor([False, False, False, True, True, True])
+    out = GLoss(graph="knn", sigma=0.5, k=2)(x, labels, visible=visible)
+    assert out["g_loss"].item() == 0.0 and out["g_loss"].grad_fn is not None
+    assert out["stat_g_loss_unreached"].item() == 3
