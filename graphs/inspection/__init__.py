@@ -9,7 +9,7 @@ Edges are PyG ``source_to_target`` throughout (row 0 = neighbour, row 1 = node).
 """
 
 from graphs.inspection.batches import BATCH_SIGMA, gloss_batch_graphs
-from graphs.inspection.distances import distance_distribution
+from graphs.inspection.distances import distance_distribution, sigma_report
 from graphs.inspection.structure import (
     component_ids,
     component_purity,
@@ -30,5 +30,6 @@ __all__ = [
     "gloss_batch_graphs",
     "knn_vote",
     "node_degrees",
+    "sigma_report",
     "snowball_sample",
 ]

@@ -1,5 +1,5 @@
-"""Pairwise distances of embeddings on a seeded sample (the kernel widths themselves come from
-:func:`graphs.sigma.resolve_sigma`)."""
+"""Pairwise distances of embeddings on a seeded sample, and the corpus kernel widths with a flag for a
+degenerate one (the widths themselves come from :mod:`graphs.sigma`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["distance_distribution"]
+from graphs.sigma import MIN_USEFUL_SIGMA, resolve_sigma, sigma_dicm
+
+__all__ = ["distance_distribution", "sigma_report"]
 
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
@@ -49,3 +51,34 @@ def distance_distribution(x: Tensor, sample: int = 2000, seed: int = 0, bins: in
         "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
     }
 
+
+
+@torch.no_grad()
+def sigma_report(x: Tensor, labels: Tensor, seed: int = 0) -> dict[str, Any]:
+    r"""The corpus kernel widths ``sqrt`` and ``dicm`` of :obj:`x` and whether either is degenerate.
+
+    A width below :data:`graphs.sigma.MIN_USEFUL_SIGMA` makes the Gaussian kernel of unit-norm rows an
+    effectively 1-NN graph (the released code replaces such a value); ``dicm`` skips differently labelled
+    pairs at distance exactly 0 (duplicate texts) and the report counts them.
+
+    Args:
+        x: Embeddings (pass L2-normalised rows, as G-Loss sees them).
+        labels: Class of every row.
+        seed: Seed of the heuristics' subsample.
+
+    Returns:
+        ``sqrt``, ``dicm`` (``None`` with a single class), ``dicm_zero_distance_pairs``, ``min_useful``
+        (the threshold) and ``degenerate`` (the names of the widths below it, e.g. ``["dicm"]``).
+
+    Shapes:
+        - **input:** x :math:`(N, D)`, labels :math:`(N)`
+    """
+    sqrt = resolve_sigma("sqrt", x, seed=seed)
+    dicm = sigma_dicm(x, labels, seed=seed, return_stats=True) if labels.unique().numel() > 1 else None
+    values = {"sqrt": sqrt, "dicm": None if dicm is None else dicm.sigma}
+    return {
+        **values,
+        "dicm_zero_distance_pairs": None if dicm is None else dicm.zero_distance_pairs,
+        "min_useful": MIN_USEFUL_SIGMA,
+        "degenerate": [name for name, v in values.items() if v is not None and v < MIN_USEFUL_SIGMA],
+    }

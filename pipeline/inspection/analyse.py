@@ -171,11 +171,11 @@ def _structure(nbr: np.ndarray, data: Embeddings) -> tuple[dict[str, Any], tuple
 
 def corpus_sigma(z, labels, seed: int) -> dict[str, Any]:
     """The corpus kernel widths ``sqrt`` and ``dicm`` of (L2-normalised) rows; ``dicm`` is ``None`` with one
-    class."""
-    from graphs.sigma import resolve_sigma
+    class; ``degenerate`` names those below ``graphs.sigma.MIN_USEFUL_SIGMA`` (see
+    :func:`graphs.inspection.sigma_report`)."""
+    from graphs.inspection import sigma_report
 
-    dicm = resolve_sigma("dicm", z, labels, seed=seed) if labels.unique().numel() > 1 else None
-    return {"sqrt": resolve_sigma("sqrt", z, seed=seed), "dicm": dicm}
+    return sigma_report(z, labels, seed=seed)
 
 
 def _pool_measures(x, data: Embeddings, visible: np.ndarray, options: InspectOptions, clock: _Clock):

@@ -60,6 +60,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"distances ({dist['pairs']:,} pairs): median {dq['p50']:.3f} "
         f"(p05 {dq['p05']:.3f}, p95 {dq['p95']:.3f}); "
         f"corpus sigma (training pool) sqrt {_f(sigma['sqrt'], 4)}, dicm {_f(sigma['dicm'], 4)}"
+        + (f" ({sigma['dicm_zero_distance_pairs']} zero-distance pairs of different labels skipped)"
+           if sigma.get("dicm_zero_distance_pairs") else "")
+        + (f"; DEGENERATE: {', '.join(sigma['degenerate'])} below {sigma['min_useful']} (an effectively 1-NN "
+           f"graph)" if sigma.get("degenerate") else "")
     )
     b = s["batches"]
     lines.append(

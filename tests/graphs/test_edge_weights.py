@@ -171,6 +171,19 @@ def test_dense_transition_is_row_normalised_sym_normalised_kernel():
     torch.testing.assert_close(dense_transition(x, 0.7, rows=torch.tensor([3, 1])), expected[[3, 1]])
 
 
+def test_dense_transition_column_first_normalises_columns_then_rows():
+    x = torch.nn.functional.normalize(_x(6, seed=7), dim=1)
+    w = dense_gaussian_kernel(x, 0.3)
+    s = dense_normalize(w, "sym")
+    tran = s / s.sum(0, keepdim=True)  # the released code: columns first ...
+    expected = tran / tran.sum(1, keepdim=True)  # ... then rows
+    T = dense_transition(x, 0.3, column_first=True)
+    torch.testing.assert_close(T, expected)
+    torch.testing.assert_close(dense_transition(x, 0.3, rows=torch.tensor([4, 0]), column_first=True), expected[[4, 0]])
+    assert (T - dense_transition(x, 0.3)).abs().max() > 1e-3
+    assert torch.isfinite(dense_transition(x, 1e-4, column_first=True)).all()
+
+
 def test_dense_transition_limits_of_sigma():
     x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
     nearest = dense_transition(x, 1e-4)

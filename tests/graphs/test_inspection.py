@@ -180,3 +180,20 @@ def test_snowball_sample_is_seeded_and_connected_where_possible():
     assert nx.is_connected(sub)  # one seed, breadth first: a connected ball
     # more nodes than the graph holds, and isolated nodes: every node is taken once
     assert snowball_sample(np.zeros((2, 0), dtype=np.int64), 7, size=50).tolist() == list(range(7))
+
+
+def test_sigma_report_flags_a_degenerate_sigma():
+    from graphs.inspection import sigma_report
+    from graphs.sigma import sigma_dicm, sigma_sqrt_median
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.nn.functional.normalize(torch.randn(40, 8, generator=g, dtype=torch.float64), dim=1)
+    y = torch.arange(40) % 2
+    report = sigma_report(z, y)
+    assert report["sqrt"] == sigma_sqrt_median(z) and report["dicm"] == sigma_dicm(z, y)
+    assert report["degenerate"] == [] and report["dicm_zero_distance_pairs"] == 0 and report["min_useful"] == 0.01
+    z[1] = z[0]  # a duplicate text with another label: skipped and counted
+    z[3] = torch.nn.functional.normalize(z[2] + 1e-4, dim=0)  # a near-duplicate with another label: tiny dicm
+    report = sigma_report(z, y)
+    assert report["dicm_zero_distance_pairs"] == 1 and report["dicm"] < 0.01 and report["degenerate"] == ["dicm"]
+    assert sigma_report(z, torch.zeros(40, dtype=torch.long))["dicm"] is None

@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from graphs.sigma import resolve_sigma, sigma_dicm, sigma_sqrt_median
+from graphs.sigma import (
+    MIN_USEFUL_SIGMA,
+    DicmResult,
+    resolve_sigma,
+    sigma_dicm,
+    sigma_sqrt_median,
+    sigma_with_fallback,
+)
 
 
 def test_sigma_sqrt_median_literal():
@@ -68,3 +75,42 @@ def test_batch_names_are_the_same_heuristics():
     assert resolve_sigma("batch-dicm", x, labels) == resolve_sigma("dicm", x, labels)
     with pytest.raises(ValueError, match="Expected 'labels' to be given for sigma='batch-dicm'"):
         resolve_sigma("batch-dicm", x)
+
+
+def test_dicm_skips_duplicate_rows_with_different_labels_exactly():
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(64, 32, generator=g), dim=1)  # float32, as embeddings are
+    labels = torch.arange(64) % 4
+    x[1] = x[0]  # a duplicate text with another label: distance exactly 0
+    x[6] = x[2]  # a duplicate with the same label: not a cross-label pair
+    result = sigma_dicm(x, labels, return_stats=True)
+    assert isinstance(result, DicmResult) and result.zero_distance_pairs == 1
+    cross = labels.view(-1, 1) != labels.view(1, -1)
+    exact = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    expected = exact[cross & (exact > 0)].min().item() / 3
+    assert result.sigma == pytest.approx(expected, rel=1e-12) and result.sigma > MIN_USEFUL_SIGMA
+    assert sigma_dicm(x, labels) == result.sigma
+
+
+def test_dicm_with_only_coinciding_cross_label_pairs_uses_the_median():
+    x = torch.tensor([[0.0], [0.0], [3.0], [3.0]])
+    labels = torch.tensor([0, 1, 0, 1])  # two cross-label pairs coincide (skipped); the others are at 3
+    assert sigma_dicm(x, labels, return_stats=True) == (1.0, 2)
+    x = torch.tensor([[0.0], [0.0], [0.0]])
+    result = sigma_dicm(x, torch.tensor([0, 1, 1]), return_stats=True)
+    assert result.zero_distance_pairs == 2 and result.sigma == pytest.approx(1e-6)  # median 0, floored
+
+
+def test_sigma_with_fallback(caplog):
+    x = torch.tensor([[0.0], [0.001], [1.0], [3.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    assert MIN_USEFUL_SIGMA == 0.01
+    value, note = sigma_with_fallback("dicm", x, labels)
+    assert value == pytest.approx(sigma_sqrt_median(x)) and value == resolve_sigma("sqrt", x)
+    assert "below 0.01" in note and "fallback 'sqrt'" in note
+    assert any("below 0.01" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert sigma_with_fallback("dicm", x, labels, fallback=0.2)[0] == 0.2  # the released code's --optuna_sigma
+    assert sigma_with_fallback(0.001, x, labels) == (0.001, None)  # a number is a choice, never replaced
+    assert sigma_with_fallback("sqrt", x) == (resolve_sigma("sqrt", x), None)
+    value, note = sigma_with_fallback("dicm", torch.tensor([[0.0], [0.0], [0.5]]), torch.tensor([0, 1, 1]))
+    assert value == pytest.approx(0.5 / 3) and "skipped 1 zero-distance pairs" in note
