@@ -1,4 +1,5 @@
-"""Shared fixtures: the benchmark data root (``GLOSS_DATA``, set by .ci/run) and tiny inline datasets."""
+"""Shared fixtures: the benchmark data root (``GLOSS_DATA``, set by .ci/run), the shipped ``tiny`` dataset
+(``tests/fixtures/tiny``, for stage tests that run without ``GLOSS_DATA``) and tiny inline datasets."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ def data_root() -> Path:
     if root is None:
         pytest.skip("GLOSS_DATA does not point at the benchmark data (../shared/data)")
     return root
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = "tiny"  # tests/fixtures/tiny/{train,test}.csv: 4 classes, 44 train / 16 test hand-written sentences
+
+
+@pytest.fixture(scope="session")
+def tiny_root() -> Path:
+    """The data root holding the shipped ``tiny`` dataset (``--dataset tiny --data-root <this>``)."""
+    return FIXTURES
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]], header: str = "text,label") -> Path:

@@ -98,9 +98,9 @@ def reference_probe(
     from pipeline.training.objectives import balanced_class_weights
 
     torch.manual_seed(seed)
-    x = torch.as_tensor(np.asarray(train_x, dtype=np.float32))  # [N_train, D]
-    y = torch.as_tensor(np.asarray(train_y, dtype=np.int64))
-    xv = torch.as_tensor(np.asarray(val_x, dtype=np.float32))  # [N_val, D]
+    x = torch.tensor(np.asarray(train_x, dtype=np.float32))  # [N_train, D]
+    y = torch.tensor(np.asarray(train_y, dtype=np.int64))
+    xv = torch.tensor(np.asarray(val_x, dtype=np.float32))  # [N_val, D]
     weights = balanced_class_weights(y.numpy(), num_classes)  # [C]
     layer = torch.nn.Linear(x.shape[1], num_classes)
     optimizer = torch.optim.Adam(layer.parameters(), lr=lr)
@@ -121,7 +121,7 @@ def reference_probe(
                 break
     layer.load_state_dict(best_state)
     with torch.no_grad():
-        predictions = layer(torch.as_tensor(np.asarray(test_x, dtype=np.float32))).argmax(dim=1).numpy()
+        predictions = layer(torch.tensor(np.asarray(test_x, dtype=np.float32))).argmax(dim=1).numpy()
     return {
         "predictions": predictions.astype(np.int64),
         "best_epoch": best_epoch,

@@ -126,8 +126,8 @@ def _probes(embeddings: dict, frames: dict, label_names: list[str], config: Eval
         }
     if config.probe in ("reference", "both"):
         if "val" not in embeddings:
-            raise GlossError(f"--probe {config.probe}: the reference probe needs "
-                             f"{train.output('embeddings_val.npy')} (early stopping on val macro-F1)")
+            raise GlossError(f"--probe {config.probe}: the reference probe needs embeddings_val.npy, which "
+                             f"{train.path} does not list (it stops early on val macro-F1)")
         probe = reference_probe(train_x, train_y, embeddings["val"], frames["val"]["label_id"].to_numpy(), test_x,
                                 num_classes=len(label_names), seed=config.seed)
         found["reference_probe"] = {

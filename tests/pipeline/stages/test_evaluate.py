@@ -175,3 +175,28 @@ def test_embedding_dimensions_must_agree(run):
     result = _evaluate(run)
     assert result.exit_code == 1
     assert "embeddings_train.npy: 15 dimensions, but embeddings_test.npy has 16" in result.output
+
+
+def test_probe_both_adds_the_reference_probe_and_a_standalone_headline_can_come_from_it(run):
+    fabricate_train(run, logits=False, loss="gloss")
+    result = _evaluate(run, "--probe", "both")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    reference = metrics["reference_probe"]
+    assert {"accuracy", "macro_f1", "best_epoch", "epochs_run", "lr", "max_epochs", "patience"} <= set(reference)
+    assert (reference["lr"], reference["max_epochs"], reference["patience"]) == (1e-4, 50, 10)
+    assert 1 <= reference["best_epoch"] <= reference["epochs_run"] <= 50
+    assert metrics["linear_probe"] is not None and metrics["headline"]["source"] == "linear_probe"
+    assert "reference probe: acc" in result.output
+    only = _evaluate(run, "--probe", "reference", "--force")
+    assert only.exit_code == 0, only.output
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    assert metrics["linear_probe"] is None and metrics["headline"]["source"] == "reference_probe"
+    assert metrics["headline"]["accuracy"] == metrics["reference_probe"]["accuracy"]
+
+
+def test_reference_probe_needs_val_embeddings(run):
+    fabricate_train(run, logits=False, loss="gloss", tamper=lambda arrays: arrays.pop("embeddings_val.npy"))
+    result = _evaluate(run, "--probe", "reference")
+    assert result.exit_code == 1
+    assert "the reference probe needs" in result.output and "embeddings_val.npy" in result.output

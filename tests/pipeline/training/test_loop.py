@@ -58,3 +58,55 @@ def test_raising_from_on_epoch_end_stops_and_the_run_resumes(tmp_path):
                      resume=True)
     assert any("resumed from" in line and "after epoch 1" in line for line in lines)
     assert [r["epoch"] for r in result.history] == [1, 2] and result.epochs_run == 2
+
+
+def test_multistep_drops_the_learning_rate_after_each_milestone_epoch():
+    from pipeline.training.loop import _make_schedule
+
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = _make_schedule(LoopConfig(schedule="multistep", milestones=(2, 3), epochs=4, warmup_ratio=0.5),
+                              optimizer, steps_per_epoch=3)
+    rates = []
+    for _ in range(12):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    # epochs 1-2 at the base rate (no warm-up), epoch 3 x0.1, epoch 4 x0.01 (as MultiStepLR stepped per epoch)
+    assert rates == pytest.approx([1.0] * 6 + [0.1] * 3 + [0.01] * 3)
+
+
+def test_parse_milestones():
+    from pipeline.training.loop import parse_milestones
+
+    assert parse_milestones("30") == (30,) and parse_milestones("60, 30") == (30, 60)
+    for bad in ("", "x", "0", "3.5"):
+        with pytest.raises(ValueError, match="--milestones"):
+            parse_milestones(bad)
+
+
+def test_second_forward_encodes_each_training_batch_twice(tmp_path):
+    calls = []
+
+    def count(module, args, output):
+        if module.training:
+            calls.append(len(output["sentence_embedding"]))
+
+    def run(second_forward):
+        calls.clear()
+        torch.manual_seed(0)
+        model = load_encoder(EncoderConfig(max_length=12, device="cpu"))
+        model.register_forward_hook(count)
+        head = torch.nn.Linear(model.get_embedding_dimension(), 3)
+        objective = Objective(ObjectiveConfig(loss="scl+ce"), 3, seed=0)
+        config = LoopConfig(epochs=1, batch_size=6, patience=5, eval_batch_size=16, bucket=False,
+                            second_forward=second_forward)
+        checkpoints = Checkpoints(tmp_path / f"ckpt-{second_forward}")
+        quiet = FitCallbacks(echo=lambda _: None, progress=False)
+        result = fit(model, head, objective, DATA, config, checkpoints, callbacks=quiet)
+        return list(calls), result.history[0]
+
+    once, plain = run(False)
+    twice, second = run(True)
+    assert once == [6, 6] and twice == [6, 6, 6, 6]
+    assert plain["train_ce"] == pytest.approx(second["train_ce"], rel=0.2)  # same batches, CE of the first pass
+    assert plain["train_scl"] != second["train_scl"]  # the SupCon term saw the second pass (fresh dropout)
