@@ -163,6 +163,39 @@ def graph(k, metric, backend, run_dir, force):
     click.echo(f"graph: {s['nodes']} nodes, {s['edges']} edges, edge homophily {s['edge_homophily']:.3f}")
 
 
+def _gcn_options() -> list:
+    """The TextGCN / BertGCN options of `gloss train` (``--method textgcn|bertgcn``)."""
+    o = options
+    return [
+        click.option("--gcn-epochs", type=click.IntRange(min=1), default=o.GCN_EPOCHS, show_default=True,
+                     help="TextGCN: most epochs."),
+        click.option("--gcn-lr", type=float, default=o.GCN_LR, show_default=True, help="TextGCN learning rate."),
+        click.option("--gcn-hidden", type=click.IntRange(min=1), default=o.GCN_HIDDEN, show_default=True,
+                     help="TextGCN/BertGCN hidden size."),
+        click.option("--gcn-dropout", type=click.FloatRange(0, 1, max_open=True), default=o.GCN_DROPOUT,
+                     show_default=True),
+        click.option("--gcn-early-stopping", type=click.IntRange(min=1), default=o.GCN_EARLY_STOPPING,
+                     show_default=True, help="TextGCN: stop when val loss exceeds the mean of this many previous epochs."),
+        click.option("--pmi-count", type=click.Choice(o.PAIR_COUNTS), default=o.DEFAULT_PAIR_COUNT, show_default=True,
+                     help="PMI co-occurrence: windows (paper) or position pairs (released code)."),
+        click.option("--bertgcn-m", type=click.FloatRange(0, 1), default=o.BERTGCN_M, show_default=True,
+                     help="BertGCN: weight of the GCN prediction."),
+        click.option("--bertgcn-lr", type=float, default=o.BERTGCN_LR, show_default=True,
+                     help="BertGCN: GCN learning rate."),
+        click.option("--bertgcn-encoder-lr", type=float, default=o.BERTGCN_ENCODER_LR, show_default=True,
+                     help="BertGCN: encoder learning rate in joint training."),
+        click.option("--bertgcn-activation", type=click.Choice(o.BERTGCN_ACTIVATIONS), default=o.BERTGCN_ACTIVATION,
+                     show_default=True, help="BertGCN: activation between the GCN layers (the original: elu)."),
+        click.option("--bertgcn-bias/--no-bertgcn-bias", default=False, show_default=True,
+                     help="BertGCN: biases in the GCN layers (the original has them)."),
+        click.option("--bertgcn-schedule", type=click.Choice(o.BERTGCN_SCHEDULES), default=o.BERTGCN_SCHEDULE,
+                     show_default=True, help="BertGCN joint training: constant, or multistep (the original: "
+                                             "x0.1 after epoch 30)."),
+        click.option("--init-from", type=click.Path(file_okay=False), default=None,
+                     help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
+    ]
+
+
 def train_options(func):
     """Every option of `gloss train` (shared with `gloss run`)."""
     o = options
@@ -216,32 +249,7 @@ def train_options(func):
         click.option("--second-forward/--no-second-forward", default=False, show_default=True,
                      help="A second encoder forward of each batch (fresh dropout) for the G-Loss/SupCon term, "
                           "as the released code; CE keeps the first."),
-        click.option("--gcn-epochs", type=click.IntRange(min=1), default=o.GCN_EPOCHS, show_default=True,
-                     help="TextGCN: most epochs."),
-        click.option("--gcn-lr", type=float, default=o.GCN_LR, show_default=True, help="TextGCN learning rate."),
-        click.option("--gcn-hidden", type=click.IntRange(min=1), default=o.GCN_HIDDEN, show_default=True,
-                     help="TextGCN/BertGCN hidden size."),
-        click.option("--gcn-dropout", type=click.FloatRange(0, 1, max_open=True), default=o.GCN_DROPOUT,
-                     show_default=True),
-        click.option("--gcn-early-stopping", type=click.IntRange(min=1), default=o.GCN_EARLY_STOPPING,
-                     show_default=True, help="TextGCN: stop when val loss exceeds the mean of this many previous epochs."),
-        click.option("--pmi-count", type=click.Choice(o.PAIR_COUNTS), default=o.DEFAULT_PAIR_COUNT, show_default=True,
-                     help="PMI co-occurrence: windows (paper) or position pairs (released code)."),
-        click.option("--bertgcn-m", type=click.FloatRange(0, 1), default=o.BERTGCN_M, show_default=True,
-                     help="BertGCN: weight of the GCN prediction."),
-        click.option("--bertgcn-lr", type=float, default=o.BERTGCN_LR, show_default=True,
-                     help="BertGCN: GCN learning rate."),
-        click.option("--bertgcn-encoder-lr", type=float, default=o.BERTGCN_ENCODER_LR, show_default=True,
-                     help="BertGCN: encoder learning rate in joint training."),
-        click.option("--bertgcn-activation", type=click.Choice(o.BERTGCN_ACTIVATIONS), default=o.BERTGCN_ACTIVATION,
-                     show_default=True, help="BertGCN: activation between the GCN layers (the original: elu)."),
-        click.option("--bertgcn-bias/--no-bertgcn-bias", default=False, show_default=True,
-                     help="BertGCN: biases in the GCN layers (the original has them)."),
-        click.option("--bertgcn-schedule", type=click.Choice(o.BERTGCN_SCHEDULES), default=o.BERTGCN_SCHEDULE,
-                     show_default=True, help="BertGCN joint training: constant, or multistep (the original: "
-                                             "x0.1 after epoch 30)."),
-        click.option("--init-from", type=click.Path(file_okay=False), default=None,
-                     help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
+        *_gcn_options(),
     ]
     func = encoder_options(func)
     for decorator in reversed(decorators):

@@ -25,9 +25,10 @@ def test_g_loss_vocabularies_and_defaults_agree():
 
     assert options.GRAPH_MODES == g_loss.GRAPHS
     assert options.LOSS_FORMS == g_loss.LOSS_FORMS
+    assert options.VARIANTS == g_loss.VARIANTS
     defaults = _defaults(GLoss)
-    assert (defaults["gamma"], defaults["k"], defaults["graph"], defaults["loss_form"]) == (
-        options.GAMMA, options.K, options.DEFAULT_GRAPH_MODE, options.DEFAULT_LOSS_FORM)
+    assert (defaults["gamma"], defaults["k"], defaults["graph"], defaults["loss_form"], defaults["variant"]) == (
+        options.GAMMA, options.K, options.DEFAULT_GRAPH_MODE, options.DEFAULT_LOSS_FORM, options.DEFAULT_VARIANT)
 
 
 def test_sigma_names_agree():
@@ -36,6 +37,7 @@ def test_sigma_names_agree():
     assert options.CORPUS_SIGMA_HEURISTICS == sigma.SIGMA_HEURISTICS
     assert options.BATCH_SIGMA_HEURISTICS == sigma.BATCH_SIGMA_HEURISTICS
     assert options.DEFAULT_SIGMA in options.SIGMA_HEURISTICS
+    assert options.MIN_USEFUL_SIGMA == sigma.MIN_USEFUL_SIGMA
 
 
 def test_comparison_loss_defaults_agree():
@@ -62,13 +64,19 @@ def test_text_graph_and_gcn_defaults_agree():
         defaults = _defaults(model)
         assert (defaults["hidden_channels"], defaults["dropout"]) == (options.GCN_HIDDEN, options.GCN_DROPOUT)
     assert _defaults(BertGCN)["m"] == options.BERTGCN_M
+    from graphs.models import bertgcn
+
+    assert options.BERTGCN_ACTIVATIONS == tuple(bertgcn.ACTIVATIONS)
+    assert _defaults(BertGCN)["activation"] == options.BERTGCN_ACTIVATION
 
 
 @pytest.mark.parametrize("vocabulary, default", [
     ("LOSSES", "DEFAULT_LOSS"), ("METHODS", "DEFAULT_METHOD"), ("POOLINGS", "DEFAULT_POOLING"),
     ("OPTIMIZERS", "DEFAULT_OPTIMIZER"), ("SCHEDULES", "DEFAULT_SCHEDULE"), ("PAIR_COUNTS", "DEFAULT_PAIR_COUNT"),
     ("INSPECT_SOURCES", "DEFAULT_INSPECT_SOURCE"), ("TEXTGCN_SELECTS", "TEXTGCN_SELECT"),
-    ("TEXTGCN_MODELS", "TEXTGCN_MODEL"),
+    ("TEXTGCN_MODELS", "TEXTGCN_MODEL"), ("VARIANTS", "DEFAULT_VARIANT"), ("CLASS_WEIGHTS", "DEFAULT_CLASS_WEIGHTS"),
+    ("PROBES", "DEFAULT_PROBE"), ("BERTGCN_ACTIVATIONS", "BERTGCN_ACTIVATION"),
+    ("BERTGCN_SCHEDULES", "BERTGCN_SCHEDULE"),
 ])
 def test_every_default_is_in_its_vocabulary(vocabulary, default):
     assert getattr(options, default) in getattr(options, vocabulary)
@@ -86,9 +94,20 @@ def test_config_dataclasses_take_their_defaults_from_options():
         options.DEFAULT_LOSS, options.LAMBDA, options.GAMMA, options.K, options.DEFAULT_SIGMA)
     assert (loop.epochs, loop.batch_size, loop.lr, loop.patience) == (
         options.EPOCHS, options.BATCH_SIZE, options.LR, options.PATIENCE)
+    assert (objective.variant, objective.class_weights) == (options.DEFAULT_VARIANT, options.DEFAULT_CLASS_WEIGHTS)
+    assert loop.milestones == (30,) and loop.second_forward is False
     assert (gcn.epochs, gcn.lr, gcn.hidden, gcn.m) == (
         options.GCN_EPOCHS, options.GCN_LR, options.GCN_HIDDEN, options.BERTGCN_M)
     assert EncoderConfig().max_length == options.MAX_LENGTH and EvaluateConfig().knn_k == options.K
+    assert EvaluateConfig().probe == options.DEFAULT_PROBE
+
+
+def test_reference_probe_defaults_are_the_options():
+    from pipeline.evaluation.probe import reference_probe
+
+    defaults = {k: p.default for k, p in inspect.signature(reference_probe).parameters.items()}
+    assert (defaults["lr"], defaults["max_epochs"], defaults["patience"]) == (
+        options.REFERENCE_PROBE_LR, options.REFERENCE_PROBE_EPOCHS, options.REFERENCE_PROBE_PATIENCE)
 
 
 def test_choice_error_is_one_line():

@@ -93,3 +93,39 @@ def test_head_validation(setup):
         head(bank, torch.randn(2, NUM_CLASSES), torch.tensor([0]))
     with pytest.raises(ValueError, match="Expected 'm'"):
         BertGCNHead(adj, graph.num_docs, DIM, NUM_CLASSES, m=1.5)
+
+
+def _dense_gcn(adj, x, head, activation):
+    """The two GCN layers written out densely, with the head's weights and biases (zero when absent)."""
+    a = adj.to_dense()
+    b1 = head.bias1 if head.bias1 is not None else torch.zeros(head.weight1.shape[1])
+    b2 = head.bias2 if head.bias2 is not None else torch.zeros(head.weight2.shape[1])
+    return a @ (activation(a @ (x @ head.weight1) + b1) @ head.weight2) + b2
+
+
+@pytest.mark.parametrize("activation, bias", [("relu", False), ("elu", False), ("elu", True)])
+def test_gcn_activation_and_bias_options_match_the_dense_layers(setup, activation, bias):
+    graph, adj, bank = setup
+    head = BertGCNHead(adj, graph.num_docs, DIM, NUM_CLASSES, hidden_channels=8, dropout=0.0,
+                       activation=activation, bias=bias).eval()
+    if bias:  # non-zero biases, so that they show
+        torch.nn.init.normal_(head.bias1)
+        torch.nn.init.normal_(head.bias2)
+    x = doc_node_features(bank, graph.num_words)
+    expected = _dense_gcn(adj, x, head, {"relu": F.relu, "elu": F.elu}[activation])
+    torch.testing.assert_close(head.gcn_logits(x), expected, rtol=1e-5, atol=1e-5)
+    names = {name for name, _ in head.named_parameters()}
+    assert names == ({"weight1", "weight2", "bias1", "bias2"} if bias else {"weight1", "weight2"})
+
+
+def test_elu_differs_from_relu_and_unknown_activation_is_refused(setup):
+    graph, adj, bank = setup
+    x = doc_node_features(bank, graph.num_words)
+    torch.manual_seed(1)
+    relu = BertGCNHead(adj, graph.num_docs, DIM, NUM_CLASSES, hidden_channels=8, dropout=0.0).eval()
+    elu = BertGCNHead(adj, graph.num_docs, DIM, NUM_CLASSES, hidden_channels=8, dropout=0.0, activation="elu").eval()
+    elu.load_state_dict(relu.state_dict())
+    assert not torch.allclose(relu.gcn_logits(x), elu.gcn_logits(x))
+    with pytest.raises(ValueError, match="Expected 'activation' to be one of relu, elu"):
+        BertGCNHead(adj, graph.num_docs, DIM, NUM_CLASSES, activation="tanh")
+    assert BertGCN(adj, bank, NUM_CLASSES, activation="elu", bias=True).head.bias1 is not None

@@ -57,7 +57,9 @@ def test_train_textgcn_toy_corpus():
         config=TextGCNConfig(epochs=30, hidden=16, min_count=1),
     )
     assert res.classes == ["sport", "tech"]
-    assert 1 <= res.best_epoch <= res.stopped_epoch == len(res.history) <= 30
+    val_losses = [r["val_loss"] for r in res.history]
+    assert res.best_epoch == 1 + int(np.argmin(val_losses))  # lowest val loss, earliest of ties
+    assert res.stopped_epoch == len(res.history) == _first_stop(val_losses, 10, 30)
     assert set(res.history[0]) == {
         "epoch",
         "train_loss",
@@ -75,6 +77,48 @@ def test_train_textgcn_toy_corpus():
     assert res.peak_memory_mb > 0 and res.graph_build_seconds > 0
     summary = res.summary()
     assert "history" not in summary and summary["config"]["seed"] == 0
+
+
+def _first_stop(val_losses, window, epochs):
+    """The epoch TextGCN's rule stops at, replayed on a history: the first prefix it fires on, else ``epochs``."""
+    from pipeline.baselines.textgcn import should_stop
+
+    return next((e for e in range(1, len(val_losses) + 1) if should_stop(val_losses[:e], window)), epochs)
+
+
+def test_should_stop_is_textgcns_rule():
+    from pipeline.baselines.textgcn import should_stop
+
+    assert should_stop([1.0, 1.0, 1.0, 1.0, 2.0], 3)  # 2.0 > mean of the 3 before it
+    assert not should_stop([1.0, 1.0, 1.0, 2.0], 3)  # epoch 4 = window + 1: too early to stop
+    assert not should_stop([3.0, 2.0, 1.0, 1.5, 1.4], 3)  # 1.4 < mean(2.0, 1.0, 1.5)
+    assert not should_stop([1.0, 1.0, 1.0, 1.0, 1.0], 3)  # equal is not worse
+    assert not should_stop([1.0] * 10 + [9.0], None) and not should_stop([1.0] * 10 + [9.0], 0)
+
+
+def _overfitting_run(epochs):
+    """A toy corpus with 30% of the training labels flipped: val loss falls, then rises (overfitting)."""
+    texts, labels = _toy_corpus(20, seed=0)
+    test_texts, test_labels = _toy_corpus(10, seed=1)
+    rng = np.random.default_rng(0)
+    noisy = [("tech" if y == "sport" else "sport") if rng.random() < 0.3 else y for y in labels]
+    tr, va = stratified_val_split(labels, 0.2, seed=0)
+    return train_textgcn([texts[i] for i in tr], [noisy[i] for i in tr], [texts[i] for i in va],
+                         [labels[i] for i in va], test_texts, test_labels, "toy", seed=0,
+                         config=TextGCNConfig(epochs=epochs, hidden=16, min_count=1, early_stopping=5))
+
+
+def test_textgcn_stops_early_and_reports_the_best_epoch_not_the_last():
+    res = _overfitting_run(200)
+    val_losses = [r["val_loss"] for r in res.history]
+    # early stopping fired (the run did not use its 200 epochs), at the first epoch the rule fires on
+    assert res.stopped_epoch == len(res.history) == _first_stop(val_losses, 5, 200) < 200
+    assert res.best_epoch == 1 + int(np.argmin(val_losses)) < res.stopped_epoch
+    # the reported test predictions are the best epoch's: a run cut at that epoch ends with the same ones
+    cut = _overfitting_run(res.best_epoch)
+    assert cut.stopped_epoch == res.best_epoch
+    np.testing.assert_array_equal(cut.test_proba, res.test_proba)
+    assert (res.test_accuracy, res.test_macro_f1) == (cut.last_test_accuracy, cut.last_test_macro_f1)
 
 
 def test_train_textgcn_rejects_unseen_labels():
