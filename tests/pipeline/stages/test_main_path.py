@@ -136,3 +136,15 @@ def test_run_with_the_reference_preset_end_to_end(tiny_root, tmp_path):
     assert {"train_g_loss", "train_ce"} <= set(_history(run)[0])
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     assert metrics["reference_probe"] is not None and metrics["linear_probe"] is not None
+
+
+def test_a_corpus_sigma_below_the_floor_falls_back_to_sqrt_and_says_so():
+    from pipeline.stages.train import corpus_sigma
+
+    lines = []
+    used = corpus_sigma({"sqrt": 0.52, "dicm": 0.004}, "dicm", echo=lines.append)
+    assert (used.value, used.fallback_from) == (0.52, 0.004)
+    assert lines and "below 0.01" in lines[0] and "sqrt" in lines[0]
+    assert corpus_sigma({"sqrt": 0.52, "dicm": 0.2}, "dicm", echo=lines.append).value == 0.2
+    kept = corpus_sigma({"sqrt": 0.005, "dicm": 0.004}, "dicm", echo=lines.append)  # nothing better to fall to
+    assert (kept.value, kept.fallback_from) == (0.004, None)
