@@ -77,6 +77,23 @@ def force_option(func):
     return click.option("--force", is_flag=True, help="Rerun even when config and inputs are unchanged.")(func)
 
 
+def encoding_option(func):
+    return click.option("--encoding", default=options.ENCODING, show_default=True,
+                        help="Encoding of the input files: auto (UTF-8, else detected by charset-normalizer, "
+                             "logged) or a codec name such as cp1252.")(func)
+
+
+def input_options(func):
+    """``--limit-test``, ``--encoding`` and ``--drop-unseen-labels`` of `gloss prepare` and `gloss run`."""
+    func = click.option("--drop-unseen-labels", is_flag=True,
+                        help="Drop val/test rows whose label is not in train (counted in the manifest) "
+                             "instead of stopping.")(func)
+    func = encoding_option(func)
+    return click.option("--limit-test", type=click.IntRange(min=1), default=None,
+                        help="Also slice the test set: a stratified sample of at most N test documents "
+                             "(default: the whole test set).")(func)
+
+
 @main.command(short_help="Read a dataset, validate it, carve the seeded validation split.")
 @config_option
 @click.option("--dataset", required=True, help="Dataset name: mr, R8, R52, ohsumed, 20ng, or your own.")
@@ -85,10 +102,12 @@ def force_option(func):
               default=options.VAL_FRACTION, show_default=True, help="Share of each training class held out for validation.")
 @click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the validation split and --limit.")
 @click.option("--limit", type=click.IntRange(min=2), default=None,
-              help="Keep a stratified sample of at most N training documents (val/test proportionally).")
+              help="Keep a stratified sample of at most N training documents (val in proportion; test whole "
+                   "unless --limit-test).")
+@input_options
 @run_dir_option
 @force_option
-def prepare(dataset, data_root, val_fraction, seed, limit, run_dir, force):
+def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, run_dir, force):
     """Read DATA_ROOT/DATASET/{train,test}.csv (or a CSV/JSONL with a split column, or the TextGCN layout),
     validate it, carve a seeded stratified validation split and save the splits and label names."""
     from pipeline.stages import prepare as stage
@@ -99,6 +118,9 @@ def prepare(dataset, data_root, val_fraction, seed, limit, run_dir, force):
         val_fraction=val_fraction,
         seed=seed,
         limit=limit,
+        limit_test=limit_test,
+        encoding=encoding,
+        drop_unseen_labels=drop_unseen_labels,
     )
     manifest = stage.run(config, run_dir or os.path.join("runs", dataset), force=force, echo=click.echo)
     rows = manifest.summary["rows"]
@@ -320,13 +342,14 @@ def compare(spec, run_dirs, out_dir, data_root, pair, background):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here (default: standard output).")
 @click.option("--device", default=options.DEVICE, show_default=True)
-def predict(run_dir, input_path, output, device):
+@encoding_option
+def predict(run_dir, input_path, output, device, encoding):
     """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
     import json
 
     from pipeline.predict import predict as run_predict
 
-    result = run_predict(run_dir, input_path, device=device)
+    result = run_predict(run_dir, input_path, device=device, encoding=encoding)
     lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
     if output:
         from pipeline.atomic import write_text_atomic
@@ -347,13 +370,16 @@ def predict(run_dir, input_path, output, device):
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=options.VAL_FRACTION, show_default=True)
 @click.option("--split-seed", type=int, default=options.SEED, show_default=True, help="Seed of the validation split.")
-@click.option("--limit", type=click.IntRange(min=2), default=None, help="Stratified slice of at most N training documents.")
+@click.option("--limit", type=click.IntRange(min=2), default=None,
+              help="Stratified slice of at most N training documents (the test set stays whole unless --limit-test).")
+@input_options
 @train_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its last checkpoint.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-<method>-seed<seed>).")
 @force_option
-def run(dataset, data_root, val_fraction, split_seed, limit, resume, run_dir, force, **opts):
+def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, resume, run_dir,
+        force, **opts):
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
     G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
     reads it); `gloss graph` builds it on its own."""
@@ -362,7 +388,7 @@ def run(dataset, data_root, val_fraction, split_seed, limit, resume, run_dir, fo
     from pipeline.stages.prepare import PrepareConfig
 
     prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
-                                   split_seed, limit)
+                                   split_seed, limit, limit_test, encoding, drop_unseen_labels)
     config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts))
     manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifests["train"])

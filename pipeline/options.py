@@ -105,3 +105,8 @@ COMPARE_OUT = "runs/compare"
 def choice_error(option: str, value: object, choices: tuple[str, ...]) -> str:
     """The one-line message for a value outside a vocabulary: ``--loss foo: expected one of ce, gloss``."""
     return f"{option} {value}: expected one of {', '.join(choices)}"
+
+
+# --- reading user files (prepare, run, predict) --------------------------------------------------------
+ENCODING = "auto"  # UTF-8, else the encoding charset-normalizer detects (logged); or any Python codec name
+ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a detected decoding may show
