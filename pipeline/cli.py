@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -16,6 +17,10 @@ from pipeline import __version__, options
 from pipeline.config_file import config_option
 from pipeline.errors import GlossError
 from pipeline.stages import STAGE_ORDER
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped, and `--resume` "
+                    "continues training from its last checkpoint in RUN/.scratch/train")
 
 
 class StageOrderGroup(click.Group):
@@ -27,6 +32,9 @@ class StageOrderGroup(click.Group):
         except click.UsageError as exc:
             command = f"gloss {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else "gloss --help"
             raise GlossError(f"{exc.format_message()} (see `{command}`)") from None
+        except KeyboardInterrupt:
+            click.echo(f"\ngloss: interrupted; {INTERRUPTED_HINT}", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(STAGE_ORDER)}
@@ -376,7 +384,7 @@ def predict(run_dir, input_path, output, device, encoding):
 @train_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its last checkpoint.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-              help="Run directory (default: runs/<dataset>-<method>-seed<seed>).")
+              help="Run directory (default: runs/<dataset>-<method>-seed<seed>-<config hash>).")
 @force_option
 def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, resume, run_dir,
         force, **opts):
@@ -420,7 +428,8 @@ def evaluate(run_dir, knn_k, tsne_max, seed, force):
 @main.command(short_help="Inspect kNN graphs: homophily, degrees, components, propagation accuracy.")
 @config_option
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-              help="Run whose embeddings to inspect (writes RUN/inspect/).")
+              help="Run whose embeddings to inspect (writes RUN/inspect/, or RUN/inspect-trained/ with "
+                   "--source trained).")
 @click.option("--source", type=click.Choice(options.INSPECT_SOURCES), default=options.DEFAULT_INSPECT_SOURCE,
               show_default=True, help="RUN/embed embeddings or RUN/train's (best epoch).")
 @click.option("--epochs", type=click.Choice(["all"]), default=None,
@@ -479,10 +488,43 @@ def inspect(run_dir, source, epochs, embeddings, labels, out, k, metric, backend
     else:
         if labels is not None or out is not None:
             raise GlossError("--labels and --out go with --embeddings; with --run-dir the labels come from "
-                             "RUN/prepare and the outputs go to RUN/inspect")
+                             "RUN/prepare and the outputs go to RUN/inspect (RUN/inspect-trained)")
         manifest = stage.run(config, run_dir, device=device, force=force, echo=click.echo)
     for line in manifest.summary.get("lines", []):
         click.echo(line)
+
+
+@main.group(short_help="List or clear the shared cache of embeddings ($GLOSS_CACHE).")
+def cache() -> None:
+    """The content-addressed cache every run shares: $GLOSS_CACHE, default ~/.cache/gloss (pre-trained
+    embeddings by encoder files, pooling, max length and texts; encoder folder hashes)."""
+
+
+@cache.command("list")
+@click.option("--kind", default=None, help="Only entries of this kind (embeddings, encoder-hash).")
+def cache_list(kind):
+    """One line per entry: kind, key, size, created, what it holds."""
+    from pipeline import cache as store
+
+    found = store.entries(kind)
+    for entry in found:
+        parts = entry.get("parts", {})
+        what = ", ".join(f"{k}={v}" for k, v in parts.items() if k in ("documents", "pooling", "max_length",
+                                                                       "precision", "folder"))
+        click.echo(f"{entry['kind']}  {Path(entry['path']).name[:12]}  {entry.get('bytes', 0) / 1e6:.1f} MB  "
+                   f"{entry.get('created', '?')}  {what}")
+    total = sum(int(e.get("bytes", 0)) for e in found)
+    click.echo(f"cache: {len(found)} entries, {total / 1e6:.1f} MB in {store.cache_root()}")
+
+
+@cache.command("clear")
+@click.option("--kind", default=None, help="Only entries of this kind (embeddings, encoder-hash).")
+def cache_clear(kind):
+    """Remove the entries (every kind unless --kind); runs recreate what they need."""
+    from pipeline import cache as store
+
+    count, size = store.clear(kind)
+    click.echo(f"cache: removed {count} entries, {size / 1e6:.1f} MB from {store.cache_root()}")
 
 
 if __name__ == "__main__":  # pragma: no cover
