@@ -56,7 +56,7 @@ class PrepareConfig:
 
 def _drop_unseen_labels(frames: dict, train_labels: set, raw, drop: bool) -> dict[str, int]:
     """Refuse val/test labels unseen in train, or with ``drop`` remove those rows; the rows dropped per split."""
-    dropped = {}
+    dropped = {"val": 0, "test": 0}  # a carved val split comes from train: nothing unseen
     for split in ("val", "test"):
         if split not in frames:
             continue

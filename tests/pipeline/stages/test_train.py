@@ -27,7 +27,7 @@ def r8_slice(tmp_path_factory):
     if not root or not Path(root, "R8", "train.csv").is_file():
         pytest.skip("GLOSS_DATA does not point at the benchmark data")
     run = tmp_path_factory.mktemp("r8") / "run"
-    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "64", "--run-dir", str(run)).exit_code == 0
+    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "64", "--limit-test", "29", "--run-dir", str(run)).exit_code == 0
     return run
 
 
