@@ -18,6 +18,7 @@ from pipeline.errors import GlossError
 logger = logging.getLogger("gloss")
 
 UTF8_BOM = codecs.BOM_UTF8
+PREFERRED = "cp1252"  # of single-byte code pages tied in detection (Windows' default for Western text)
 
 
 def split_lines(text: str) -> list[str]:
@@ -39,24 +40,36 @@ def _not_decodable(path: Path, data: bytes, exc: UnicodeDecodeError, encoding: s
     return f"{path}: line {line}: bytes that are not {encoding} (byte 0x{data[exc.start]:02x} at offset {exc.start})"
 
 
+def _decodes(data: bytes, encoding: str) -> str | None:
+    try:
+        return data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
 def _detect(path: Path, data: bytes, first_error: UnicodeDecodeError) -> tuple[str, str]:
-    """The best charset-normalizer candidate that decodes all of ``data`` within the default threshold."""
+    """The best charset-normalizer candidate that decodes all of ``data`` within the default threshold.
+
+    charset-normalizer often ties several single-byte code pages (an English text with a few accents reads
+    alike in cp1250, cp1252, cp1257, ...; its order among them is arbitrary). Among candidates tied with the
+    best, the Western default ``cp1252`` is chosen when it is one of them; the others are logged.
+    """
     from charset_normalizer import from_bytes
 
-    for match in from_bytes(data, threshold=options.ENCODING_THRESHOLD):
-        if match.chaos > options.ENCODING_THRESHOLD:
-            continue
-        try:
-            text = data.decode(match.encoding)
-        except (UnicodeDecodeError, LookupError):
-            continue
-        logger.warning("%s; read as %s, detected by charset-normalizer (pass --encoding to choose)",
-                       _not_decodable(path, data, first_error, "UTF-8"), match.encoding)
-        return text, match.encoding
-    raise GlossError(
-        f"{_not_decodable(path, data, first_error, 'UTF-8')} and no encoding charset-normalizer detects decodes "
-        "the whole file within its default threshold; pass --encoding (e.g. --encoding cp1252)"
-    )
+    found = [m for m in from_bytes(data, threshold=options.ENCODING_THRESHOLD)
+             if m.chaos <= options.ENCODING_THRESHOLD and _decodes(data, m.encoding) is not None]
+    if not found:
+        raise GlossError(
+            f"{_not_decodable(path, data, first_error, 'UTF-8')} and no encoding charset-normalizer detects "
+            "decodes the whole file within its default threshold; pass --encoding (e.g. --encoding cp1252)"
+        )
+    tied = [m.encoding for m in found if (m.chaos, m.coherence) == (found[0].chaos, found[0].coherence)]
+    encoding = PREFERRED if PREFERRED in tied and _decodes(data, PREFERRED) is not None else tied[0]
+    others = [e for e in tied if e != encoding]
+    also = f", tied with {', '.join(others)}" if others else ""
+    logger.warning("%s; read as %s, detected by charset-normalizer%s (pass --encoding to choose)",
+                   _not_decodable(path, data, first_error, "UTF-8"), encoding, also)
+    return data.decode(encoding), encoding
 
 
 def check_encoding(encoding: str) -> str:

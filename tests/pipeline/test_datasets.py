@@ -141,7 +141,7 @@ def test_lines_split_only_at_newlines_in_jsonl_and_textgcn(tmp_path):
 def _cp1252_dataset(tmp_path):
     """A TextGCN-layout MR-like corpus in Windows-1252 (curly quotes, dashes, accents: not UTF-8)."""
     docs = ["the film\u2019s a charming caf\u00e9 romance , and it\u2019s never dull .",
-            "a clich\u00e9d mess \u2013 nothing more \u2026", "\u201cthe best picture of the year\u201d says nobody .",
+            "a na\u00efve , clich\u00e9d mess \u2013 nothing more \u2026", "\u201cthe best picture of the year\u201d says nobody .",
             "its r\u00e9sum\u00e9 of horrors is long , but the scares are few ."] * 3
     (tmp_path / "corpus").mkdir()
     (tmp_path / "mr.txt").write_text("".join(f"{i}\t{'train' if i < 8 else 'test'}\t{i % 2}\n" for i in range(12)))
@@ -153,9 +153,10 @@ def test_cp1252_corpus_is_detected_and_logged(tmp_path, caplog):
     docs = _cp1252_dataset(tmp_path)
     raw = load_dataset("mr", tmp_path)
     assert raw.frames["train"]["text"].tolist() == docs[:8]
-    assert raw.encodings["mr.txt"] == "utf-8" and raw.encodings["corpus/mr.txt"] in ("cp1252", "cp1250")
+    # cp1250 ties with cp1252 in charset-normalizer here but reads "na\u00efve" as "na\u010fve": cp1252 wins ties.
+    assert raw.encodings == {"mr.txt": "utf-8", "corpus/mr.txt": "cp1252"}
     assert "corpus/mr.txt: line 1: bytes that are not UTF-8 (byte 0x92" in caplog.text
-    assert f"read as {raw.encodings['corpus/mr.txt']}, detected by charset-normalizer" in caplog.text
+    assert "read as cp1252, detected by charset-normalizer, tied with cp1250" in caplog.text
     given = load_dataset("mr", tmp_path, encoding="cp1252")
     assert given.frames["test"]["text"].tolist() == docs[8:] and given.encodings["corpus/mr.txt"] == "cp1252"
 

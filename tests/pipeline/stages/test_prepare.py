@@ -206,4 +206,5 @@ def test_encoding_is_detected_or_given_and_recorded(tmp_path, caplog):
     assert _summary(run)["encodings"] == {"w/train.csv": "cp1252", "w/test.csv": "cp1252"}
     assert pd.read_csv(run / "prepare" / "train.csv")["text"].str.startswith("caf\u00e9 \u2013").all()
     _prepare("--dataset", "w", "--data-root", str(tmp_path), "--run-dir", str(run), "--force")
-    assert _summary(run)["encodings"]["w/test.csv"] == "utf-8" and "read as cp12" in caplog.text
+    detected = _summary(run)["encodings"]
+    assert detected["w/test.csv"] == "utf-8" and f"read as {detected['w/train.csv']}, detected" in caplog.text
