@@ -6,7 +6,7 @@ An entry is a folder ``CACHE/<kind>/<key>/`` holding whatever its writer put the
 is written into a temporary sibling and renamed into place, so a folder with ``meta.json`` is complete; two
 processes writing the same entry at once both succeed (the second drops its copy).
 
-Kinds in use: ``embeddings`` (``gloss embed``: one split's pre-trained embeddings, keyed by the encoder
+Kinds in use (``pipeline.options.CACHE_KINDS``): ``embeddings`` (``gloss embed``: one split's pre-trained embeddings, keyed by the encoder
 files' hash, pooling, max length, precision and the texts' hash) and ``encoder-hash`` (the hash of a model
 folder's files, keyed by their paths, sizes and modification times, so the files are read once).
 ``gloss cache list`` shows the entries, ``gloss cache clear [--kind KIND]`` removes them.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.hashing import sha256_file, sha256_json
+from pipeline.options import CACHE_ENCODER_HASH
 
 CACHE_ENV = "GLOSS_CACHE"
 META = "meta.json"
@@ -110,7 +111,7 @@ def folder_hash(folder: str | Path) -> str:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     stats = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     parts = {"folder": str(folder), "files": stats}
-    found = lookup("encoder-hash", parts)
+    found = lookup(CACHE_ENCODER_HASH, parts)
     if found is not None:
         return json.loads((found / "hash.json").read_text())["sha256"]
     digest = sha256_json([[rel, sha256_file(folder / rel)] for rel, _, _ in stats])
@@ -118,5 +119,5 @@ def folder_hash(folder: str | Path) -> str:
     def write(tmp: Path) -> None:
         (tmp / "hash.json").write_text(json.dumps({"sha256": digest}) + "\n")
 
-    store("encoder-hash", parts, write)
+    store(CACHE_ENCODER_HASH, parts, write)
     return digest

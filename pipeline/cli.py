@@ -501,7 +501,7 @@ def cache() -> None:
 
 
 @cache.command("list")
-@click.option("--kind", default=None, help="Only entries of this kind (embeddings, encoder-hash).")
+@click.option("--kind", type=click.Choice(options.CACHE_KINDS), default=None, help="Only entries of this kind.")
 def cache_list(kind):
     """One line per entry: kind, key, size, created, what it holds."""
     from pipeline import cache as store
@@ -518,7 +518,7 @@ def cache_list(kind):
 
 
 @cache.command("clear")
-@click.option("--kind", default=None, help="Only entries of this kind (embeddings, encoder-hash).")
+@click.option("--kind", type=click.Choice(options.CACHE_KINDS), default=None, help="Only entries of this kind.")
 def cache_clear(kind):
     """Remove the entries (every kind unless --kind); runs recreate what they need."""
     from pipeline import cache as store

@@ -110,3 +110,9 @@ def choice_error(option: str, value: object, choices: tuple[str, ...]) -> str:
 # --- reading user files (prepare, run, predict) --------------------------------------------------------
 ENCODING = "auto"  # UTF-8, else the encoding charset-normalizer detects (logged); or any Python codec name
 ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a detected decoding may show
+
+
+# --- the shared cache (pipeline/cache.py, `gloss cache`) -----------------------------------------------
+CACHE_EMBEDDINGS = "embeddings"  # one split's pre-trained embeddings (`gloss embed`)
+CACHE_ENCODER_HASH = "encoder-hash"  # the sha256 of a model folder's files, by their sizes and times
+CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH)

@@ -63,7 +63,7 @@ def _embeddings(config: EmbedConfig, texts: list[str], encoder, split: str, echo
         array = embed_texts(encoder(), texts, config.batch_size, progress=f"embed: {split}", echo=echo)
         np.save(folder / "embeddings.npy", array)
 
-    folder, hit = cache.get_or_create("embeddings", cache_parts(config, texts), write)
+    folder, hit = cache.get_or_create(options.CACHE_EMBEDDINGS, cache_parts(config, texts), write)
     return np.load(folder / "embeddings.npy", allow_pickle=False), hit
 
 
