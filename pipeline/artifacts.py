@@ -9,6 +9,7 @@ per-epoch history             ``RUN/train/history.jsonl``: :func:`write_history`
 the linear head               ``RUN/train/model/head.pt``: :func:`save_head`, :func:`load_head`
 embeddings, logits            2-D ``.npy`` arrays checked on load: :func:`load_matrix`
 run paths and names           :func:`model_dir`, :func:`checkpoint_path`, :func:`default_run_name`
+a run's setting               :func:`run_identity`, :func:`run_config_hash` (replicates share it)
 ============================  ===========================================================================
 
 Heavy libraries (numpy, pandas, torch) are imported inside the functions that need them.
@@ -23,6 +24,7 @@ from typing import Any
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import GlossError
+from pipeline.hashing import config_identity, sha256_json
 from pipeline.jsonl import json_objects
 
 SPLITS = ("train", "val", "test")
@@ -57,9 +59,32 @@ def method_slug(name: str) -> str:
     return name.replace("+", "-")
 
 
-def default_run_name(dataset: str, method: str, seed: int) -> str:
-    """The run-directory name of ``gloss run`` and of compare sweeps: ``R8-gloss-ce-seed0``."""
-    return f"{dataset}-{method_slug(method)}-seed{seed}"
+def default_run_name(dataset: str, method: str, seed: int, config_hash: str | None = None) -> str:
+    """A run-directory name: ``R8-gloss-ce-seed0``, with ``-<8 hex digits>`` of :func:`run_config_hash`
+    when given (``gloss run``'s default, so two settings never share a directory; compare sweeps name
+    their runs by the spec's method names instead)."""
+    name = f"{dataset}-{method_slug(method)}-seed{seed}"
+    return f"{name}-{config_hash[:SHORT_HASH]}" if config_hash else name
+
+
+# --- a run's setting -----------------------------------------------------------------------------------
+SHORT_HASH = 8
+TRAINING_SEED = "seed"  # the one key replicates differ in (``loop.seed``; TextGCN's top-level ``seed``)
+
+
+def run_identity(prepare_config: dict, train_config: dict) -> dict[str, Any]:
+    """The setting of a run, as dotted keys: ``data.*`` (the prepare config: dataset, limit, val fraction,
+    split seed, ...) and ``train.*`` (the train stage config without the training seed). Paths are reduced
+    to what identifies them (the data root and the device are dropped, a model folder or ``--init-from``
+    run counts by its name: see :func:`pipeline.hashing.config_identity`)."""
+    data = {f"data.{k}": v for k, v in config_identity(prepare_config).items()}
+    train = {f"train.{k}": v for k, v in config_identity(train_config, ignore=(TRAINING_SEED,)).items()}
+    return data | train
+
+
+def run_config_hash(prepare_config: dict, train_config: dict) -> str:
+    """The sha256 of :func:`run_identity`: equal exactly for runs identical but for the training seed."""
+    return sha256_json(run_identity(prepare_config, train_config))
 
 
 # --- prepared splits -----------------------------------------------------------------------------------

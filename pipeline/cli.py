@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -16,6 +17,10 @@ from pipeline import __version__, options
 from pipeline.config_file import config_option, preset_option
 from pipeline.errors import GlossError
 from pipeline.stages import STAGE_ORDER
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped, and `--resume` "
+                    "continues training from its last checkpoint in RUN/.scratch/train")
 
 
 class StageOrderGroup(click.Group):
@@ -27,6 +32,9 @@ class StageOrderGroup(click.Group):
         except click.UsageError as exc:
             command = f"gloss {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else "gloss --help"
             raise GlossError(f"{exc.format_message()} (see `{command}`)") from None
+        except KeyboardInterrupt:
+            click.echo(f"\ngloss: interrupted; {INTERRUPTED_HINT}", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(STAGE_ORDER)}
@@ -77,6 +85,23 @@ def force_option(func):
     return click.option("--force", is_flag=True, help="Rerun even when config and inputs are unchanged.")(func)
 
 
+def encoding_option(func):
+    return click.option("--encoding", default=options.ENCODING, show_default=True,
+                        help="Encoding of the input files: auto (UTF-8, else detected by charset-normalizer, "
+                             "logged) or a codec name such as cp1252.")(func)
+
+
+def input_options(func):
+    """``--limit-test``, ``--encoding`` and ``--drop-unseen-labels`` of `gloss prepare` and `gloss run`."""
+    func = click.option("--drop-unseen-labels", is_flag=True,
+                        help="Drop val/test rows whose label is not in train (counted in the manifest) "
+                             "instead of stopping.")(func)
+    func = encoding_option(func)
+    return click.option("--limit-test", type=click.IntRange(min=1), default=None,
+                        help="Also slice the test set: a stratified sample of at most N test documents "
+                             "(default: the whole test set).")(func)
+
+
 @main.command(short_help="Read a dataset, validate it, carve the seeded validation split.")
 @config_option
 @click.option("--dataset", required=True, help="Dataset name: mr, R8, R52, ohsumed, 20ng, or your own.")
@@ -85,10 +110,12 @@ def force_option(func):
               default=options.VAL_FRACTION, show_default=True, help="Share of each training class held out for validation.")
 @click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the validation split and --limit.")
 @click.option("--limit", type=click.IntRange(min=2), default=None,
-              help="Keep a stratified sample of at most N training documents (val/test proportionally).")
+              help="Keep a stratified sample of at most N training documents (val in proportion; test whole "
+                   "unless --limit-test).")
+@input_options
 @run_dir_option
 @force_option
-def prepare(dataset, data_root, val_fraction, seed, limit, run_dir, force):
+def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, run_dir, force):
     """Read DATA_ROOT/DATASET/{train,test}.csv (or a CSV/JSONL with a split column, or the TextGCN layout),
     validate it, carve a seeded stratified validation split and save the splits and label names."""
     from pipeline.stages import prepare as stage
@@ -99,6 +126,9 @@ def prepare(dataset, data_root, val_fraction, seed, limit, run_dir, force):
         val_fraction=val_fraction,
         seed=seed,
         limit=limit,
+        limit_test=limit_test,
+        encoding=encoding,
+        drop_unseen_labels=drop_unseen_labels,
     )
     manifest = stage.run(config, run_dir or os.path.join("runs", dataset), force=force, echo=click.echo)
     rows = manifest.summary["rows"]
@@ -355,13 +385,14 @@ def compare(spec, run_dirs, out_dir, data_root, pair, background):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here (default: standard output).")
 @click.option("--device", default=options.DEVICE, show_default=True)
-def predict(run_dir, input_path, output, device):
+@encoding_option
+def predict(run_dir, input_path, output, device, encoding):
     """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
     import json
 
     from pipeline.predict import predict as run_predict
 
-    result = run_predict(run_dir, input_path, device=device)
+    result = run_predict(run_dir, input_path, device=device, encoding=encoding)
     lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
     if output:
         from pipeline.atomic import write_text_atomic
@@ -382,15 +413,18 @@ def predict(run_dir, input_path, output, device):
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=options.VAL_FRACTION, show_default=True)
 @click.option("--split-seed", type=int, default=options.SEED, show_default=True, help="Seed of the validation split.")
-@click.option("--limit", type=click.IntRange(min=2), default=None, help="Stratified slice of at most N training documents.")
+@click.option("--limit", type=click.IntRange(min=2), default=None,
+              help="Stratified slice of at most N training documents (the test set stays whole unless --limit-test).")
+@input_options
 @train_options
 @click.option("--probe", type=click.Choice(options.PROBES), default=options.DEFAULT_PROBE, show_default=True,
               help="Evaluate's linear probe: scikit-learn's, the released code's, or both.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its last checkpoint.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-              help="Run directory (default: runs/<dataset>-<method>-seed<seed>).")
+              help="Run directory (default: runs/<dataset>-<method>-seed<seed>-<config hash>).")
 @force_option
-def run(dataset, data_root, val_fraction, split_seed, limit, probe, resume, run_dir, force, **opts):
+def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, probe, resume,
+        run_dir, force, **opts):
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
     G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
     reads it); `gloss graph` builds it on its own."""
@@ -399,7 +433,7 @@ def run(dataset, data_root, val_fraction, split_seed, limit, probe, resume, run_
     from pipeline.stages.prepare import PrepareConfig
 
     prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
-                                   split_seed, limit)
+                                   split_seed, limit, limit_test, encoding, drop_unseen_labels)
     config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts), evaluate=EvaluateConfig(probe=probe))
     manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifests["train"])
@@ -434,7 +468,8 @@ def evaluate(run_dir, knn_k, tsne_max, seed, probe, force):
 @main.command(short_help="Inspect kNN graphs: homophily, degrees, components, propagation accuracy.")
 @config_option
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-              help="Run whose embeddings to inspect (writes RUN/inspect/).")
+              help="Run whose embeddings to inspect (writes RUN/inspect/, or RUN/inspect-trained/ with "
+                   "--source trained).")
 @click.option("--source", type=click.Choice(options.INSPECT_SOURCES), default=options.DEFAULT_INSPECT_SOURCE,
               show_default=True, help="RUN/embed embeddings or RUN/train's (best epoch).")
 @click.option("--epochs", type=click.Choice(["all"]), default=None,
@@ -493,10 +528,43 @@ def inspect(run_dir, source, epochs, embeddings, labels, out, k, metric, backend
     else:
         if labels is not None or out is not None:
             raise GlossError("--labels and --out go with --embeddings; with --run-dir the labels come from "
-                             "RUN/prepare and the outputs go to RUN/inspect")
+                             "RUN/prepare and the outputs go to RUN/inspect (RUN/inspect-trained)")
         manifest = stage.run(config, run_dir, device=device, force=force, echo=click.echo)
     for line in manifest.summary.get("lines", []):
         click.echo(line)
+
+
+@main.group(short_help="List or clear the shared cache of embeddings ($GLOSS_CACHE).")
+def cache() -> None:
+    """The content-addressed cache every run shares: $GLOSS_CACHE, default ~/.cache/gloss (pre-trained
+    embeddings by encoder files, pooling, max length and texts; encoder folder hashes)."""
+
+
+@cache.command("list")
+@click.option("--kind", type=click.Choice(options.CACHE_KINDS), default=None, help="Only entries of this kind.")
+def cache_list(kind):
+    """One line per entry: kind, key, size, created, what it holds."""
+    from pipeline import cache as store
+
+    found = store.entries(kind)
+    for entry in found:
+        parts = entry.get("parts", {})
+        what = ", ".join(f"{k}={v}" for k, v in parts.items() if k in ("documents", "pooling", "max_length",
+                                                                       "precision", "folder"))
+        click.echo(f"{entry['kind']}  {Path(entry['path']).name[:12]}  {entry.get('bytes', 0) / 1e6:.1f} MB  "
+                   f"{entry.get('created', '?')}  {what}")
+    total = sum(int(e.get("bytes", 0)) for e in found)
+    click.echo(f"cache: {len(found)} entries, {total / 1e6:.1f} MB in {store.cache_root()}")
+
+
+@cache.command("clear")
+@click.option("--kind", type=click.Choice(options.CACHE_KINDS), default=None, help="Only entries of this kind.")
+def cache_clear(kind):
+    """Remove the entries (every kind unless --kind); runs recreate what they need."""
+    from pipeline import cache as store
+
+    count, size = store.clear(kind)
+    click.echo(f"cache: removed {count} entries, {size / 1e6:.1f} MB from {store.cache_root()}")
 
 
 if __name__ == "__main__":  # pragma: no cover

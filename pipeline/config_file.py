@@ -3,11 +3,14 @@
 
 A file may hold top-level keys (used by every command that has such an option) and tables named after
 commands (``[train]``, ``[prepare]``) that take precedence for that command. Keys use the option's
-name with dashes or underscores (``val-fraction`` or ``val_fraction``).
+name with dashes or underscores (``val-fraction`` or ``val_fraction``). A top-level key that no command
+knows, or a key of a table that its command does not know, is an error naming the key (with the closest
+option name when there is one), so a misspelt setting never passes silently.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -44,26 +47,64 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def defaults_for_command(data: dict[str, Any], command: click.Command, path: str | Path, commands: set[str]) -> dict:
-    """The default map for ``command``: top-level keys it knows, overridden by its own table."""
-    names = {p.name for p in command.params if p.name}
+def _did_you_mean(key: str, names: set[str]) -> str:
+    close = difflib.get_close_matches(key.replace("-", "_"), sorted(n for n in names if n != key), n=1)
+    return f"; did you mean '{close[0].replace('_', '-')}'?" if close else ""
+
+
+def option_keys(command: click.Command) -> dict[str, str]:
+    """Config keys (underscored) -> parameter names: an option's long flags and its parameter name
+    (``lambda`` and ``lam`` for ``--lambda``; ``graph`` and ``graph_mode`` for ``--graph``)."""
+    keys: dict[str, str] = {}
+    for param in command.params:
+        if not param.name:
+            continue
+        keys[param.name] = param.name
+        for flag in getattr(param, "opts", []) + getattr(param, "secondary_opts", []):
+            if flag.startswith("--") and not flag.startswith("--no-"):
+                keys[flag[2:].replace("-", "_")] = param.name
+    return keys
+
+
+def defaults_for_command(data: dict[str, Any], command: click.Command, path: str | Path, commands: set[str],
+                         known: set[str] | None = None) -> dict:
+    """The default map for ``command``: top-level keys it knows, overridden by its own table.
+
+    ``known``: the config keys of every command (top-level keys outside it are errors); ``None`` skips
+    that check.
+    """
+    keys = option_keys(command)
     merged: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
             continue
         normalised = key.replace("-", "_")
-        if normalised in names:
-            merged[normalised] = value
+        if normalised in keys:
+            merged[keys[normalised]] = value
+        elif known is not None and normalised not in known:
+            raise GlossError(f"{path}: no command has an option '{key}'{_did_you_mean(key, known)}")
     section = data.get(command.name, {})
     for key, value in section.items():
         normalised = key.replace("-", "_")
-        if normalised not in names:
-            raise GlossError(f"{path}: [{command.name}] has no option '{key}' (see `gloss {command.name} --help`)")
-        merged[normalised] = value
+        if normalised not in keys:
+            raise GlossError(f"{path}: [{command.name}] has no option '{key}'{_did_you_mean(key, set(keys))} "
+                             f"(see `gloss {command.name} --help`)")
+        merged[keys[normalised]] = value
     unknown = [k for k, v in data.items() if isinstance(v, dict) and k not in commands]
     if unknown:
-        raise GlossError(f"{path}: unknown section [{unknown[0]}] (sections are command names)")
+        raise GlossError(f"{path}: unknown section [{unknown[0]}] (sections are command names)"
+                         f"{_did_you_mean(unknown[0], commands)}")
     return merged
+
+
+def _option_names(group: click.Group) -> set[str]:
+    """The config keys of every command of ``group`` (and of its subgroups)."""
+    names: set[str] = set()
+    for command in group.commands.values():
+        names |= set(option_keys(command))
+        if isinstance(command, click.Group):
+            names |= _option_names(command)
+    return names
 
 
 def config_option(func):
@@ -73,8 +114,10 @@ def config_option(func):
         if value is None:
             return None
         data = read_config_file(value)
-        commands = set(ctx.parent.command.commands) if ctx.parent and isinstance(ctx.parent.command, click.Group) else set()
-        ctx.default_map = {**(ctx.default_map or {}), **defaults_for_command(data, ctx.command, value, commands)}
+        group = ctx.parent.command if ctx.parent and isinstance(ctx.parent.command, click.Group) else None
+        commands = set(group.commands) if group else set()
+        known = _option_names(group) if group else None
+        ctx.default_map = {**(ctx.default_map or {}), **defaults_for_command(data, ctx.command, value, commands, known)}
         return value
 
     return click.option(

@@ -2,23 +2,33 @@
 
 Three layouts are accepted for a dataset ``NAME`` under a data root ``ROOT``:
 
-1. ``ROOT/NAME/train.csv`` and ``ROOT/NAME/test.csv`` with columns ``text,label`` (the benchmarks);
+1. ``ROOT/NAME/train.csv`` and ``ROOT/NAME/test.csv`` with columns ``text,label`` (the benchmarks), and
+   optionally ``ROOT/NAME/val.csv``: a given validation split, used as is (the G-Loss reference
+   repository's layout, whose CSVs carry an extra unnamed index column);
 2. one file with a ``split`` column (``train``/``test``, optionally ``val``): ``ROOT/NAME.csv``,
    ``ROOT/NAME.jsonl``, ``ROOT/NAME/NAME.csv`` or ``ROOT/NAME/NAME.jsonl``;
 3. the TextGCN repository's ``data/`` layout: ``ROOT/NAME.txt`` (lines ``id<TAB>train|test<TAB>label``)
    and ``ROOT/corpus/NAME.txt`` (one document per line, same order).
+
+Columns are found by name; other columns (an index column included) are ignored, and listed. Files are
+decoded by :func:`pipeline.textfile.decode_file` (``--encoding``) and lines split by
+:func:`pipeline.textfile.split_lines`.
 """
 
 from __future__ import annotations
 
+import difflib
 import io
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import options
 from pipeline.artifacts import SPLITS
 from pipeline.errors import GlossError
 from pipeline.jsonl import json_objects
+from pipeline.textfile import decode_file, split_lines
 
 logger = logging.getLogger("gloss")
 
@@ -29,6 +39,8 @@ SOURCE_HINT = (
     "the public benchmark files come from the TextGCN repository's data/ folder "
     "(github.com/yao8839836/text_gcn), readable directly in its own layout"
 )
+# A column without a name: pandas calls it "Unnamed: 0" (the index column of a DataFrame saved with its index).
+INDEX_COLUMN = re.compile(r"^(Unnamed: \d+)?$")
 
 
 @dataclass
@@ -41,29 +53,61 @@ class RawDataset:
             ``text``, ``label`` and ``source_row`` (1-based data row in its file).
         files: every file read, for hashing.
         layout: which layout was found.
+        split_files: the file each split's rows come from (for messages).
+        encodings: the encoding each file was read with, by its path under the data root.
+        ignored_columns: columns found and ignored, by the file's path under the data root.
     """
 
     name: str
     frames: dict
     files: list[Path]
     layout: str
+    split_files: dict = field(default_factory=dict)
+    encodings: dict = field(default_factory=dict)
+    ignored_columns: dict = field(default_factory=dict)
 
 
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise GlossError(
-            f"{path}: line {line}: bytes that are not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+@dataclass
+class _Reader:
+    """Reads the files of one dataset with one encoding, remembering what it used and what it ignored."""
+
+    root: Path
+    encoding: str = options.ENCODING
+    encodings: dict = field(default_factory=dict)
+    ignored_columns: dict = field(default_factory=dict)
+
+    def key(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def decode(self, path: Path) -> str:
+        text, used = decode_file(path, self.encoding)
+        self.encodings[self.key(path)] = used
+        return text
+
+    def table(self, path: Path, required: tuple[str, ...]):
+        frame = _read_jsonl(path, self.decode(path)) if path.suffix == ".jsonl" else _read_csv(path, self.decode(path))
+        _check_columns(frame, path, required)
+        extra = [str(c) for c in frame.columns if c not in (*required, "source_row")]
+        if extra:
+            self.ignored_columns[self.key(path)] = extra
+            kinds = ["an index column" if INDEX_COLUMN.match(c) else repr(c) for c in extra]
+            logger.info("%s: ignored column(s) %s (only %s are read)", path, ", ".join(kinds), ", ".join(required))
+        return frame
+
+    def dataset(self, name: str, frames: dict, files: list[Path], layout: str, split_files: dict) -> RawDataset:
+        for split, frame in frames.items():
+            if len(frame) == 0:
+                what = " (a header only)" if split_files[split].suffix == ".csv" else ""
+                raise GlossError(f"{split_files[split]}: no {split} documents{what}; {split} needs at least one")
+        return RawDataset(name, frames, files, layout, split_files, self.encodings, self.ignored_columns)
 
 
-def _read_csv(path: Path):
+def _read_csv(path: Path, text: str):
     import pandas as pd
 
-    text = _decode(path)
     try:
         frame = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
     except pd.errors.ParserError as exc:
@@ -74,10 +118,10 @@ def _read_csv(path: Path):
     return frame
 
 
-def _read_jsonl(path: Path):
+def _read_jsonl(path: Path, text: str):
     import pandas as pd
 
-    rows = [{**row, "source_row": number} for number, row in json_objects(_decode(path), path)]
+    rows = [{**row, "source_row": number} for number, row in json_objects(text, path)]
     if not rows:
         raise GlossError(f"{path}: the file is empty (expected one JSON object per line)")
     frame = pd.DataFrame(rows)
@@ -85,10 +129,6 @@ def _read_jsonl(path: Path):
         if column in frame:
             frame[column] = frame[column].map(lambda v: "" if v is None else str(v))
     return frame
-
-
-def _read_table(path: Path):
-    return _read_jsonl(path) if path.suffix == ".jsonl" else _read_csv(path)
 
 
 def _check_columns(frame, path: Path, required: tuple[str, ...]) -> None:
@@ -124,9 +164,8 @@ def _textgcn_candidates(root: Path, name: str) -> list[tuple[Path, Path]]:
             (root / name / f"{name}.txt", root / name / "corpus" / f"{name}.txt")]
 
 
-def _read_split_file(path: Path, name: str) -> RawDataset:
-    frame = _read_table(path)
-    _check_columns(frame, path, ("text", "label", "split"))
+def _read_split_file(reader: _Reader, path: Path, name: str) -> RawDataset:
+    frame = reader.table(path, ("text", "label", "split"))
     split = frame["split"].str.strip().str.lower().replace({"validation": "val", "dev": "val"})
     unknown = ~split.isin(SPLITS)
     if unknown.any():
@@ -138,14 +177,14 @@ def _read_split_file(path: Path, name: str) -> RawDataset:
     for needed in ("train", "test"):
         if needed not in frames:
             raise GlossError(f"{path}: no rows with split '{needed}'")
-    return RawDataset(name, frames, [path], "split-column")
+    return reader.dataset(name, frames, [path], "split-column", dict.fromkeys(frames, path))
 
 
-def _read_textgcn(meta: Path, corpus: Path, name: str) -> RawDataset:
+def _read_textgcn(reader: _Reader, meta: Path, corpus: Path, name: str) -> RawDataset:
     import pandas as pd
 
-    meta_lines = _decode(meta).splitlines()
-    docs = _decode(corpus).splitlines()
+    meta_lines = split_lines(reader.decode(meta))
+    docs = split_lines(reader.decode(corpus))
     if len(meta_lines) != len(docs):
         raise GlossError(
             f"{meta}: {len(meta_lines)} lines but {corpus} has {len(docs)} documents (expected one per line)"
@@ -159,25 +198,61 @@ def _read_textgcn(meta: Path, corpus: Path, name: str) -> RawDataset:
         if split not in ("train", "test"):
             raise GlossError(f"{meta}: line {number}: unknown split '{parts[1]}' (expected train or test)")
         rows.append({"text": doc, "label": parts[2], "split": split, "source_row": number})
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["text", "label", "split", "source_row"])
     frames = {s: _clean_frame(frame[frame["split"] == s], corpus) for s in ("train", "test")}
-    return RawDataset(name, frames, [meta, corpus], "textgcn")
+    return reader.dataset(name, frames, [meta, corpus], "textgcn", dict.fromkeys(frames, meta))
 
 
-def known_datasets(root: Path) -> list[str]:
-    """Benchmarks plus whatever dataset-looking entries the data root holds."""
-    names = set(BENCHMARKS)
+def _read_folder(reader: _Reader, folder: Path, name: str) -> RawDataset:
+    """``NAME/train.csv`` + ``NAME/test.csv``, and ``NAME/val.csv`` when there is one (the given split)."""
+    paths = {split: folder / f"{split}.csv" for split in SPLITS}
+    for split in ("train", "test"):
+        if not paths[split].is_file():
+            raise GlossError(f"{paths[split]} not found (the dataset folder {folder} needs train.csv and test.csv)")
+    if not paths["val"].is_file():
+        del paths["val"]
+    frames = {split: _clean_frame(reader.table(path, ("text", "label")), path) for split, path in paths.items()}
+    layout = "train-val-test-csv" if "val" in paths else "train-test-csv"
+    return reader.dataset(name, frames, list(paths.values()), layout, paths)
+
+
+def present_datasets(root: Path) -> list[str]:
+    """The dataset names the data root holds, in any supported layout."""
+    names = set()
     if root.is_dir():
         for entry in root.iterdir():
-            if entry.is_dir() and (entry / "train.csv").is_file():
+            if entry.is_dir() and ((entry / "train.csv").is_file() or any(
+                    p.is_file() for p in _split_file_candidates(root, entry.name)[2:])):
                 names.add(entry.name)
             elif entry.suffix in (".csv", ".jsonl"):
+                names.add(entry.stem)
+            elif entry.suffix == ".txt" and (root / "corpus" / entry.name).is_file():
                 names.add(entry.stem)
     return sorted(names, key=str.lower)
 
 
-def load_dataset(name: str, root: str | Path) -> RawDataset:
+def _not_found(name: str, root: Path) -> GlossError:
+    """The error for a dataset in no layout: the closest present name, the present ones, what was looked for."""
+    folder = root / name
+    looked = [str(folder / "train.csv"), str(folder / "test.csv"), *map(str, _split_file_candidates(root, name)),
+              *(f"{m} + {c}" for m, c in _textgcn_candidates(root, name))]
+    present = present_datasets(root)
+    listed = f"present: {', '.join(present)}" if present else "no datasets present"
+    if name in BENCHMARKS:
+        return GlossError(f"dataset '{name}' not found: looked for {'; '.join(looked)} ({listed} under {root}); "
+                          f"{SOURCE_HINT}")
+    lowered = {p.lower(): p for p in present}
+    close = [lowered[name.lower()]] if name.lower() in lowered else difflib.get_close_matches(name, present, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return GlossError(f"unknown dataset '{name}' under {root} ({hint}{listed}); looked for "
+                      f"{'; '.join(looked[:3])} and the TextGCN layout; {SOURCE_HINT}")
+
+
+def load_dataset(name: str, root: str | Path, encoding: str = options.ENCODING) -> RawDataset:
     """Read dataset ``name`` under ``root`` in whichever supported layout is present.
+
+    ``encoding``: ``auto`` (UTF-8, else detected) or a codec name, for every file (see
+    :func:`pipeline.textfile.decode_file`).
 
     Raises:
         GlossError: one line naming what was looked for, or the file, row and problem.
@@ -187,29 +262,14 @@ def load_dataset(name: str, root: str | Path) -> RawDataset:
         raise GlossError(
             f"data root {root} is not a directory (set --data-root or GLOSS_DATA); {SOURCE_HINT}"
         )
+    reader = _Reader(root, encoding)
     folder = root / name
-    train, test = folder / "train.csv", folder / "test.csv"
-    if train.is_file() or test.is_file():
-        for path in (train, test):
-            if not path.is_file():
-                raise GlossError(f"{path} not found (the dataset folder {folder} needs train.csv and test.csv)")
-        frames = {}
-        for split, path in (("train", train), ("test", test)):
-            frame = _read_csv(path)
-            _check_columns(frame, path, ("text", "label"))
-            frames[split] = _clean_frame(frame, path)
-        return RawDataset(name, frames, [train, test], "train-test-csv")
+    if (folder / "train.csv").is_file() or (folder / "test.csv").is_file():
+        return _read_folder(reader, folder, name)
     for path in _split_file_candidates(root, name):
         if path.is_file():
-            return _read_split_file(path, name)
+            return _read_split_file(reader, path, name)
     for meta, corpus in _textgcn_candidates(root, name):
         if meta.is_file() and corpus.is_file():
-            return _read_textgcn(meta, corpus, name)
-    looked = [str(train), str(test), *map(str, _split_file_candidates(root, name)),
-              *(f"{m} + {c}" for m, c in _textgcn_candidates(root, name))]
-    if name not in known_datasets(root):
-        raise GlossError(
-            f"unknown dataset '{name}' under {root} (known: {', '.join(known_datasets(root))}); "
-            f"looked for {'; '.join(looked[:3])} and the TextGCN layout; {SOURCE_HINT}"
-        )
-    raise GlossError(f"dataset '{name}' not found: looked for {'; '.join(looked)}; {SOURCE_HINT}")
+            return _read_textgcn(reader, meta, corpus, name)
+    raise _not_found(name, root)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +127,12 @@ def token_lengths(model, texts: list[str]) -> list[int]:
     return [len(ids) for ids in encoded["input_ids"]]
 
 
-def embed_texts(model, texts: list[str], batch_size: int = 64, progress: bool = False):
+def embed_texts(model, texts: list[str], batch_size: int = 64, progress: bool | str = False,
+                echo: Callable[[str], None] | None = None):
     """Pooled embeddings of ``texts`` in eval mode, batches sorted by length (dynamic padding).
+
+    ``progress``: a progress bar (labelled ``progress`` when it is a string); without a terminal (a log
+    file) a line through ``echo`` after every quarter of the texts instead.
 
     Shapes:
         texts: N strings -> float32 array [N, D]
@@ -141,15 +147,40 @@ def embed_texts(model, texts: list[str], batch_size: int = 64, progress: bool = 
     out = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32)
     device = model.device
     autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
-    batches = range(0, len(texts), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="embed", unit="batch", leave=False, disable=None)
+    starts = range(0, len(texts), batch_size)
+    report = _Progress(progress, len(texts), len(starts), echo)
     with torch.inference_mode(), autocast:
-        for start in batches:
+        for number, start in enumerate(starts, start=1):
             rows = order[start : start + batch_size]
             features = to_device(model.preprocess([texts[i] for i in rows]), device)
             out[rows] = model(features)["sentence_embedding"].float().cpu().numpy()
+            report.update(number, start + len(rows))
+    report.close()
     model.train(was_training)
     return out
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise a line per quarter through ``echo`` (when given)."""
+
+    def __init__(self, progress: bool | str, texts: int, batches: int, echo: Callable[[str], None] | None):
+        self.label = progress if isinstance(progress, str) else "embed"
+        self.texts, self.batches, self.echo = texts, batches, echo
+        self.started = time.perf_counter()
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=batches, desc=self.label, unit="batch", leave=False, disable=None)
+        self.lines = progress and echo is not None and (self.bar is None or self.bar.disable)
+
+    def update(self, number: int, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.lines and number % max(1, self.batches // 4) == 0 and number < self.batches:
+            rate = done / max(1e-9, time.perf_counter() - self.started)
+            self.echo(f"{self.label}: {done}/{self.texts} documents embedded, {rate:.1f} docs/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -9,7 +9,12 @@ Every stage writes ``RUN/<stage>/`` with its outputs and a ``manifest.json``. A 
   writes the manifest last and moves the directory into place, so an interrupted stage leaves no
   manifest and no half-written outputs;
 * offers a persistent scratch directory (``RUN/.scratch/<stage>``) for checkpoints of long stages,
-  removed once the stage has finished.
+  removed once the stage has finished; a failed stage keeps it only when it holds files (checkpoints
+  for ``--resume``), so no empty ``.scratch/`` folders are left behind;
+* says in one line which dotted config keys changed when it replaces an earlier result of the stage
+  (an explicit run directory may hold several variants in turn);
+* records ``config_hash`` (:func:`pipeline.hashing.config_hash` of the config; for ``train`` without
+  the training seed, so replicates share it).
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.artifacts import TRAIN_STAGE, TRAINING_SEED
 from pipeline.artifacts import scratch_dir as stage_scratch_dir
 from pipeline.errors import GlossError
-from pipeline.hashing import sha256_file, sha256_json
+from pipeline.hashing import config_differences, config_hash, sha256_file, sha256_json
 from pipeline.resources import peak_rss_mb
 
 logger = logging.getLogger("gloss")
@@ -108,19 +114,54 @@ def _describe(path: Path) -> dict[str, Any]:
     return info
 
 
-def _is_current(stage_dir: Path, cache_key: str) -> Manifest | None:
+def _previous(stage_dir: Path) -> dict | None:
+    """The manifest a stage left in ``stage_dir`` earlier, if it is readable."""
     path = stage_dir / MANIFEST
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    if data.get("cache_key") != cache_key:
+
+
+def _is_current(stage_dir: Path, data: dict | None, cache_key: str) -> Manifest | None:
+    if data is None or data.get("cache_key") != cache_key:
         return None
     if not all((stage_dir / out["path"]).is_file() for out in data.get("outputs", {}).values()):
         return None
     return Manifest(stage_dir, data)
+
+
+def _replacing(stage: str, stage_dir: Path, previous: dict, config: dict, inputs: dict) -> str:
+    """One line naming what changed since the result a stage is about to replace."""
+    changed = config_differences(previous.get("config", {}), config)
+    if changed:
+        return f"{stage}: config changed since {stage_dir} was written: {', '.join(changed)}; replacing it"
+    old_inputs = previous.get("inputs", {})
+    moved = [k for k in sorted(set(old_inputs) | set(inputs))
+             if old_inputs.get(k, {}).get("sha256") != inputs.get(k, {}).get("sha256")]
+    if moved:
+        return f"{stage}: inputs changed since {stage_dir} was written: {', '.join(moved)}; replacing it"
+    return f"{stage}: replacing {stage_dir}"
+
+
+def _inputs(upstream: dict[str, Manifest], input_files: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """Each input's kind, absolute path and sha256 (the sha256s are part of the cache key)."""
+    manifests = {name: {"kind": "manifest", "path": str(m.path.resolve()), "sha256": m.sha256()}
+                 for name, m in upstream.items()}
+    files = {name: {"kind": "file", "path": str(Path(p).resolve()), "sha256": sha256_file(p)}
+             for name, p in input_files.items()}
+    return manifests | files
+
+
+def _drop_empty_scratch(scratch_dir: Path) -> None:
+    """Remove ``RUN/.scratch/<stage>`` and ``RUN/.scratch`` when empty (checkpoints stay for --resume)."""
+    for folder in (scratch_dir, scratch_dir.parent):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or already gone
+            pass
 
 
 def run_stage(
@@ -145,25 +186,16 @@ def run_stage(
         force: rerun even when an identical run finished.
     """
     run_dir = Path(run_dir)
-    upstream = upstream or {}
-    input_files = input_files or {}
-    inputs = {
-        **{
-            name: {"kind": "manifest", "path": str(m.path.resolve()), "sha256": m.sha256()}
-            for name, m in upstream.items()
-        },
-        **{
-            name: {"kind": "file", "path": str(Path(p).resolve()), "sha256": sha256_file(p)}
-            for name, p in input_files.items()
-        },
-    }
+    inputs = _inputs(upstream or {}, input_files or {})
     cache_key = sha256_json({"stage": stage, "config": config, "inputs": {k: v["sha256"] for k, v in inputs.items()}})
     stage_dir = run_dir / stage
-    if not force:
-        current = _is_current(stage_dir, cache_key)
-        if current is not None:
-            echo(f"{stage}: up to date in {stage_dir} (same config and inputs), skipped; --force reruns it")
-            return current
+    previous = _previous(stage_dir)
+    current = _is_current(stage_dir, previous, cache_key)
+    if current is not None and not force:
+        echo(f"{stage}: up to date in {stage_dir} (same config and inputs), skipped; --force reruns it")
+        return current
+    if previous is not None and current is None:
+        echo(_replacing(stage, stage_dir, previous, config, inputs))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(f".{stage}.tmp-*"):
@@ -178,6 +210,7 @@ def run_stage(
         summary = body(context) or {}
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
+        _drop_empty_scratch(scratch_dir)
         raise
     outputs = {}
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
@@ -188,6 +221,7 @@ def run_stage(
         "gloss_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "cache_key": cache_key,
+        "config_hash": config_hash(config, ignore=(TRAINING_SEED,) if stage == TRAIN_STAGE else ()),
         "config": config,
         "inputs": inputs,
         "outputs": outputs,
@@ -198,6 +232,7 @@ def run_stage(
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     _swap_into_place(out_dir, stage_dir)
     shutil.rmtree(scratch_dir, ignore_errors=True)
+    _drop_empty_scratch(scratch_dir)
     echo(f"{stage}: wrote {stage_dir} in {manifest['wall_seconds']:.1f}s")
     return Manifest(stage_dir, manifest)
 

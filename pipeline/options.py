@@ -156,3 +156,14 @@ PRESETS: dict[str, dict[str, object]] = {
 def choice_error(option: str, value: object, choices: tuple[str, ...]) -> str:
     """The one-line message for a value outside a vocabulary: ``--loss foo: expected one of ce, gloss``."""
     return f"{option} {value}: expected one of {', '.join(choices)}"
+
+
+# --- reading user files (prepare, run, predict) --------------------------------------------------------
+ENCODING = "auto"  # UTF-8, else the encoding charset-normalizer detects (logged); or any Python codec name
+ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a detected decoding may show
+
+
+# --- the shared cache (pipeline/cache.py, `gloss cache`) -----------------------------------------------
+CACHE_EMBEDDINGS = "embeddings"  # one split's pre-trained embeddings (`gloss embed`)
+CACHE_ENCODER_HASH = "encoder-hash"  # the sha256 of a model folder's files, by their sizes and times
+CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH)

@@ -12,37 +12,39 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import options
 from pipeline.artifacts import LABELS_FILE, load_head, load_matrix, load_splits, model_dir, split_labels
 from pipeline.errors import GlossError
 from pipeline.jsonl import json_objects
 from pipeline.manifest import load_manifest
+from pipeline.textfile import decode_file, split_lines
 
 
-def read_documents(path: str | Path) -> list[str]:
-    """Documents of a .txt (one per line), .csv (``text`` column) or .jsonl (``text`` field) file."""
-    from pipeline.datasets import _decode
-
+def read_documents(path: str | Path, encoding: str = options.ENCODING) -> list[str]:
+    """Documents of a .txt (one per line: lines end at ``\\n`` or ``\\r\\n`` only), .csv (``text`` column)
+    or .jsonl (``text`` field) file, decoded as :func:`pipeline.textfile.decode_file` does (``--encoding``)."""
     path = Path(path)
     if not path.is_file():
         raise GlossError(f"--input {path}: file not found")
+    text, _ = decode_file(path, encoding)
     if path.suffix == ".csv":
         import io
 
         import pandas as pd
 
-        frame = pd.read_csv(io.StringIO(_decode(path)), keep_default_na=False, dtype=str)
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
         if "text" not in frame:
             raise GlossError(f"{path}: missing column 'text' (found: {', '.join(frame.columns)})")
         return frame["text"].tolist()
     if path.suffix == ".jsonl":
         docs = []
         expected = "an object with a 'text' field"
-        for number, row in json_objects(_decode(path), path, expected=expected, keep_blank=True):
+        for number, row in json_objects(text, path, expected=expected, keep_blank=True):
             if row is not None and "text" not in row:
                 raise GlossError(f"{path}: line {number}: expected {expected}")
             docs.append("" if row is None else str(row["text"]))
         return docs
-    return _decode(path).splitlines()
+    return split_lines(text)
 
 
 def _probabilities(trained, embeddings: np.ndarray, num_classes: int) -> np.ndarray:
@@ -65,7 +67,8 @@ def _probabilities(trained, embeddings: np.ndarray, num_classes: int) -> np.ndar
     return out
 
 
-def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, device: str = "cpu") -> dict:
+def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, device: str = "cpu",
+            encoding: str = options.ENCODING) -> dict:
     """Predict every document of ``input_path``; returns rows and a report of skipped/truncated documents."""
     from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, token_lengths
 
@@ -80,7 +83,7 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
     encoder = trained.config["encoder"]
     model = load_encoder(EncoderConfig(model=str(folder), pooling=encoder["pooling"],
                                        max_length=encoder["max_length"], device=device))
-    docs = read_documents(input_path)
+    docs = read_documents(input_path, encoding)
     keep = [i for i, d in enumerate(docs) if d.strip()]
     texts = [docs[i] for i in keep]
     lengths = token_lengths(model, texts) if texts else []

@@ -1,5 +1,6 @@
 """Shared fixtures: the benchmark data root (``GLOSS_DATA``, set by .ci/run), the shipped ``tiny`` dataset
-(``tests/fixtures/tiny``, for stage tests that run without ``GLOSS_DATA``) and tiny inline datasets."""
+(``tests/fixtures/tiny``, for stage tests that run without ``GLOSS_DATA``), tiny inline datasets, and a
+private ``GLOSS_CACHE`` for the whole session (the suite never writes to ``~/.cache/gloss``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,18 @@ import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """``GLOSS_CACHE`` in a temporary folder for every test and the subprocesses they start."""
+    previous = os.environ.get("GLOSS_CACHE")
+    os.environ["GLOSS_CACHE"] = str(tmp_path_factory.mktemp("gloss-cache"))
+    yield Path(os.environ["GLOSS_CACHE"])
+    if previous is None:
+        os.environ.pop("GLOSS_CACHE", None)
+    else:
+        os.environ["GLOSS_CACHE"] = previous
 
 
 def benchmark_root() -> Path | None:

@@ -1,16 +1,25 @@
-"""Collect finished runs and aggregate them per dataset and method (mean, standard deviation, n), plus
-paired differences between two methods over the seeds they share (paired t-test when n >= 3)."""
+"""Collect finished runs and aggregate them per setting (mean, standard deviation, n), plus paired
+differences between two methods over the seeds they share (paired t-test when n >= 3).
+
+A row pools only replicates: runs of one dataset and method whose prepare and train configs are identical
+but for the training seed (:func:`pipeline.artifacts.run_config_hash`; the split seed, limit and validation
+share are part of the data and count). Runs of one method that differ in any other setting are separate
+rows, labelled by the settings that differ (``gloss+ce (objective.lam=0.5)``). The paired test pairs two
+such rows of the same data, seed by seed.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import HISTORY_FILE, read_history
+from pipeline.artifacts import HISTORY_FILE, read_history, run_identity
 from pipeline.errors import GlossError
+from pipeline.hashing import sha256_json
 from pipeline.manifest import load_manifest
 
 NAME_FILE = "compare-name.txt"
@@ -33,6 +42,13 @@ class RunRecord:
     peak_rss_mb: float | None
     val_macro_f1_by_epoch: list[float | None]
     probe_accuracy: float | None = None  # a linear probe on the run's train embeddings (fine-tuned runs)
+    settings: dict[str, Any] = field(default_factory=dict)  # artifacts.run_identity: data.* and train.*
+    config_hash: str | None = None  # artifacts.run_config_hash: equal for replicates
+
+    @property
+    def data_hash(self) -> str:
+        """The hash of the ``data.*`` settings: runs on the same prepared data share it."""
+        return sha256_json({k: v for k, v in self.settings.items() if k.startswith("data.")})
 
 
 def method_name(run_dir: Path, train_summary: dict) -> str:
@@ -62,6 +78,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
     summary = evaluated.summary
     history = read_history(trained.output(HISTORY_FILE))
     seed = trained.config.get("seed", trained.config.get("loop", {}).get("seed", 0))
+    settings = run_identity(prepared.config, trained.config)
     return RunRecord(
         run_dir=str(run_dir), dataset=dataset_label(prepared.config), method=method_name(run_dir, trained.summary),
         seed=int(seed), accuracy=summary["headline"]["accuracy"], macro_f1=summary["headline"]["macro_f1"],
@@ -70,6 +87,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
         peak_rss_mb=trained.data.get("peak_rss_mb"),
         val_macro_f1_by_epoch=[h.get("val_macro_f1") for h in history],
         probe_accuracy=(summary.get("linear_probe") or {}).get("accuracy"),
+        settings=settings, config_hash=sha256_json(settings),
     )
 
 
@@ -82,41 +100,86 @@ def mean_std(values: list[float | None]) -> dict:
     return {"mean": float(np.mean(present)), "std": std, "n": len(present)}
 
 
-def aggregate(records: list[RunRecord]) -> list[dict]:
-    """One row per (dataset, method) in first-seen order, each metric as mean/std/n."""
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
+def _groups(records: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
+    """Replicates together: by (dataset, method, config hash), in first-seen order."""
+    groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        groups.setdefault((record.dataset, record.method), []).append(record)
+        groups.setdefault((record.dataset, record.method, record.config_hash), []).append(record)
+    return groups
+
+
+def _short(key: str) -> str:
+    return key.removeprefix("train.")
+
+
+def variant_labels(groups: dict[tuple, list[RunRecord]]) -> dict[tuple, str]:
+    """Per group, the settings that tell it from the other groups of its dataset and method (``""`` when
+    it is the only one): ``objective.lam=0.5, loop.epochs=3``."""
+    labels = {}
+    for key, members in groups.items():
+        siblings = [groups[k][0].settings for k in groups if k[:2] == key[:2]]
+        keys = sorted({k for s in siblings for k in s if any(s.get(k) != t.get(k) for t in siblings)})
+        labels[key] = ", ".join(f"{_short(k)}={members[0].settings.get(k)}" for k in keys)
+    return labels
+
+
+def aggregate(records: list[RunRecord]) -> list[dict]:
+    """One row per setting (dataset, method, config hash) in first-seen order, each metric as mean/std/n.
+
+    ``label`` is the method, with the settings that differ from its other rows in parentheses.
+    """
+    groups = _groups(records)
+    variants = variant_labels(groups)
     rows = []
-    for (dataset, method), members in groups.items():
-        row = {"dataset": dataset, "method": method, "seeds": sorted(r.seed for r in members)}
+    for key, members in groups.items():
+        dataset, method, config_hash = key
+        label = f"{method} ({variants[key]})" if variants[key] else method
+        row = {"dataset": dataset, "method": method, "label": label, "variant": variants[key],
+               "config_hash": config_hash, "seeds": sorted(r.seed for r in members),
+               "runs": [r.run_dir for r in members]}
         for metric in METRICS:
             row[metric] = mean_std([getattr(r, metric) for r in members])
         rows.append(row)
     return rows
 
 
-def paired_difference(records: list[RunRecord], method: str, baseline: str, metric: str = "accuracy") -> list[dict]:
-    """Per dataset: ``method - baseline`` on each shared seed, their mean, and a paired t-test p-value."""
+def _paired(ours: list[RunRecord], theirs: list[RunRecord], metric: str) -> dict | None:
+    """``ours - theirs`` on each shared seed, the mean and the paired t-test (n >= 3)."""
     from scipy.stats import ttest_rel
 
+    mine = {r.seed: getattr(r, metric) for r in ours}
+    other = {r.seed: getattr(r, metric) for r in theirs}
+    seeds = sorted(set(mine) & set(other))
+    if not seeds:
+        return None
+    diffs = [mine[s] - other[s] for s in seeds]
+    p_value = None
+    if len(seeds) >= 3:
+        if np.allclose(diffs, diffs[0]):
+            p_value = 0.0 if diffs[0] != 0 else 1.0
+        else:
+            p_value = float(ttest_rel([mine[s] for s in seeds], [other[s] for s in seeds]).pvalue)
+    return {"seeds": seeds, "differences": diffs, "mean_difference": float(np.mean(diffs)), "n": len(seeds),
+            "p_value": p_value}
+
+
+def paired_difference(records: list[RunRecord], method: str, baseline: str, metric: str = "accuracy") -> list[dict]:
+    """Per dataset and pair of settings (one of ``method``, one of ``baseline``, on the same data):
+    ``method - baseline`` on each shared seed, their mean, and a paired t-test p-value."""
+    groups = _groups(records)
+    variants = variant_labels(groups)
     out = []
-    for dataset in dict.fromkeys(r.dataset for r in records):
-        ours = {r.seed: getattr(r, metric) for r in records if r.dataset == dataset and r.method == method}
-        theirs = {r.seed: getattr(r, metric) for r in records if r.dataset == dataset and r.method == baseline}
-        seeds = sorted(set(ours) & set(theirs))
-        if not seeds:
+    for ours_key, ours in groups.items():
+        if ours_key[1] != method:
             continue
-        diffs = [ours[s] - theirs[s] for s in seeds]
-        p_value = None
-        if len(seeds) >= 3:
-            if np.allclose(diffs, diffs[0]):
-                p_value = 0.0 if diffs[0] != 0 else 1.0
-            else:
-                p_value = float(ttest_rel([ours[s] for s in seeds], [theirs[s] for s in seeds]).pvalue)
-        out.append({"dataset": dataset, "method": method, "baseline": baseline, "metric": metric, "seeds": seeds,
-                    "differences": diffs, "mean_difference": float(np.mean(diffs)), "n": len(seeds),
-                    "p_value": p_value})
+        for theirs_key, theirs in groups.items():
+            if theirs_key[:2] != (ours_key[0], baseline) or theirs[0].data_hash != ours[0].data_hash:
+                continue
+            result = _paired(ours, theirs, metric)
+            if result is not None:
+                out.append({"dataset": ours_key[0], "method": method, "baseline": baseline, "metric": metric,
+                            "method_variant": variants[ours_key], "baseline_variant": variants[theirs_key],
+                            **result})
     return out
 
 

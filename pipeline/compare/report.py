@@ -26,7 +26,7 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
     ]
     for row in rows:
         lines.append(
-            f"| {row['dataset']} | {row['method']} | {row['accuracy']['n']} | {_pm(row['accuracy'])} | "
+            f"| {row['dataset']} | {row.get('label', row['method'])} | {row['accuracy']['n']} | {_pm(row['accuracy'])} | "
             f"{_pm(row['macro_f1'])} | {_pm(row['probe_accuracy'])} | {_pm(row['macro_silhouette'], 1.0, 3)} | "
             f"{_pm(row['seconds_per_epoch'], 1.0, 1)} | {_pm(row['best_epoch'], 1.0, 1)} | "
             f"{_pm(row['train_seconds'], 1.0, 0)} | {_pm(row['peak_rss_mb'], 1.0, 0)} |"
@@ -47,7 +47,8 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
                   "| dataset | comparison | seeds | mean difference (points) | paired t-test p |", "|---|---|---|---|---|"]
         for p in paired:
             pv = "n/a (n < 3)" if p["p_value"] is None else f"{p['p_value']:.3g}"
-            lines.append(f"| {p['dataset']} | {p['method']} − {p['baseline']} ({p['metric']}) | {p['n']} | "
+            ours, theirs = (_named(p[k], p.get(f"{k}_variant")) for k in ("method", "baseline"))
+            lines.append(f"| {p['dataset']} | {ours} − {theirs} ({p['metric']}) | {p['n']} | "
                          f"{p['mean_difference'] * 100:+.2f} | {pv} |")
     return "\n".join(lines) + "\n"
 
@@ -56,11 +57,28 @@ def csv_table(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     from pipeline.compare.aggregate import METRICS as metrics
-    writer.writerow(["dataset", "method", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
+    writer.writerow(["dataset", "method", "variant", "config_hash", "n"]
+                    + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
     for row in rows:
-        writer.writerow([row["dataset"], row["method"], row["accuracy"]["n"]]
+        writer.writerow([row["dataset"], row["method"], row.get("variant", ""), row.get("config_hash") or "",
+                         row["accuracy"]["n"]]
                         + [row[m][s] for m in metrics for s in ("mean", "std")])
     return buffer.getvalue()
+
+
+def _named(method: str, variant: str | None) -> str:
+    return f"{method} ({variant})" if variant else method
+
+
+def value_limits(cells: list[dict], scale: float, floor: float | None = 0.0, margin: float = 2.0):
+    """y-axis limits that show every bar's whole error bar (mean ± std), with ``margin`` around them and
+    never below ``floor``; ``None`` when no cell has a value."""
+    present = [c for c in cells if c and c["mean"] is not None]
+    if not present:
+        return None
+    low = min((c["mean"] - (c["std"] or 0.0)) * scale for c in present) - margin
+    high = max((c["mean"] + (c["std"] or 0.0)) * scale for c in present) + margin
+    return (low if floor is None else max(floor, low)), high
 
 
 def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
@@ -73,7 +91,7 @@ def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
 
     written = []
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = list(dict.fromkeys(r.get("label", r["method"]) for r in rows))
     width = 0.8 / max(1, len(methods))
     for metric, filename, label, scale in (("accuracy", "accuracy.png", "test accuracy (%)", 100.0),
                                            ("macro_silhouette", "silhouette.png", "test macro-silhouette", 1.0)):
@@ -81,7 +99,8 @@ def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
         for i, method in enumerate(methods):
             means, stds = [], []
             for dataset in datasets:
-                cell = next((r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method), None)
+                cell = next((r[metric] for r in rows
+                             if r["dataset"] == dataset and r.get("label", r["method"]) == method), None)
                 means.append(np.nan if not cell or cell["mean"] is None else cell["mean"] * scale)
                 stds.append(0.0 if not cell or cell["std"] is None else cell["std"] * scale)
             ax.bar(np.arange(len(datasets)) + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds,
@@ -89,9 +108,9 @@ def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
         ax.set_xticks(np.arange(len(datasets)), datasets)
         ax.set_ylabel(label)
         if metric == "accuracy":
-            finite = [r[metric]["mean"] * scale for r in rows if r[metric]["mean"] is not None]
-            if finite:
-                ax.set_ylim(max(0, min(finite) - 10), min(100, max(finite) + 3))
+            limits = value_limits([r[metric] for r in rows], scale, margin=3.0)
+            if limits is not None:
+                ax.set_ylim(*limits)
         ax.legend(fontsize=8, ncol=min(3, len(methods)))
         ax.set_title(f"{label}: mean ± std over seeds")
         fig.tight_layout()
@@ -104,15 +123,17 @@ def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
     for ax in axes.flat[len(datasets):]:
         ax.set_visible(False)
     for ax, dataset in zip(axes.flat[: len(datasets)], datasets, strict=True):
-        for method in methods:
-            curves = [r.val_macro_f1_by_epoch for r in records if r.dataset == dataset and r.method == method]
+        for row in (r for r in rows if r["dataset"] == dataset):
+            runs = set(row.get("runs", []))
+            curves = [r.val_macro_f1_by_epoch for r in records if r.dataset == dataset and r.run_dir in runs]
             if not curves:
                 continue
             length = max(len(c) for c in curves)
             matrix = np.full((len(curves), length), np.nan)
             for j, curve in enumerate(curves):
                 matrix[j, : len(curve)] = [np.nan if v is None else v for v in curve]
-            ax.plot(np.arange(1, length + 1), np.nanmean(matrix, axis=0) * 100, marker="o", ms=3, label=method)
+            ax.plot(np.arange(1, length + 1), np.nanmean(matrix, axis=0) * 100, marker="o", ms=3,
+                    label=row.get("label", row["method"]))
         ax.set_title(dataset)
         ax.set_xlabel("epoch")
         ax.set_ylabel("val macro-F1 (%)")

@@ -4,6 +4,7 @@
 datasets = ["R8", "mr"]
 seeds = [0, 1, 2]
 limit = 2000                      # optional, passed to `gloss run --limit`
+limit_test = 500                  # optional, passed to `gloss run --limit-test` (default: whole test set)
 options = { epochs = 3 }          # optional, every method's `gloss run` options
 
 [[methods]]
@@ -67,8 +68,9 @@ def read_spec(path: str | Path) -> list[RunSpec]:
             raise GlossError(f"{path}: '{key}' is missing or empty")
     seeds = data.get("seeds", [0])
     shared = dict(data.get("options", {}))
-    if "limit" in data:
-        shared["limit"] = data["limit"]
+    for key in ("limit", "limit_test"):
+        if key in data:
+            shared[key] = data[key]
     per_dataset = data.get("datasets_options", {})
     runs = []
     names = set()

@@ -45,7 +45,8 @@ def transductive_propagation(
 
     from graphs.propagation import knn_label_propagation
 
-    train_y = np.asarray(train_y, dtype=np.int64)
+    # Copies: pandas hands out read-only arrays, and torch warns on (and must not write to) those.
+    train_y = np.array(train_y, dtype=np.int64)
     x = torch.from_numpy(np.concatenate([np.asarray(train_x), np.asarray(test_x)]).astype(np.float32))  # [N, D]
     n, n_train = x.size(0), len(train_y)
     labels = torch.zeros(n, dtype=torch.long)  # [N]; test rows are hidden, their value is never read

@@ -13,6 +13,7 @@ from pipeline.artifacts import SPLITS, load_matrix, read_npy
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.options import INSPECT_SOURCES, choice_error
+from pipeline.textfile import decode_file, split_lines
 
 SOURCES = dict(zip(INSPECT_SOURCES, ("embed", "train"), strict=True))  # --source -> the stage that wrote it
 EPOCH_FILE = re.compile(r"^val_embeddings/epoch-(\d+)\.npy$")
@@ -137,10 +138,7 @@ def read_labels(path: str | Path, rows: int) -> tuple[np.ndarray, list[str]]:
         else:
             raise GlossError(f"{path}: expected a 'label' column (has: {', '.join(map(str, frame.columns))})")
     else:
-        try:
-            raw = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise GlossError(f"{path}: not UTF-8 text") from None
+        raw = split_lines(decode_file(path, "utf-8")[0])  # lines end at \n or \r\n only
         while raw and not raw[-1].strip():
             raw.pop()
     raw = [str(v).strip() for v in raw]

@@ -3,6 +3,11 @@
 Outputs (``RUN/embed/``): ``embeddings_{train,val,test}.npy`` (float32 [N, D]) and ``sigma.json`` with the
 paper's ``sqrt`` heuristic (sqrt(median pairwise distance / 3)) and the reference code's ``dicm``
 (smallest distance between differently labelled points / 3), on L2-normalised training embeddings.
+
+Each split's embeddings are read from, or written to, the shared cache (:mod:`pipeline.cache`, kind
+``embeddings``) keyed by the encoder files' hash, pooling, max length, precision (float32 on CPU, float16
+autocast on CUDA) and the sha256 of the texts, so every run on the same data reuses them; the stage still
+writes its outputs into ``RUN/embed/``. The encoder is loaded only when a split is missing from the cache.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import options
+from pipeline import cache, options
 from pipeline.artifacts import SPLITS, load_splits
-from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
+from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_device, resolve_model_path
+from pipeline.hashing import sha256_json
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 
 STAGE = "embed"
@@ -37,21 +43,54 @@ def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) 
     return {"sqrt": float(sigma_sqrt_median(x)), "dicm": float(sigma_dicm(x, y)), "on": "l2-normalised train embeddings"}
 
 
+def cache_parts(config: EmbedConfig, texts: list[str]) -> dict:
+    """What one split's embeddings depend on: the key of its cache entry."""
+    device = resolve_device(config.encoder.device)
+    return {
+        "encoder": cache.folder_hash(resolve_model_path(config.encoder.model)),
+        "pooling": config.encoder.pooling,
+        "max_length": config.encoder.max_length,
+        "precision": "float16-autocast" if device.startswith("cuda") else "float32",
+        "texts": sha256_json(texts),
+        "documents": len(texts),
+    }
+
+
+def _embeddings(config: EmbedConfig, texts: list[str], encoder, split: str, echo) -> tuple[np.ndarray, bool]:
+    """A split's embeddings from the cache, or encoded (``encoder()`` loads the model) and cached."""
+
+    def write(folder: Path) -> None:
+        array = embed_texts(encoder(), texts, config.batch_size, progress=f"embed: {split}", echo=echo)
+        np.save(folder / "embeddings.npy", array)
+
+    folder, hit = cache.get_or_create(options.CACHE_EMBEDDINGS, cache_parts(config, texts), write)
+    return np.load(folder / "embeddings.npy", allow_pickle=False), hit
+
+
 def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
     resolve_model_path(config.encoder.model)
     prepared = load_manifest(run_dir, "prepare")
 
     def body(ctx: StageContext) -> dict:
         frames, _ = load_splits(prepared)
-        model = load_encoder(config.encoder)
-        shapes = {}
+        loaded = []
+
+        def encoder():
+            if not loaded:
+                loaded.append(load_encoder(config.encoder))
+            return loaded[0]
+
+        arrays, cached = {}, []
         for split in SPLITS:
-            array = embed_texts(model, frames[split]["text"].tolist(), config.batch_size, progress=True)
-            np.save(ctx.output(f"embeddings_{split}.npy"), array)
-            shapes[split] = list(array.shape)
-            if split == "train":
-                sigma = sigma_heuristics(array, frames["train"]["label_id"].to_numpy())
+            arrays[split], hit = _embeddings(config, frames[split]["text"].tolist(), encoder, split, echo)
+            np.save(ctx.output(f"embeddings_{split}.npy"), arrays[split])
+            cached += [split] if hit else []
+        if cached:
+            echo(f"embed: {', '.join(cached)} read from the cache in {cache.cache_root()}")
+        sigma = sigma_heuristics(arrays["train"], frames["train"]["label_id"].to_numpy())
         ctx.output("sigma.json").write_text(json.dumps(sigma, indent=1) + "\n")
-        return {"shapes": shapes, "sigma": sigma, "device": str(model.device)}
+        device = str(loaded[0].device) if loaded else resolve_device(config.encoder.device)
+        shapes = {split: list(array.shape) for split, array in arrays.items()}
+        return {"shapes": shapes, "sigma": sigma, "device": device, "cached": cached}
 
     return run_stage(run_dir, STAGE, asdict(config), body, upstream={"prepare": prepared}, force=force, echo=echo)

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline import options as defaults
 from pipeline.artifacts import SPLITS, load_matrix, load_splits, split_labels
+from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 
 STAGE = "graph"
@@ -31,7 +32,15 @@ class GraphConfig:
 
 
 def run(config: GraphConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
+    if config.k < 1:
+        raise GlossError(f"--k must be at least 1 (got {config.k})")
     prepared = load_manifest(run_dir, "prepare")
+    documents = sum(prepared.summary.get("rows", {}).values())
+    if 0 < documents <= config.k:
+        raise GlossError(
+            f"--k {config.k}: {prepared.stage_dir} has {documents} documents (train + val + test), so at most "
+            f"{documents - 1} neighbours each; lower --k"
+        )
     embedded = load_manifest(run_dir, "embed")
 
     def body(ctx: StageContext) -> dict:

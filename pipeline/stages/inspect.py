@@ -6,7 +6,8 @@ Inputs: ``RUN/embed/embeddings_{train,val,test}.npy`` (``--source pretrained``),
 (epoch 0 = the pre-trained val embeddings); labels from ``RUN/prepare``. Or ``--embeddings FILE.npy
 --labels FILE`` with ``--out DIR``.
 
-Outputs (``RUN/inspect/`` or ``--out``, written atomically with a manifest): ``inspect.json`` (every figure),
+Outputs (``RUN/inspect/`` for the pre-trained embeddings, ``RUN/inspect-trained/`` for the trained ones, so
+one never replaces the other; or ``--out``; written atomically with a manifest): ``inspect.json`` (every figure),
 ``summary.txt``, ``degree_histogram.png``, ``homophily_per_class.png``, ``distance_histogram.png``,
 ``batch_adjacency.png``, ``subgraph_layout.png``, ``evolution.png`` (``--epochs``), and the edges as
 ``edges.csv`` / ``edges.npz`` / ``graph.graphml`` (``--export``), in PyG ``source_to_target`` direction like
@@ -29,6 +30,7 @@ from pipeline.manifest import Manifest, StageContext, run_stage
 from pipeline.options import BACKENDS, EXPORT_FORMATS, INSPECT_SOURCES, METRICS, choice_error
 
 STAGE = "inspect"
+STAGE_DIRS = {"pretrained": STAGE, "trained": f"{STAGE}-trained"}  # --source -> the folder under RUN/
 PLOTS = (
     "degree_histogram.png",
     "homophily_per_class.png",
@@ -195,7 +197,7 @@ def _json_default(value):
 def run(
     config: InspectConfig, run_dir: str | Path, device: str = "auto", force: bool = False, echo=print
 ) -> Manifest:
-    """Inspect a run's embeddings into ``RUN/inspect/``."""
+    """Inspect a run's embeddings into ``RUN/inspect/`` (``--source pretrained``) or ``RUN/inspect-trained/``."""
     from pipeline.inspection.inputs import SOURCES, epoch_embeddings, run_embeddings
     from pipeline.manifest import load_manifest
 
@@ -217,7 +219,7 @@ def run(
 
     return run_stage(
         run_dir,
-        STAGE,
+        STAGE_DIRS[config.source],
         {"mode": "run", **asdict(config)},
         _body(config, load, device, epochs_loader),
         upstream=upstream,

@@ -1,4 +1,5 @@
-"""``gloss prepare``: read a dataset, validate it, carve the seeded validation split, save the splits.
+"""``gloss prepare``: read a dataset, validate it, carve the seeded validation split (unless the dataset
+gives one), save the splits.
 
 Outputs (``RUN/prepare/``): ``train.csv``, ``val.csv``, ``test.csv`` (columns ``text,label,label_id,
 source_row``) and ``labels.json`` (label names in id order). Every later stage reads these, so all
@@ -21,6 +22,7 @@ from pipeline.datasets import CSV_FIELD_LIMIT, load_dataset
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, run_stage
 from pipeline.splits import stratified_holdout, stratified_sample
+from pipeline.textfile import check_encoding
 
 logger = logging.getLogger("gloss")
 
@@ -29,53 +31,105 @@ STAGE = "prepare"
 
 @dataclass
 class PrepareConfig:
+    """Options of ``gloss prepare``.
+
+    Args:
+        dataset: the dataset name under ``data_root``.
+        data_root: the folder holding the datasets.
+        val_fraction: share of each training class carved out for validation (when no split is given).
+        seed: seed of the validation split and the ``limit`` slices.
+        limit: a stratified slice of at most this many training documents (val in proportion); test is kept.
+        limit_test: a stratified slice of at most this many test documents (``None``: the whole test set).
+        encoding: ``auto`` (UTF-8, else detected) or a codec name, for every input file.
+        drop_unseen_labels: drop val/test rows whose label is not in train (counted) instead of refusing.
+    """
+
     dataset: str
     data_root: str
     val_fraction: float = options.VAL_FRACTION
     seed: int = options.SEED
     limit: int | None = None
+    limit_test: int | None = None
+    encoding: str = options.ENCODING
+    drop_unseen_labels: bool = False
 
 
-def _unseen_labels_check(frames: dict, train_labels: set, files: list[Path]) -> None:
+def _drop_unseen_labels(frames: dict, train_labels: set, raw, drop: bool) -> dict[str, int]:
+    """Refuse val/test labels unseen in train, or with ``drop`` remove those rows; the rows dropped per split."""
+    dropped = {"val": 0, "test": 0}  # a carved val split comes from train: nothing unseen
     for split in ("val", "test"):
         if split not in frames:
             continue
-        frame = frames[split]
+        frame, where = frames[split], raw.split_files[split]
         unseen = ~frame["label"].isin(train_labels)
-        if unseen.any():
-            first = frame.loc[unseen].iloc[0]
-            where = files[-1] if split == "test" else files[0]
+        dropped[split] = int(unseen.sum())
+        if not unseen.any():
+            continue
+        first = frame.loc[unseen].iloc[0]
+        if not drop:
             raise GlossError(
                 f"{where}: row {int(first['source_row'])}: label '{first['label']}' in {split} does not occur "
-                f"in train ({int(unseen.sum())} {split} rows have labels unseen in train)"
+                f"in train ({int(unseen.sum())} {split} rows have labels unseen in train; "
+                "--drop-unseen-labels drops them)"
             )
+        if unseen.all():
+            raise GlossError(f"{where}: every {split} row has a label unseen in train: nothing would be left")
+        labels = sorted(set(frame.loc[unseen, "label"]))
+        logger.warning("%s: dropped %d %s rows with labels unseen in train (%s)", where, int(unseen.sum()), split,
+                       ", ".join(labels))
+        frames[split] = frame[~unseen].reset_index(drop=True)
+    return dropped
+
+
+def _carve_val(frames: dict, config: PrepareConfig, train_file) -> None:
+    """Hold out the seeded, stratified validation split from train; refuse a train set too small for one."""
+    train = frames["train"]
+    keep, held = stratified_holdout(train["label"].to_numpy(), config.val_fraction, config.seed)
+    if len(held) == 0:
+        raise GlossError(
+            f"{train_file}: too small for a validation split ({len(train)} documents, every class has one; "
+            "a class with at least 2 documents gives one to validation)"
+        )
+    frames["val"] = train.iloc[held].reset_index(drop=True)
+    frames["train"] = train.iloc[keep].reset_index(drop=True)
+
+
+def _slice(frames: dict, config: PrepareConfig, num_classes: int) -> None:
+    """``--limit``: train to at most N documents, val in proportion; ``--limit-test``: test to at most N."""
+    if config.limit is not None:
+        if config.limit < num_classes:
+            raise GlossError(f"--limit {config.limit}: fewer than the {num_classes} classes (every class needs a "
+                             "training document)")
+        fraction = config.limit / len(frames["train"])
+        sizes = {"train": config.limit, "val": max(1, math.ceil(len(frames["val"]) * fraction))}
+        for split, size in sizes.items():
+            rows = stratified_sample(frames[split]["label"].to_numpy(), size, config.seed)
+            frames[split] = frames[split].iloc[rows].reset_index(drop=True)
+    if config.limit_test is not None:
+        rows = stratified_sample(frames["test"]["label"].to_numpy(), config.limit_test, config.seed)
+        frames["test"] = frames["test"].iloc[rows].reset_index(drop=True)
 
 
 def _build_splits(raw, config: PrepareConfig):
+    """``(frames, label names, facts for the summary)``: the checked, carved and sliced splits."""
     frames = dict(raw.frames)
     train = frames["train"]
     label_names = sorted(set(train["label"]))
     if len(label_names) < 2:
         raise GlossError(
-            f"{raw.files[0]}: the training data has a single class ('{label_names[0]}'); "
+            f"{raw.split_files['train']}: the training data has a single class ('{label_names[0]}'); "
             "classification needs at least two"
         )
-    _unseen_labels_check(frames, set(label_names), raw.files)
+    dropped = _drop_unseen_labels(frames, set(label_names), raw, config.drop_unseen_labels)
     label_ids = {name: i for i, name in enumerate(label_names)}
-    if "val" not in frames:
-        keep, held = stratified_holdout(train["label"].to_numpy(), config.val_fraction, config.seed)
-        frames["val"] = train.iloc[held].reset_index(drop=True)
-        frames["train"] = train.iloc[keep].reset_index(drop=True)
-    if config.limit is not None:
-        fraction = config.limit / len(frames["train"])
-        for split in SPLITS:
-            frame = frames[split]
-            size = config.limit if split == "train" else max(1, math.ceil(len(frame) * fraction))
-            rows = stratified_sample(frame["label"].to_numpy(), size, config.seed)
-            frames[split] = frame.iloc[rows].reset_index(drop=True)
+    given = "val" in frames
+    if not given:
+        _carve_val(frames, config, raw.split_files["train"])
+    _slice(frames, config, len(label_names))
     for frame in frames.values():
         frame["label_id"] = frame["label"].map(label_ids).astype(np.int64)
-    return frames, label_names
+    facts = {"val_split": "given" if given else "carved", "dropped_unseen_labels": dropped}
+    return frames, label_names, facts
 
 
 def _summary(frames: dict, label_names: list[str]) -> dict:
@@ -100,15 +154,22 @@ def run(config: PrepareConfig, run_dir: str | Path, force: bool = False, echo=pr
         raise GlossError(f"--val-fraction must be between 0 and 1 (got {config.val_fraction})")
     if config.limit is not None and config.limit < 2:
         raise GlossError(f"--limit must be at least 2 (got {config.limit})")
-    raw = load_dataset(config.dataset, config.data_root)
-    raw_files = {f"data:{path.name}": path for path in raw.files}
+    if config.limit_test is not None and config.limit_test < 1:
+        raise GlossError(f"--limit-test must be at least 1 (got {config.limit_test})")
+    check_encoding(config.encoding)
+    raw = load_dataset(config.dataset, config.data_root, encoding=config.encoding)
+    names = [path.name for path in raw.files]
+    if len(set(names)) < len(names):  # the TextGCN layout: NAME.txt and corpus/NAME.txt
+        names = [path.relative_to(config.data_root).as_posix() for path in raw.files]
+    raw_files = {f"data:{name}": path for name, path in zip(names, raw.files, strict=True)}
 
     def body(ctx: StageContext) -> dict:
-        frames, label_names = _build_splits(raw, config)
+        frames, label_names, facts = _build_splits(raw, config)
         for split in SPLITS:
             frame = frames[split][["text", "label", "label_id", "source_row"]]
             frame.to_csv(ctx.output(f"{split}.csv", rows=len(frame)), index=False)
         ctx.output(LABELS_FILE).write_text(json.dumps(label_names, indent=1) + "\n")
-        return {"layout": raw.layout, **_summary(frames, label_names)}
+        return {"layout": raw.layout, **facts, "encodings": raw.encodings, "ignored_columns": raw.ignored_columns,
+                **_summary(frames, label_names)}
 
     return run_stage(run_dir, STAGE, asdict(config), body, input_files=raw_files, force=force, echo=echo)

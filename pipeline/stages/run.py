@@ -1,6 +1,14 @@
 """``gloss run``: the whole pipeline in sequence, skipping stages whose config and inputs are unchanged.
 
-prepare -> embed -> train -> evaluate. ``embed`` is skipped for TextGCN (it reads no encoder embeddings).
+prepare -> embed -> train -> evaluate. ``embed`` runs only when training reads it: G-Loss (``gloss``,
+``gloss+ce``) with a corpus sigma (``--sigma sqrt|dicm``, from ``RUN/embed/sigma.json``); no other loss,
+method or later stage of the sequence reads ``RUN/embed`` (``gloss inspect --source pretrained`` asks for
+``gloss embed`` when it is missing).
+
+The default run directory is ``runs/<dataset>-<method>-seed<seed>-<hash>``: the hash is
+:func:`pipeline.artifacts.run_config_hash` of the prepare and train configs, so two settings never share a
+default directory; an explicit ``--run-dir`` may hold several variants (a changed stage reruns and says
+which keys changed).
 The corpus kNN graph (``gloss graph``) is not part of the sequence: no later stage reads ``RUN/graph``
 (evaluate builds its own graph of the *trained* embeddings, inspect of whichever embeddings it inspects),
 so it is a stage to run on its own when its edge list is wanted.
@@ -9,10 +17,11 @@ so it is a stage to run on its own when its edge list is wanted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.artifacts import default_run_name
+from pipeline import options
+from pipeline.artifacts import default_run_name, run_config_hash
 from pipeline.manifest import Manifest
 from pipeline.stages import embed as embed_stage
 from pipeline.stages import evaluate as evaluate_stage
@@ -35,16 +44,28 @@ class RunConfig:
         """The loss for fine-tuning, else the method (``gloss+ce``, ``textgcn``)."""
         return self.train.loss if self.train.method == "finetune" else self.train.method
 
+    def config_hash(self) -> str:
+        """:func:`pipeline.artifacts.run_config_hash` of this run's prepare and train configs."""
+        return run_config_hash(asdict(self.prepare), self.train.stage_config())
+
     def default_run_dir(self) -> Path:
-        """``runs/<dataset>-<method>-seed<seed>``."""
-        return Path(RUNS_DIR) / default_run_name(self.prepare.dataset, self.method_name, self.train.loop.seed)
+        """``runs/<dataset>-<method>-seed<seed>-<first 8 hex digits of config_hash>``."""
+        name = default_run_name(self.prepare.dataset, self.method_name, self.train.loop.seed, self.config_hash())
+        return Path(RUNS_DIR) / name
+
+    @property
+    def needs_embed(self) -> bool:
+        """Whether training reads ``RUN/embed``: G-Loss with a corpus sigma (``sqrt``/``dicm``)."""
+        objective = self.train.objective
+        return (self.train.method == "finetune" and objective.loss in options.G_LOSSES
+                and objective.sigma in options.CORPUS_SIGMA_HEURISTICS)
 
     @property
     def stages(self) -> tuple[str, ...]:
         """The stages run, in order."""
-        if self.train.method == "textgcn":
-            return ("prepare", "train", "evaluate")
-        return ("prepare", "embed", "train", "evaluate")
+        if self.needs_embed:
+            return ("prepare", "embed", "train", "evaluate")
+        return ("prepare", "train", "evaluate")
 
 
 def run(config: RunConfig, run_dir: str | Path | None = None, force: bool = False, resume: bool = False,
@@ -54,6 +75,7 @@ def run(config: RunConfig, run_dir: str | Path | None = None, force: bool = Fals
     Returns the manifest of each stage, by stage name.
     """
     run_dir = Path(run_dir) if run_dir is not None else config.default_run_dir()
+    echo(f"run: {' -> '.join(config.stages)} in {run_dir}")
     manifests = {"prepare": prepare_stage.run(config.prepare, run_dir, force=force, echo=echo)}
     if "embed" in config.stages:
         embed_config = embed_stage.EmbedConfig(config.train.encoder)

@@ -220,7 +220,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
                  val_embeddings_dir=ctx.out_dir / "val_embeddings", callbacks=FitCallbacks(echo=echo))
     write_history(result.history, ctx.output(HISTORY_FILE, rows=len(result.history)))
     _save_model(ctx, model, head, label_names)
-    _save_embeddings(ctx, model, head, texts, config.loop.eval_batch_size)
+    _save_embeddings(ctx, model, head, texts, config.loop.eval_batch_size, echo)
     for stale in ctx.scratch_dir.glob("*.pt"):
         stale.unlink()
     summary = _summary(config, result, head is not None, sigma and sigma.value, model.device)
@@ -238,12 +238,12 @@ def _save_model(ctx: StageContext, model, head, label_names: list[str]) -> None:
         save_head(head, folder)
 
 
-def _save_embeddings(ctx: StageContext, model, head, texts: dict[str, list[str]], batch_size: int) -> None:
+def _save_embeddings(ctx: StageContext, model, head, texts: dict[str, list[str]], batch_size: int, echo) -> None:
     """The best epoch's embeddings of every split and, with a head, its logits of val and test."""
     import torch
 
     for split in SPLITS:
-        embeddings = embed_texts(model, texts[split], batch_size, progress=True)
+        embeddings = embed_texts(model, texts[split], batch_size, progress=f"train: best epoch, {split}", echo=echo)
         np.save(ctx.output(f"embeddings_{split}.npy"), embeddings)
         if head is not None and split != "train":
             with torch.inference_mode():

@@ -11,6 +11,7 @@ from its last checkpoint ends with the same weights and metrics as an uninterrup
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from pipeline.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, w
 from pipeline.encoder import embed_texts, to_device, token_lengths
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
+from pipeline.hashing import config_differences
 from pipeline.training.batching import plan_batches
 from pipeline.training.objectives import Objective
 
@@ -108,8 +110,14 @@ class Checkpoints:
         """The last checkpoint when resuming and there is one (checked against ``run_config``), else None."""
         if not (self.resume and self.last.is_file()):
             return None
-        state = torch.load(self.last, map_location=device, weights_only=False)
-        differences = config_differences(state["run_config"], self.run_config)
+        import pickle
+
+        try:
+            state = torch.load(self.last, map_location=device, weights_only=True)
+        except pickle.UnpicklingError:
+            raise GlossError(f"--resume: {self.last} holds more than tensors and plain metadata (written by an "
+                             "older gloss?); rerun without --resume to start over") from None
+        differences = config_differences(state["run_config"], _plain(self.run_config))
         if differences:
             raise GlossError(
                 f"--resume: {self.last} was written with a different config: {', '.join(differences)}"
@@ -188,6 +196,12 @@ class _Sums:
         return self.docs / max(1e-9, time.perf_counter() - self.started)
 
 
+def _plain(value):
+    """JSON-able metadata as plain Python (no numpy scalars, tuples as lists): loadable with
+    ``torch.load(weights_only=True)``."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -230,14 +244,13 @@ def _make_schedule(config: LoopConfig, optimizer, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def config_differences(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in keys if old.get(k) != new.get(k)]
+def validate(model, head, texts, labels: np.ndarray, batch_size: int, progress: str | None = None,
+             echo: Callable[[str], None] | None = None) -> tuple[dict, np.ndarray]:
+    """Validation scores of the current model, and the embeddings they came from ([N, D]).
 
-
-def validate(model, head, texts, labels: np.ndarray, batch_size: int) -> tuple[dict, np.ndarray]:
-    """Validation scores of the current model, and the embeddings they came from ([N, D])."""
-    embeddings = embed_texts(model, texts, batch_size)
+    ``progress``: the label of a progress bar (progress lines through ``echo`` without a terminal).
+    """
+    embeddings = embed_texts(model, texts, batch_size, progress=progress or False, echo=echo)
     if not np.isfinite(embeddings).all():
         raise GlossError("validation embeddings contain NaN or Inf: the model diverged (lower --lr)")
     scored = silhouette(embeddings, labels, max_samples=5000)
@@ -287,9 +300,13 @@ class _Fit:
         self.echo = callbacks.echo
         self.device = model.device
         checkpoints.folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
         self.lengths = np.asarray(token_lengths(model, data.train_texts))
         self.labels = torch.tensor(np.asarray(data.train_labels), dtype=torch.long)
         steps_per_epoch = len(self._plan(0))
+        self.echo(f"train: {len(data.train_texts)} training documents tokenised in "
+                  f"{time.perf_counter() - started:.1f}s; {steps_per_epoch} batches per epoch, "
+                  f"{len(data.val_texts)} validation documents")
         self.optimizer = _make_optimizer(config, model, head)
         self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch)
         self.second_forward = config.second_forward and objective.combines
@@ -328,7 +345,8 @@ class _Fit:
     # ------------------------------------------------------------------ step 2: one epoch
 
     def _encode_train(self) -> tuple[torch.Tensor, torch.Tensor]:
-        embeddings = embed_texts(self.model, self.data.train_texts, self.config.eval_batch_size)
+        embeddings = embed_texts(self.model, self.data.train_texts, self.config.eval_batch_size,
+                                 progress=self._label("memory bank"), echo=self.echo)
         return torch.from_numpy(embeddings), self.labels
 
     def train_one_epoch(self, epoch: int) -> _Sums:
@@ -382,6 +400,10 @@ class _Fit:
         self.schedule.step()
         return parts
 
+    def _label(self, what: str) -> str | bool:
+        """A progress label for :func:`embed_texts` (False without progress)."""
+        return f"train: {what}" if self.callbacks.progress else False
+
     def _progress_bar(self, epoch: int, total: int):
         if not self.callbacks.progress:
             return None
@@ -407,7 +429,8 @@ class _Fit:
         """Validate, record the epoch, checkpoint, decide on early stopping, call ``on_epoch_end``."""
         train_seconds = time.perf_counter() - sums.started
         scores, val_embeddings = validate(self.model, self.head, self.data.val_texts, self.data.val_labels,
-                                          self.config.eval_batch_size)
+                                          self.config.eval_batch_size, self._label(f"epoch {epoch}: validation"),
+                                          self.echo)
         if self.val_embeddings_dir is not None:
             self.val_embeddings_dir.mkdir(parents=True, exist_ok=True)
             np.save(self.val_embeddings_dir / f"epoch-{epoch}.npy", val_embeddings)
@@ -439,8 +462,8 @@ class _Fit:
         _atomic_save({
             "epoch": epoch, "model": self.model.state_dict(), "head": self._head_state(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-            "history": state.history, "best_value": state.best_value, "best_epoch": state.best_epoch,
-            "bad_epochs": state.bad_epochs, "run_config": self.checkpoints.run_config,
+            "history": _plain(state.history), "best_value": float(state.best_value), "best_epoch": state.best_epoch,
+            "bad_epochs": state.bad_epochs, "run_config": _plain(self.checkpoints.run_config),
             "stopped": state.stopped_early,
         }, self.checkpoints.last)
         write_history(state.history, self.checkpoints.folder / HISTORY_FILE)
@@ -459,7 +482,7 @@ class _Fit:
         """Load the best epoch's weights back into ``model``/``head``."""
         if state.best_epoch == 0:
             raise GlossError("train: no epoch produced a finite validation score")
-        best = torch.load(self.checkpoints.best, map_location=self.device, weights_only=False)
+        best = torch.load(self.checkpoints.best, map_location=self.device, weights_only=True)
         self.model.load_state_dict(best["model"])
         if self.head is not None:
             self.head.load_state_dict(best["head"])

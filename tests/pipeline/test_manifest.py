@@ -54,3 +54,37 @@ def test_upstream_change_invalidates(tmp_path):
 def test_missing_upstream_names_the_command(tmp_path):
     with pytest.raises(GlossError, match=r"run `gloss prepare --run-dir"):
         load_manifest(tmp_path, "prepare")
+
+
+def test_replacing_a_changed_stage_names_the_changed_dotted_keys(tmp_path):
+    run_stage(tmp_path, "s", {"loop": {"lr": 1.0, "epochs": 3}, "x": 1}, _body([]), echo=lambda _: None)
+    messages = []
+    run_stage(tmp_path, "s", {"loop": {"lr": 2.0, "epochs": 3}, "x": 1}, _body([]), echo=messages.append)
+    assert messages[0] == f"s: config changed since {tmp_path / 's'} was written: loop.lr (1.0 -> 2.0); replacing it"
+    assert len(messages) == 2 and "wrote" in messages[1]
+
+
+def test_a_failed_stage_leaves_no_empty_scratch_but_keeps_checkpoints(tmp_path):
+    def fails(ctx):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        run_stage(tmp_path, "s", {}, fails, echo=lambda _: None)
+    assert not (tmp_path / ".scratch").exists()
+
+    def fails_after_a_checkpoint(ctx):
+        (ctx.scratch_dir / "last.pt").write_text("state")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        run_stage(tmp_path, "s", {}, fails_after_a_checkpoint, echo=lambda _: None)
+    assert (tmp_path / ".scratch" / "s" / "last.pt").read_text() == "state"
+    run_stage(tmp_path, "s", {}, _body([]), echo=lambda _: None)
+    assert not (tmp_path / ".scratch").exists()
+
+
+def test_train_manifests_of_replicates_share_a_config_hash(tmp_path):
+    first = run_stage(tmp_path / "a", "train", {"loop": {"seed": 0, "lr": 1.0}}, _body([]), echo=lambda _: None)
+    second = run_stage(tmp_path / "b", "train", {"loop": {"seed": 1, "lr": 1.0}}, _body([]), echo=lambda _: None)
+    other = run_stage(tmp_path / "c", "train", {"loop": {"seed": 0, "lr": 2.0}}, _body([]), echo=lambda _: None)
+    assert first.data["config_hash"] == second.data["config_hash"] != other.data["config_hash"]

@@ -21,7 +21,7 @@ def r8_run(tmp_path):
     if not root or not Path(root, "R8", "train.csv").is_file():
         pytest.skip("GLOSS_DATA does not point at the benchmark data")
     run = tmp_path / "run"
-    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "200", "--run-dir", str(run)).exit_code == 0
+    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "200", "--limit-test", "89", "--run-dir", str(run)).exit_code == 0
     return run
 
 
@@ -56,7 +56,7 @@ def test_bertgcn_stage_writes_logits_and_embeddings(r8_run):
 def test_bertgcn_init_from_other_split_is_refused(r8_run, tmp_path):
     other = tmp_path / "other"
     root = os.environ["GLOSS_DATA"]
-    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "100", "--run-dir", str(other)).exit_code == 0
+    assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "100", "--limit-test", "45", "--run-dir", str(other)).exit_code == 0
     result = CliRunner().invoke(main, ["train", "--run-dir", str(r8_run), "--method", "bertgcn",
                                        "--init-from", str(other)])
     assert result.exit_code == 1

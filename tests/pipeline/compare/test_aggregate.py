@@ -69,3 +69,64 @@ def test_published_numbers_have_one_column_per_benchmark_for_slices_and_full_dat
     assert textgcn["accuracy"] == {"R8": 97.07}
     header, _, first = markdown_table(rows, published, []).split("\n\n")[2].splitlines()[:3]
     assert header == "| method (published, full training sets) | R8 |" and first.endswith("| 97.07 |")
+
+
+def _variant(method, seed, accuracy, lam, split_seed=0):
+    from pipeline.hashing import sha256_json
+
+    record = _record("R8", method, seed, accuracy)
+    record.run_dir = f"runs/{method}-{lam}-{split_seed}-{seed}"
+    record.settings = {"data.dataset": "R8", "data.seed": split_seed, "train.objective.loss": method,
+                       "train.objective.lam": lam}
+    record.config_hash = sha256_json(record.settings)
+    return record
+
+
+def test_runs_with_different_settings_are_separate_rows_labelled_by_what_differs():
+    records = [_variant("gloss+ce", s, 0.9, 0.8) for s in range(3)]
+    records += [_variant("gloss+ce", s, 0.7, 0.5) for s in range(3)]
+    rows = aggregate(records)
+    assert [(r["label"], r["accuracy"]["n"], r["accuracy"]["mean"]) for r in rows] == [
+        ("gloss+ce (objective.lam=0.8)", 3, pytest.approx(0.9)),
+        ("gloss+ce (objective.lam=0.5)", 3, pytest.approx(0.7)),
+    ]
+    assert rows[0]["runs"] == [f"runs/gloss+ce-0.8-0-{s}" for s in range(3)]
+    from pipeline.compare.report import csv_table, markdown_table
+
+    assert "| R8 | gloss+ce (objective.lam=0.5) | 3 |" in markdown_table(rows, [], [])
+    assert "objective.lam=0.5" in csv_table(rows)
+
+
+def test_paired_test_pairs_only_replicates_of_one_setting_on_the_same_data():
+    records = [_variant("ce", s, 0.80, 0.8) for s in range(3)]
+    records += [_variant("gloss+ce", s, 0.90, 0.8) for s in range(3)]
+    records += [_variant("gloss+ce", s, 0.70, 0.5) for s in range(3)]
+    records += [_variant("gloss+ce", s, 0.99, 0.8, split_seed=1) for s in range(3)]  # other data: never paired
+    results = paired_difference(records, "gloss+ce", "ce")
+    assert [(r["method_variant"], r["n"], round(r["mean_difference"], 6)) for r in results] == [
+        ("data.seed=0, objective.lam=0.8", 3, 0.1), ("data.seed=0, objective.lam=0.5", 3, -0.1)]
+
+
+def test_accuracy_limits_show_the_whole_error_bars():
+    from pipeline.compare.report import value_limits
+
+    cells = [{"mean": 0.60, "std": 0.20, "n": 3}, {"mean": 0.97, "std": 0.05, "n": 3}]
+    low, high = value_limits(cells, 100.0, margin=1.0)
+    assert low <= 40.0 and high >= 102.0  # 60 - 20 and 97 + 5 both inside
+    assert value_limits([{"mean": None, "std": None, "n": 0}], 100.0) is None
+
+
+def test_run_identity_ignores_the_training_seed_and_places_but_not_the_split_seed():
+    from pipeline.artifacts import run_config_hash, run_identity
+
+    prepare = {"dataset": "R8", "data_root": "/data/a", "val_fraction": 0.1, "seed": 0, "limit": 300}
+    train = {"method": "finetune", "encoder": {"model": "/home/x/models/minilm", "device": "cpu"},
+             "loop": {"seed": 0, "lr": 2e-5}}
+    identity = run_identity(prepare, train)
+    assert identity["train.encoder.model"] == "minilm" and "train.loop.seed" not in identity
+    assert "data.data_root" not in identity and "train.encoder.device" not in identity
+    moved = run_config_hash({**prepare, "data_root": "/elsewhere"},
+                            {**train, "loop": {"seed": 7, "lr": 2e-5}, "encoder": {"model": "/y/minilm"}})
+    assert moved == run_config_hash(prepare, train)
+    assert run_config_hash({**prepare, "seed": 1}, train) != run_config_hash(prepare, train)
+    assert run_config_hash(prepare, {**train, "loop": {"seed": 0, "lr": 1e-5}}) != run_config_hash(prepare, train)

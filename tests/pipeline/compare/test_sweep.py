@@ -21,7 +21,7 @@ def data():
 def test_sweep_runs_then_skips(data, tmp_path):
     spec = tmp_path / "sweep.toml"
     spec.write_text(
-        'datasets = ["R8"]\nseeds = [0, 1]\nlimit = 120\n'
+        'datasets = ["R8"]\nseeds = [0, 1]\nlimit = 120\nlimit_test = 54\n'
         '[[methods]]\nname = "textgcn"\nmethod = "textgcn"\noptions = { gcn-epochs = 20 }\n'
     )
     out = tmp_path / "out"

@@ -112,7 +112,7 @@ def test_inspect_run_writes_every_output_and_skips_a_second_run(run):
     )
     result = _inspect(*full)
     assert result.exit_code == 0, result.output
-    out = run / "inspect"
+    out = run / "inspect-trained"
     for name in (*OUTPUTS, "edges.npz", "evolution.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not list(run.glob(".inspect.tmp-*"))
@@ -324,3 +324,14 @@ def test_corpus_sigma_matches_the_heuristics():
     s = corpus_sigma(z, y, seed=0)
     assert s["sqrt"] == pytest.approx(sigma_sqrt_median(z)) and s["dicm"] == pytest.approx(sigma_dicm(z, y))
     assert corpus_sigma(z, torch.zeros(40, dtype=torch.long), seed=0)["dicm"] is None
+
+
+def test_trained_inspection_has_its_own_folder(run):
+    quick = ("--run-dir", str(run), "--export", "none", "--no-plots", "--k", "2")
+    assert _inspect(*quick).exit_code == 0
+    pretrained = (run / "inspect" / "inspect.json").read_text()
+    result = _inspect(*quick, "--source", "trained")
+    assert result.exit_code == 0, result.output
+    assert (run / "inspect" / "inspect.json").read_text() == pretrained
+    trained = json.loads((run / "inspect-trained" / "inspect.json").read_text())
+    assert trained["config"]["source"] == "trained" and json.loads(pretrained)["config"]["source"] == "pretrained"

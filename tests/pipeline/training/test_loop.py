@@ -53,6 +53,8 @@ def test_raising_from_on_epoch_end_stops_and_the_run_resumes(tmp_path):
     with pytest.raises(Pruned):
         _fit(tmp_path, ObjectiveConfig(loss="cosine"), quiet)
     assert (tmp_path / "ckpt" / "last.pt").is_file()
+    for name in ("last.pt", "best.pt"):  # tensors and plain metadata only
+        assert torch.load(tmp_path / "ckpt" / name, weights_only=True)["epoch"] == 1
     lines = []
     result, _ = _fit(tmp_path, ObjectiveConfig(loss="cosine"), FitCallbacks(echo=lines.append, progress=False),
                      resume=True)
@@ -99,3 +101,40 @@ def test_second_forward_encodes_each_training_batch_twice(tmp_path):
                  Checkpoints(tmp_path / "ckpt"), callbacks=quiet)
     assert [size for training, size in calls if training] == [6, 6, 6, 6]
     assert {"train_ce", "train_scl"} <= set(result.history[0])
+
+
+def test_resume_refusal_names_only_the_dotted_keys_that_differ(tmp_path):
+    from pipeline.errors import GlossError
+
+    old = {"method": "finetune", "loop": {"lr": 1.0, "epochs": 3}, "objective": {"loss": "ce", "lam": 0.8}}
+    new = {"method": "finetune", "loop": {"lr": 2.0, "epochs": 3}, "objective": {"loss": "ce", "lam": 0.8}}
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"run_config": old}, tmp_path / "ckpt" / "last.pt")
+    with pytest.raises(GlossError) as error:
+        Checkpoints(tmp_path / "ckpt", run_config=new, resume=True).load_last("cpu")
+    message = str(error.value)
+    assert message.endswith("different config: loop.lr (1.0 -> 2.0)"), message
+
+
+def test_embedding_without_a_terminal_prints_progress_lines():
+    from pipeline.encoder import embed_texts
+
+    model = load_encoder(EncoderConfig(max_length=12, device="cpu"))
+    lines = []
+    array = embed_texts(model, TEXTS, batch_size=2, progress="embed: train", echo=lines.append)
+    assert array.shape == (len(TEXTS), 384)
+    assert lines and all(line.startswith("embed: train: ") and "documents embedded" in line for line in lines)
+    assert "4/12 documents embedded" in lines[1]
+
+
+class _Pickled:
+    """Not a tensor nor plain metadata: a checkpoint holding it is never unpickled."""
+
+
+def test_a_checkpoint_with_arbitrary_objects_is_refused_not_unpickled(tmp_path):
+    from pipeline.errors import GlossError
+
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"run_config": {"loss": _Pickled()}}, tmp_path / "ckpt" / "last.pt")
+    with pytest.raises(GlossError, match="more than tensors and plain metadata"):
+        Checkpoints(tmp_path / "ckpt", run_config={"loss": "ce"}, resume=True).load_last("cpu")
