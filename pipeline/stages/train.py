@@ -81,6 +81,9 @@ class TrainConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     gcn: GCNConfig = field(default_factory=GCNConfig)
     preset: str | None = None  # the --preset whose values were the defaults (options.PRESETS)
+    # False: no test embeddings or logits are computed (tuning trials never look at test data); recorded in
+    # the stage config only when False, so the hashes of ordinary runs do not change.
+    write_test_outputs: bool = True
 
     @property
     def loss(self) -> str:
@@ -93,6 +96,8 @@ class TrainConfig:
                 "textgcn": ("method", "gcn"),
                 "bertgcn": ("method", "encoder", "loop", "gcn")}[self.method]
         out = {k: full[k] for k in keep} | {"preset": self.preset}
+        if not self.write_test_outputs:
+            out["write_test_outputs"] = False
         if self.method == "textgcn":
             out["seed"] = self.loop.seed
         return out
@@ -135,7 +140,10 @@ def check_config(config: TrainConfig) -> None:
         raise GlossError("--epochs must be at least 1 and --batch-size at least 2")
 
 
-def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: bool = False, echo=print) -> Manifest:
+def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: bool = False, echo=print,
+        on_epoch_end=None) -> Manifest:
+    """Train into ``RUN/train``. ``on_epoch_end(epoch, record)`` (fine-tuning only) is the loop's per-epoch
+    callback: raising from it stops training (``gloss tune`` prunes trials with it)."""
     check_config(config)
     if config.method != "finetune":
         from pipeline.baselines.stage import run_baseline
@@ -152,7 +160,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     config_dict = config.stage_config()
 
     def body(ctx: StageContext) -> dict:
-        return _finetune(ctx, config, config_dict, prepared, sigma, resume, echo)
+        return _finetune(ctx, config, config_dict, prepared, sigma, resume, echo, on_epoch_end)
 
     return run_stage(run_dir, STAGE, config_dict, body, upstream=upstream, force=force, echo=echo)
 
@@ -194,7 +202,7 @@ def _class_weights(config: TrainConfig, train_labels: np.ndarray, num_classes: i
 
 
 def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepared: Manifest,
-              sigma: CorpusSigma | None, resume: bool, echo) -> dict:
+              sigma: CorpusSigma | None, resume: bool, echo, on_epoch_end=None) -> dict:
     import torch
 
     frames, label_names = load_splits(prepared)
@@ -217,10 +225,12 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
         echo(f"train: an interrupted run left checkpoints in {ctx.scratch_dir}; starting over (--resume continues it)")
     result = fit(model, head, objective, FitData.from_splits(texts, labels), config.loop,
                  Checkpoints(ctx.scratch_dir, run_config=config_dict, resume=resume),
-                 val_embeddings_dir=ctx.out_dir / "val_embeddings", callbacks=FitCallbacks(echo=echo))
+                 val_embeddings_dir=ctx.out_dir / "val_embeddings",
+                 callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo))
     write_history(result.history, ctx.output(HISTORY_FILE, rows=len(result.history)))
     _save_model(ctx, model, head, label_names)
-    _save_embeddings(ctx, model, head, texts, config.loop.eval_batch_size, echo)
+    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
+    _save_embeddings(ctx, model, head, texts, config.loop.eval_batch_size, echo, splits)
     for stale in ctx.scratch_dir.glob("*.pt"):
         stale.unlink()
     summary = _summary(config, result, head is not None, sigma and sigma.value, model.device)
@@ -238,11 +248,12 @@ def _save_model(ctx: StageContext, model, head, label_names: list[str]) -> None:
         save_head(head, folder)
 
 
-def _save_embeddings(ctx: StageContext, model, head, texts: dict[str, list[str]], batch_size: int, echo) -> None:
-    """The best epoch's embeddings of every split and, with a head, its logits of val and test."""
+def _save_embeddings(ctx: StageContext, model, head, texts: dict[str, list[str]], batch_size: int, echo,
+                     splits: tuple[str, ...] = SPLITS) -> None:
+    """The best epoch's embeddings of ``splits`` and, with a head, its logits of val and test."""
     import torch
 
-    for split in SPLITS:
+    for split in splits:
         embeddings = embed_texts(model, texts[split], batch_size, progress=f"train: best epoch, {split}", echo=echo)
         np.save(ctx.output(f"embeddings_{split}.npy"), embeddings)
         if head is not None and split != "train":
