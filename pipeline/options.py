@@ -167,3 +167,37 @@ ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a dete
 CACHE_EMBEDDINGS = "embeddings"  # one split's pre-trained embeddings (`gloss embed`)
 CACHE_ENCODER_HASH = "encoder-hash"  # the sha256 of a model folder's files, by their sizes and times
 CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH)
+
+
+# --- tune (`gloss tune`, pipeline/tuning/) -------------------------------------------------------------
+# Tuned parameters by option name -> (config section, field); the losses each applies to (None: every loss).
+# Listing lcl+ce is harmless where that loss is absent: spaces are validated against LOSSES.
+TUNE_PARAM_FIELDS: dict[str, tuple[str, str]] = {
+    "lr": ("loop", "lr"),
+    "sigma": ("objective", "sigma"),
+    "lambda": ("objective", "lam"),
+    "gamma": ("objective", "gamma"),
+    "temperature": ("objective", "temperature"),
+}
+TUNE_PARAMS = tuple(TUNE_PARAM_FIELDS)
+TUNE_PARAM_LOSSES: dict[str, tuple[str, ...] | None] = {
+    "lr": None,
+    "sigma": G_LOSSES,
+    "gamma": G_LOSSES,
+    "lambda": ("gloss+ce", "scl+ce", "lcl+ce"),
+    "temperature": ("scl+ce", "lcl+ce"),
+}
+# Open/closed bounds a range must stay within: (lowest, highest, low exclusive, high exclusive).
+TUNE_PARAM_LIMITS: dict[str, tuple[float, float | None, bool, bool]] = {
+    "lr": (0.0, None, True, False),
+    "sigma": (0.0, None, True, False),
+    "lambda": (0.0, 1.0, False, False),
+    "gamma": (0.0, 1.0, True, True),
+    "temperature": (0.0, None, True, False),
+}
+TUNE_TRIALS = 20  # the same budget for every loss, so a comparison of tuned losses is fair
+TUNE_SEED = 0  # of the TPE sampler
+TUNE_PRUNER_STARTUP = 5  # median pruner: completed trials before it prunes (optuna's default)
+TUNE_PRUNER_WARMUP = 0  # median pruner: epochs of a trial before it may be pruned
+TUNE_HEARTBEAT = 30  # seconds; a running trial silent for twice this is taken as killed and retried
+TUNE_MAX_RETRIES = 2  # of one killed or interrupted trial
