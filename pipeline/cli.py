@@ -237,8 +237,10 @@ def train_options(func):
                      help="Fine-tune the encoder with --loss, or train a graph baseline."),
         click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
                      help="Objective of --method finetune."),
-        click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=o.LAMBDA, show_default=True,
-                     help="Weight of the graph/contrastive part: lambda * L + (1 - lambda) * CE."),
+        click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
+                     show_default=o.loss_default_text("lam"),
+                     help="Weight of the graph/contrastive part: lambda * L + (1 - lambda) * CE (default per "
+                          "--loss)."),
         click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=o.GAMMA,
                      show_default=True, help="G-Loss: share of batch nodes whose labels stay visible."),
         click.option("--sigma", default=o.DEFAULT_SIGMA, show_default=True, help=sigma_help),
@@ -254,7 +256,13 @@ def train_options(func):
         click.option("--class-weights", type=click.Choice(o.CLASS_WEIGHTS), default=o.DEFAULT_CLASS_WEIGHTS,
                      show_default=True,
                      help="Class weights of CE, G-Loss and SupCon: balanced = n / (C * n_c) on the training split."),
-        click.option("--temperature", type=float, default=o.TEMPERATURE, show_default=True, help="SupCon temperature."),
+        click.option("--temperature", type=float, default=None, show_default=o.loss_default_text("temperature"),
+                     help="SupCon / LCL temperature (default per --loss)."),
+        click.option("--lcl-weighting", type=click.Choice(o.LCL_WEIGHTINGS), default=o.DEFAULT_LCL_WEIGHTING,
+                     show_default=True,
+                     help="lcl+ce: the weighting network whose softmax weighs the negatives: separate (the "
+                          "paper: a second copy of the encoder with its own head, trained jointly; twice the "
+                          "encoder cost) or head (the main head's logits; a cheaper variant of gloss's)."),
         click.option("--margin", type=float, default=o.MARGIN, show_default=True, help="Triplet margin."),
         click.option("--epochs", type=click.IntRange(min=1), default=o.EPOCHS, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=2), default=o.BATCH_SIZE, show_default=True),
@@ -304,6 +312,7 @@ def _train_config(opts: dict):
         loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=_parse_sigma(opts["sigma"]),
         graph=opts["graph_mode"], k=opts["k"], loss_form=opts["loss_form"], variant=opts["variant"],
         class_weights=opts["class_weights"], temperature=opts["temperature"], margin=opts["margin"],
+        lcl_weighting=opts["lcl_weighting"],
     )
     try:
         milestones = parse_milestones(opts["milestones"])

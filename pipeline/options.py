@@ -9,7 +9,7 @@ from __future__ import annotations
 # --- methods and losses -------------------------------------------------------------------------------
 METHODS = ("finetune", "textgcn", "bertgcn")
 DEFAULT_METHOD = "finetune"
-LOSSES = ("ce", "gloss", "gloss+ce", "scl+ce", "triplet", "cosine")
+LOSSES = ("ce", "gloss", "gloss+ce", "scl+ce", "lcl+ce", "triplet", "cosine")
 DEFAULT_LOSS = "gloss+ce"
 G_LOSSES = ("gloss", "gloss+ce")  # the losses that build a G-Loss batch graph (and use --sigma)
 
@@ -38,8 +38,34 @@ DEFAULT_CLASS_WEIGHTS = "none"
 MIN_USEFUL_SIGMA = 0.01  # a corpus sigma below it falls back to the sqrt heuristic (graphs.sigma agrees)
 
 # --- comparison losses ---------------------------------------------------------------------------------
-TEMPERATURE = 0.1  # SupCon
+TEMPERATURE = 0.1  # SupCon (and LCL's tau unless LOSS_DEFAULTS says otherwise)
 MARGIN = 0.5  # batch-all triplet
+# LCL (lcl+ce): the weighting network g whose softmax weighs the negatives. "separate": a second copy of the
+# encoder with its own linear head, trained jointly (the paper; twice the encoder cost); "head": the main
+# head's logits (no second encoder; a cheaper variant of gloss's).
+LCL_WEIGHTINGS = ("separate", "head")
+DEFAULT_LCL_WEIGHTING = "separate"
+LCL_TEMPERATURE = 0.3  # the official LCL code's (graphs.losses.LabelAwareContrastiveLoss agrees)
+LCL_LAMBDA = 0.5  # the official code's lambda_loss 0.5 on CE is gloss's 0.5 on the contrastive part
+
+# Options whose default depends on --loss: None on the command line / in the config dataclass means "unset",
+# resolved by loss_default() (these first, else PER_LOSS_OPTIONS). Shown by --help and in the train manifest.
+PER_LOSS_OPTIONS: dict[str, float] = {"lam": LAMBDA, "temperature": TEMPERATURE}
+LOSS_DEFAULTS: dict[str, dict[str, float]] = {
+    "lcl+ce": {"lam": LCL_LAMBDA, "temperature": LCL_TEMPERATURE},
+}
+
+
+def loss_default(loss: str, name: str) -> float:
+    """The default of option ``name`` (``"lam"``, ``"temperature"``) for ``loss``."""
+    return LOSS_DEFAULTS.get(loss, {}).get(name, PER_LOSS_OPTIONS[name])
+
+
+def loss_default_text(name: str) -> str:
+    """``--help``'s default of a per-loss option: ``0.8; lcl+ce: 0.5``."""
+    special = "; ".join(f"{loss}: {values[name]}" for loss, values in LOSS_DEFAULTS.items() if name in values)
+    return f"{PER_LOSS_OPTIONS[name]}" + (f"; {special}" if special else "")
+
 
 # --- encoder -------------------------------------------------------------------------------------------
 DEFAULT_MODEL = "all-MiniLM-L6-v2"

@@ -16,6 +16,10 @@ back to a sigma given by hand).
 ``--class-weights balanced`` is scikit-learn's ``compute_class_weight("balanced")`` on the whole training
 split, computed once here and handed to the objective (CE, G-Loss and SupCon). ``--preset NAME`` is recorded
 as ``preset`` in the config.
+
+``--loss lcl+ce --lcl-weighting separate`` loads a second copy of the encoder as LCL's weighting network; it is
+trained and checkpointed with the run and saved in ``RUN/train/weighting/`` (a sentence-transformers folder
+and ``head.pt``; the best epoch's, like ``model/``).
 """
 
 from __future__ import annotations
@@ -46,11 +50,12 @@ from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 from pipeline.resources import peak_rss_mb
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
-from pipeline.training.objectives import Objective, ObjectiveConfig
+from pipeline.training.objectives import Objective, ObjectiveConfig, WeightingNetwork, uses_weighting_network
 
 logger = logging.getLogger("gloss")
 
 STAGE = TRAIN_STAGE
+WEIGHTING_DIR = "weighting"  # RUN/train/weighting/: lcl+ce's weighting network (--lcl-weighting separate)
 
 
 @dataclass
@@ -117,6 +122,7 @@ def check_config(config: TrainConfig) -> None:
     _check_choice("--loss-form", obj.loss_form, options.LOSS_FORMS)
     _check_choice("--variant", obj.variant, options.VARIANTS)
     _check_choice("--class-weights", obj.class_weights, options.CLASS_WEIGHTS)
+    _check_choice("--lcl-weighting", obj.lcl_weighting, options.LCL_WEIGHTINGS)
     if config.preset is not None:
         _check_choice("--preset", config.preset, tuple(options.PRESETS))
     if obj.variant == "released" and obj.loss_form != options.DEFAULT_LOSS_FORM:
@@ -132,6 +138,8 @@ def check_config(config: TrainConfig) -> None:
         raise GlossError(f"--gamma {obj.gamma}: the visible share must be between 0 and 1")
     if not 0.0 <= obj.lam <= 1.0:
         raise GlossError(f"--lambda {obj.lam}: must be between 0 and 1")
+    if obj.temperature <= 0:
+        raise GlossError(f"--temperature {obj.temperature}: must be positive")
     if isinstance(obj.sigma, str) and obj.sigma not in options.SIGMA_HEURISTICS:
         raise GlossError(options.choice_error("--sigma", obj.sigma, options.SIGMA_HEURISTICS) + ", or a positive number")
     if not isinstance(obj.sigma, str) and obj.sigma <= 0:
@@ -213,10 +221,14 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     torch.manual_seed(config.loop.seed)
     model = load_encoder(config.encoder)
     dim = model.get_embedding_dimension()
+    weighting = None
+    if uses_weighting_network(config.objective):
+        echo("train: lcl+ce: loading a second copy of the encoder as the weighting network (--lcl-weighting separate)")
+        weighting = WeightingNetwork.from_encoder_config(config.encoder, len(label_names))
     try:
         objective = Objective(config.objective, len(label_names), sigma_value=sigma and sigma.value,
                               seed=config.loop.seed, train_size=len(texts["train"]), dim=dim,
-                              class_weights=class_weights)
+                              class_weights=class_weights, weighting=weighting)
     except ValueError as exc:
         raise GlossError(str(exc)) from None
     head = torch.nn.Linear(dim, len(label_names)).to(model.device) if objective.has_head else None
@@ -229,6 +241,8 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
                  callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo))
     write_history(result.history, ctx.output(HISTORY_FILE, rows=len(result.history)))
     _save_model(ctx, model, head, label_names)
+    if objective.weighting is not None:
+        _save_weighting(ctx, objective.weighting, label_names)
     splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
     _save_embeddings(ctx, model, head, texts, config.loop.eval_batch_size, echo, splits)
     for stale in ctx.scratch_dir.glob("*.pt"):
@@ -246,6 +260,29 @@ def _save_model(ctx: StageContext, model, head, label_names: list[str]) -> None:
     (folder / LABELS_FILE).write_text(json.dumps(label_names) + "\n")
     if head is not None:
         save_head(head, folder)
+
+
+def _save_weighting(ctx: StageContext, weighting: WeightingNetwork, label_names: list[str]) -> None:
+    """``RUN/train/weighting/``: the best epoch's weighting network (reload: ``load_weighting``)."""
+    folder = ctx.out_dir / WEIGHTING_DIR
+    weighting.encoder.save(str(folder))
+    (folder / LABELS_FILE).write_text(json.dumps(label_names) + "\n")
+    save_head(weighting.head, folder)
+
+
+def load_weighting(train_dir: str | Path, device: str = "cpu") -> WeightingNetwork:
+    """The weighting network saved by an ``lcl+ce --lcl-weighting separate`` run in ``RUN/train/``."""
+    from sentence_transformers import SentenceTransformer
+
+    from pipeline.artifacts import load_head
+
+    folder = Path(train_dir) / WEIGHTING_DIR
+    head = load_head(folder, device=device)
+    if head is None:
+        raise GlossError(f"{folder}: no weighting network (only lcl+ce --lcl-weighting separate saves one)")
+    network = WeightingNetwork(SentenceTransformer(str(folder), device=device), head.out_features)
+    network.head.load_state_dict(head.state_dict())
+    return network
 
 
 def _save_embeddings(ctx: StageContext, model, head, texts: dict[str, list[str]], batch_size: int, echo,

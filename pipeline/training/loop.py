@@ -208,10 +208,14 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None):
+def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None,
+                    objective: Objective | None = None):
+    """Encoder at ``lr``, head at ``head_lr``, then what the objective trains itself (LCL's weighting network)."""
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
     if head is not None:
         groups.append({"params": list(head.parameters()), "lr": config.head_lr})
+    if objective is not None:
+        groups.extend(objective.param_groups(config.lr, config.head_lr))
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
@@ -307,7 +311,7 @@ class _Fit:
         self.echo(f"train: {len(data.train_texts)} training documents tokenised in "
                   f"{time.perf_counter() - started:.1f}s; {steps_per_epoch} batches per epoch, "
                   f"{len(data.val_texts)} validation documents")
-        self.optimizer = _make_optimizer(config, model, head)
+        self.optimizer = _make_optimizer(config, model, head, objective)
         self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch)
         self.second_forward = config.second_forward and objective.combines
 
@@ -316,7 +320,7 @@ class _Fit:
         return plan_batches(self.lengths, self.data.train_labels, c.batch_size, c.seed, epoch, c.bucket, c.balanced)
 
     def _modules(self) -> list[nn.Module]:
-        return [self.model] + ([self.head] if self.head is not None else [])
+        return [self.model] + ([self.head] if self.head is not None else []) + [self.objective]
 
     # ------------------------------------------------------------------ step 1: resume state
 
@@ -331,6 +335,7 @@ class _Fit:
         self.model.load_state_dict(saved["model"])
         if self.head is not None:
             self.head.load_state_dict(saved["head"])
+        self.objective.load_network_state(saved.get("objective"))
         self.optimizer.load_state_dict(saved["optimizer"])
         self.schedule.load_state_dict(saved["schedule"])
         state.history, state.best_value = saved["history"], saved["best_value"]
@@ -376,6 +381,7 @@ class _Fit:
     def _step(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """Forward, loss, backward and an optimizer step on one batch; its loss parts."""
         features = to_device(self.model.preprocess([self.data.train_texts[i] for i in rows]), self.device)
+        tokenised = dict(features)  # the encoder adds its outputs to `features`; a weighting network gets these
         batch_labels = self.labels[rows].to(self.device)
         embeddings = self.model(features)["sentence_embedding"]
         if not torch.isfinite(embeddings).all():
@@ -387,7 +393,7 @@ class _Fit:
         if second is not None and not torch.isfinite(second).all():
             raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
         parts = self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device),
-                               loss_embeddings=second)
+                               loss_embeddings=second, features=tokenised)
         total = parts["total"]
         if not torch.isfinite(total):
             raise self._diverged(epoch, number, f"the loss is {total.item()}")
@@ -445,8 +451,8 @@ class _Fit:
         improved = state.observe(epoch, scores.get(self.objective.monitor), self.config.patience,
                                  self.config.epochs)
         if improved:
-            _atomic_save({"epoch": epoch, "model": self.model.state_dict(), "head": self._head_state()},
-                         self.checkpoints.best)
+            _atomic_save({"epoch": epoch, "model": self.model.state_dict(), "head": self._head_state(),
+                          "objective": self.objective.network_state()}, self.checkpoints.best)
         record.update(best_so_far=state.best_epoch, stopped_early=state.stopped_early)
         state.history.append(record)
         self._save_last(epoch, state)
@@ -461,7 +467,8 @@ class _Fit:
     def _save_last(self, epoch: int, state: _State) -> None:
         _atomic_save({
             "epoch": epoch, "model": self.model.state_dict(), "head": self._head_state(),
-            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "objective": self.objective.network_state(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
             "history": _plain(state.history), "best_value": float(state.best_value), "best_epoch": state.best_epoch,
             "bad_epochs": state.bad_epochs, "run_config": _plain(self.checkpoints.run_config),
             "stopped": state.stopped_early,
@@ -486,4 +493,5 @@ class _Fit:
         self.model.load_state_dict(best["model"])
         if self.head is not None:
             self.head.load_state_dict(best["head"])
+        self.objective.load_network_state(best.get("objective"))
         return FitResult(state.best_epoch, state.history, len(state.history), state.stopped_early)

@@ -9,6 +9,7 @@ adding a loss is adding a row (and its name to ``pipeline.options.LOSSES``).
 | `gloss`    | G-Loss alone (standalone)               | no   | val macro-silhouette    |
 | `gloss+ce` | lambda * G-Loss + (1 - lambda) * CE     | yes  | val macro-F1            |
 | `scl+ce`   | lambda * SupCon + (1 - lambda) * CE     | yes  | val macro-F1            |
+| `lcl+ce`   | (1 - lambda) * (CE + CE(g)) + lambda * LCL | yes | val macro-F1            |
 | `triplet`  | batch-all triplet (standalone)          | no   | val macro-silhouette    |
 | `cosine`   | pairwise cosine vs same-label target    | no   | val macro-silhouette    |
 
@@ -18,7 +19,17 @@ weighted into ``"total"``.
 
 G-Loss is built with ``variant=`` (``"gloss"`` or the released code's ``"released"``) and
 ``combined=(loss == "gloss+ce")``. Class weights (a ``[C]`` tensor, e.g. ``--class-weights balanced``
-resolved by the train stage) reach CE, G-Loss and SupCon alike.
+resolved by the train stage) reach CE, G-Loss and SupCon alike (and both CE terms of ``lcl+ce``).
+
+``lcl+ce`` (label-aware contrastive loss, Suresh & Ong 2021) weighs each anchor's negatives by
+``softmax(g(x))``, the class distribution of a weighting network ``g``: with ``lcl_weighting="separate"``
+(the paper) a :class:`WeightingNetwork` (a second encoder and its own linear head) that the objective owns as
+a submodule, so the loop trains it (:meth:`Objective.param_groups`), checkpoints it
+(:meth:`Objective.network_state`) and gives it each batch's tokenised ``features``; with ``"head"``, ``g`` is
+the main head (no second encoder, no ``ce_weighting`` part: it would repeat ``ce``). ``g`` is not detached.
+
+``lam`` and ``temperature`` left ``None`` are resolved per loss (``options.loss_default``: 0.5 and 0.3 for
+``lcl+ce``, else 0.8 and 0.1), so the config (and the train manifest) holds the values used.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ class ObjectiveConfig:
     """Hyperparameters of every objective (each uses the ones it needs)."""
 
     loss: str = options.DEFAULT_LOSS
-    lam: float = options.LAMBDA
+    lam: float | None = None  # None: options.loss_default(loss, "lam")
     gamma: float = options.GAMMA
     sigma: float | str = options.DEFAULT_SIGMA
     graph: str = options.DEFAULT_GRAPH_MODE
@@ -49,8 +60,15 @@ class ObjectiveConfig:
     loss_form: str = options.DEFAULT_LOSS_FORM
     variant: str = options.DEFAULT_VARIANT
     class_weights: str = options.DEFAULT_CLASS_WEIGHTS  # "none" | "balanced", resolved by the train stage
-    temperature: float = options.TEMPERATURE
+    temperature: float | None = None  # None: options.loss_default(loss, "temperature")
     margin: float = options.MARGIN
+    lcl_weighting: str = options.DEFAULT_LCL_WEIGHTING  # lcl+ce: "separate" | "head"
+
+    def __post_init__(self) -> None:
+        if self.lam is None:
+            self.lam = options.loss_default(self.loss, "lam")
+        if self.temperature is None:
+            self.temperature = options.loss_default(self.loss, "temperature")
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,12 @@ def _supervised_contrastive(config: ObjectiveConfig, ctx: _Context) -> nn.Module
     return SupervisedContrastiveLoss(config.temperature, class_weights=ctx.class_weights)
 
 
+def _label_aware(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
+    from graphs.losses import LabelAwareContrastiveLoss
+
+    return LabelAwareContrastiveLoss(config.temperature)
+
+
 def _triplet(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
     from graphs.losses import BatchAllTripletLoss
 
@@ -108,12 +132,16 @@ class ObjectiveSpec:
         head: whether a linear head is trained with cross-entropy (weighted ``1 - lam`` beside an embedding
             loss); it also picks the early-stopping monitor.
         indexed: whether the loss takes the batch's dataset row ids (``indices=``; G-Loss's memory bank).
+        weighted: whether the loss takes the class logits of a weighting network (``logits=``; LCL): a
+            :class:`WeightingNetwork` for ``lcl_weighting="separate"`` (its CE is the part ``ce_weighting``,
+            weighted like ``ce``), else the main head's logits.
     """
 
     build: Callable[[ObjectiveConfig, _Context], nn.Module] | None
     part: str | None
     head: bool
     indexed: bool = False
+    weighted: bool = False
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {
@@ -121,9 +149,42 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "gloss": ObjectiveSpec(_g_loss, "g_loss", head=False, indexed=True),
     "gloss+ce": ObjectiveSpec(_g_loss, "g_loss", head=True, indexed=True),
     "scl+ce": ObjectiveSpec(_supervised_contrastive, "scl", head=True),
+    "lcl+ce": ObjectiveSpec(_label_aware, "lcl", head=True, weighted=True),
     "triplet": ObjectiveSpec(_triplet, "triplet", head=False),
     "cosine": ObjectiveSpec(_cosine, "cosine", head=False),
 }
+
+
+def uses_weighting_network(config: ObjectiveConfig) -> bool:
+    """Whether ``config`` needs a :class:`WeightingNetwork` (``lcl+ce`` with ``lcl_weighting="separate"``)."""
+    spec = OBJECTIVES.get(config.loss)
+    return spec is not None and spec.weighted and config.lcl_weighting == "separate"
+
+
+class WeightingNetwork(nn.Module):
+    """LCL's weighting network ``g``: a sentence encoder and its own linear head; ``features -> logits [B, C]``.
+
+    Args:
+        encoder: a ``SentenceTransformer`` (a second copy of the main encoder, e.g. from
+            :meth:`from_encoder_config`).
+        num_classes (int): number of classes.
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.get_embedding_dimension(), num_classes)
+
+    @classmethod
+    def from_encoder_config(cls, encoder_config, num_classes: int) -> WeightingNetwork:
+        """A fresh copy of the encoder ``encoder_config`` names (loaded as the main one) and a new head."""
+        from pipeline.encoder import load_encoder
+
+        encoder = load_encoder(encoder_config)
+        return cls(encoder, num_classes).to(encoder.device)
+
+    def forward(self, features: dict[str, Tensor]) -> Tensor:
+        return self.head(self.encoder(dict(features))["sentence_embedding"])  # [B, C]
 
 
 class Objective(nn.Module):
@@ -138,11 +199,13 @@ class Objective(nn.Module):
         train_size, dim (int, optional): the shape of the memory bank of ``graph="bank"``.
         class_weights (Tensor, optional): ``[C]`` weight of each class in CE, G-Loss and SupCon (e.g.
             :func:`balanced_class_weights` of the training labels); ``None`` weighs every class alike.
+        weighting (WeightingNetwork, optional): LCL's weighting network, required by (and only by)
+            ``lcl+ce`` with ``lcl_weighting="separate"``; a submodule, trained and checkpointed with the run.
     """
 
     def __init__(self, config: ObjectiveConfig, num_classes: int, *, sigma_value: float | None = None,
                  seed: int = 0, train_size: int | None = None, dim: int | None = None,
-                 class_weights: Tensor | None = None) -> None:
+                 class_weights: Tensor | None = None, weighting: nn.Module | None = None) -> None:
         super().__init__()
         spec = OBJECTIVES.get(config.loss)
         if spec is None:
@@ -159,13 +222,50 @@ class Objective(nn.Module):
                                  f"(got {list(class_weights.shape)})")
         context = _Context(num_classes, sigma, seed, train_size, dim, class_weights)
         self.embedding_loss: nn.Module | None = None if spec.build is None else spec.build(config, context)
+        self.weighting = self._check_weighting(weighting)
         if spec.part is None:
             self.weights = {"ce": 1.0}
         elif spec.head:
             self.weights = {spec.part: config.lam, "ce": 1.0 - config.lam}
         else:
             self.weights = {spec.part: 1.0}
+        if self.weighting is not None:
+            self.weights["ce_weighting"] = 1.0 - config.lam
         self.register_buffer("class_weights", class_weights)
+
+    def _check_weighting(self, weighting: nn.Module | None) -> nn.Module | None:
+        if self.spec.weighted and self.config.lcl_weighting not in options.LCL_WEIGHTINGS:
+            raise ValueError(options.choice_error("--lcl-weighting", self.config.lcl_weighting,
+                                                  options.LCL_WEIGHTINGS))
+        needed = uses_weighting_network(self.config)
+        if needed and weighting is None:
+            raise ValueError(f"Expected a 'weighting' network for loss '{self.config.loss}' with "
+                             "lcl_weighting='separate' (WeightingNetwork.from_encoder_config)")
+        if not needed and weighting is not None:
+            raise ValueError(f"Expected no 'weighting' network: loss '{self.config.loss}' with lcl_weighting="
+                             f"'{self.config.lcl_weighting}' has none")
+        return weighting
+
+    def param_groups(self, encoder_lr: float, head_lr: float) -> list[dict]:
+        """Optimizer groups of what the objective trains itself (the weighting network: its encoder at
+        ``encoder_lr``, its head at ``head_lr``); empty for every other objective."""
+        if self.weighting is None:
+            return []
+        encoder = [p for p in self.weighting.encoder.parameters() if p.requires_grad]
+        return [{"params": encoder, "lr": encoder_lr},
+                {"params": list(self.weighting.head.parameters()), "lr": head_lr}]
+
+    def network_state(self) -> dict[str, Tensor]:
+        """The state of the networks the objective trains (the weighting network), for checkpoints; ``{}``
+        for every other objective (its buffers, e.g. a memory bank, are rebuilt every epoch)."""
+        return {} if self.weighting is None else self.weighting.state_dict()
+
+    def load_network_state(self, state: dict[str, Tensor] | None) -> None:
+        """Load what :meth:`network_state` returned (``None``/``{}``: nothing to load)."""
+        if self.weighting is not None:
+            if not state:
+                raise ValueError("Expected the weighting network's state in the checkpoint")
+            self.weighting.load_state_dict(state)
 
     @property
     def monitor(self) -> str:
@@ -195,11 +295,13 @@ class Objective(nn.Module):
         return self.has_head and self.embedding_loss is not None
 
     def forward(self, embeddings: Tensor, logits: Tensor | None, labels: Tensor,
-                indices: Tensor | None = None, *, loss_embeddings: Tensor | None = None) -> dict[str, Tensor]:
+                indices: Tensor | None = None, *, loss_embeddings: Tensor | None = None,
+                features: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Loss parts of one batch (and any statistics) plus the weighted sum of the parts under ``"total"``.
 
         ``loss_embeddings`` (optional) are what the embedding loss scores instead of ``embeddings``: a second
         encoder forward of the same batch, with fresh dropout (the released G-Loss code's second pass).
+        ``features`` are the batch's tokenised inputs, encoded by the weighting network (when there is one).
 
         Shapes:
             embeddings [B, D], logits [B, C] or None, labels [B], indices [B] (dataset rows, bank mode),
@@ -210,10 +312,23 @@ class Objective(nn.Module):
             parts["ce"] = F.cross_entropy(logits, labels, weight=self.class_weights)
         if self.embedding_loss is not None:
             extra = {"indices": indices} if self.spec.indexed else {}
+            if self.spec.weighted:
+                extra["logits"] = self._weighting_logits(logits, labels, features, parts)
             scored = embeddings if loss_embeddings is None else loss_embeddings
             parts.update(self.embedding_loss(scored, labels, **extra))
         parts["total"] = sum(self.weights[name] * value for name, value in parts.items() if name in self.weights)
         return parts
+
+    def _weighting_logits(self, logits: Tensor | None, labels: Tensor, features: dict[str, Tensor] | None,
+                          parts: dict[str, Tensor]) -> Tensor:
+        """The class logits of LCL's ``g`` (not detached); a weighting network's CE goes to ``ce_weighting``."""
+        if self.weighting is None:
+            return logits
+        if features is None:
+            raise ValueError("Expected the batch's tokenised 'features' for the weighting network")
+        weighting_logits = self.weighting(features)  # [B, C]
+        parts["ce_weighting"] = F.cross_entropy(weighting_logits, labels, weight=self.class_weights)
+        return weighting_logits
 
 
 def balanced_class_weights(labels, num_classes: int) -> Tensor:

@@ -47,6 +47,25 @@ def test_comparison_loss_defaults_agree():
     assert _defaults(BatchAllTripletLoss)["margin"] == options.MARGIN
 
 
+def test_label_aware_contrastive_defaults_agree():
+    from graphs.losses import LabelAwareContrastiveLoss
+
+    assert _defaults(LabelAwareContrastiveLoss)["temperature"] == options.LCL_TEMPERATURE
+    assert options.loss_default("lcl+ce", "temperature") == options.LCL_TEMPERATURE
+    assert options.loss_default("lcl+ce", "lam") == options.LCL_LAMBDA == 0.5
+    assert options.DEFAULT_LCL_WEIGHTING in options.LCL_WEIGHTINGS
+
+
+def test_per_loss_defaults_name_real_losses_and_options():
+    assert set(options.LOSS_DEFAULTS) <= set(options.LOSSES)
+    for values in options.LOSS_DEFAULTS.values():
+        assert set(values) <= set(options.PER_LOSS_OPTIONS)
+    assert options.loss_default("gloss+ce", "lam") == options.LAMBDA
+    assert options.loss_default("scl+ce", "temperature") == options.TEMPERATURE
+    assert options.loss_default_text("lam") == "0.8; lcl+ce: 0.5"
+    assert options.loss_default_text("temperature") == "0.1; lcl+ce: 0.3"
+
+
 def test_knn_search_vocabularies_agree():
     from graphs import knn
 

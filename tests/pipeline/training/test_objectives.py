@@ -6,7 +6,14 @@ import torch
 
 from pipeline.encoder import EncoderConfig, load_encoder, to_device
 from pipeline.options import LOSSES
-from pipeline.training.objectives import OBJECTIVES, Objective, ObjectiveConfig, balanced_class_weights
+from pipeline.training.objectives import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveConfig,
+    WeightingNetwork,
+    balanced_class_weights,
+    uses_weighting_network,
+)
 
 TEXTS = ["oil prices rose", "crude output fell", "profit was up", "earnings grew", "grain exports", "wheat crop"]
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -24,9 +31,11 @@ def _word_grad(encoder):
 @pytest.mark.parametrize("loss", LOSSES)
 def test_objective_is_finite_and_reaches_the_encoder(encoder, loss):
     """Every part on its own (not just the total: CE alone would pass for ``gloss+ce``) is finite, positive and
-    reaches the encoder, and the total is the lambda-weighted sum of the parts."""
+    reaches the encoder, and the total is the lambda-weighted sum of the parts (``lcl+ce`` here with the main
+    head as its weighting network; the separate one has its own test)."""
     torch.manual_seed(0)
-    objective = Objective(ObjectiveConfig(loss=loss, sigma=0.5, gamma=0.5, lam=0.7), num_classes=3, seed=0)
+    config = ObjectiveConfig(loss=loss, sigma=0.5, gamma=0.5, lam=0.7, lcl_weighting="head")
+    objective = Objective(config, num_classes=3, seed=0)
     head = torch.nn.Linear(384, 3) if objective.has_head else None
     embeddings = encoder(to_device(encoder.preprocess(TEXTS), "cpu"))["sentence_embedding"]
     parts = objective(embeddings, head(embeddings) if head else None, LABELS)
@@ -58,7 +67,7 @@ def test_unknown_loss():
 def test_the_table_covers_every_loss_option_and_picks_the_monitor():
     assert set(OBJECTIVES) == set(LOSSES)
     for name, spec in OBJECTIVES.items():
-        objective = Objective(ObjectiveConfig(loss=name, sigma=0.5), 3, train_size=8, dim=4)
+        objective = Objective(ObjectiveConfig(loss=name, sigma=0.5, lcl_weighting="head"), 3, train_size=8, dim=4)
         assert objective.has_head == spec.head
         assert objective.monitor == ("val_macro_f1" if spec.head else "val_macro_silhouette")
         assert (spec.part is None) == (objective.embedding_loss is None)
@@ -142,3 +151,54 @@ def test_second_forward_embeddings_are_what_the_embedding_loss_scores():
     torch.testing.assert_close(both["scl"], objective(second, logits, LABELS)["scl"])
     torch.testing.assert_close(both["ce"], objective(first, logits, LABELS)["ce"])
     assert objective.combines and not Objective(ObjectiveConfig(loss="ce"), 3).combines
+
+
+def test_lcl_separate_weighting_network_gets_gradients_from_lcl_and_its_ce(encoder):
+    """lcl+ce with a separate weighting network: parts ce, ce_weighting, lcl; total (1 - lambda) * (ce +
+    ce_weighting) + lambda * lcl; LCL's gradient reaches both encoders (g is not detached), ce_weighting only g."""
+    torch.manual_seed(0)
+    config = ObjectiveConfig(loss="lcl+ce")
+    assert (config.lam, config.temperature, config.lcl_weighting) == (0.5, 0.3, "separate")
+    assert uses_weighting_network(config) and not uses_weighting_network(ObjectiveConfig(loss="scl+ce"))
+    weighting = WeightingNetwork.from_encoder_config(EncoderConfig(max_length=16, device="cpu"), 3)
+    objective = Objective(config, 3, weighting=weighting)
+    assert objective.weights == {"lcl": 0.5, "ce": 0.5, "ce_weighting": 0.5}
+    features = to_device(encoder.preprocess(TEXTS), "cpu")
+    embeddings = encoder(dict(features))["sentence_embedding"]
+    head = torch.nn.Linear(384, 3)
+    parts = objective(embeddings, head(embeddings), LABELS, features=features)
+    assert [n for n in parts if not n.startswith("stat_")] == ["ce", "ce_weighting", "lcl", "total"]
+    assert int(parts["stat_lcl_skipped_anchors"]) == 0
+    torch.testing.assert_close(parts["total"], 0.5 * (parts["ce"] + parts["ce_weighting"]) + 0.5 * parts["lcl"])
+    g_encoder = weighting.encoder
+    for name, main_reached in (("lcl", True), ("ce_weighting", False)):
+        encoder.zero_grad()
+        weighting.zero_grad()
+        parts[name].backward(retain_graph=True)
+        main = _word_grad(encoder)
+        assert (main is not None and main.abs().sum() > 0) == main_reached, name
+        assert _word_grad(g_encoder).abs().sum() > 0 and weighting.head.weight.grad.abs().sum() > 0, name
+    groups = objective.param_groups(2e-5, 1e-3)
+    assert [g["lr"] for g in groups] == [2e-5, 1e-3]
+    assert sum(len(g["params"]) for g in groups) == len(list(weighting.parameters()))
+    assert set(objective.network_state()) == set(weighting.state_dict())
+
+
+def test_lcl_weighting_network_errors():
+    with pytest.raises(ValueError, match="Expected a 'weighting' network"):
+        Objective(ObjectiveConfig(loss="lcl+ce"), 3)
+    with pytest.raises(ValueError, match="Expected no 'weighting' network"):
+        Objective(ObjectiveConfig(loss="scl+ce"), 3, weighting=torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="--lcl-weighting both: expected one of separate, head"):
+        Objective(ObjectiveConfig(loss="lcl+ce", lcl_weighting="both"), 3)
+    head_mode = Objective(ObjectiveConfig(loss="lcl+ce", lcl_weighting="head"), 3)
+    assert head_mode.weights == {"lcl": 0.5, "ce": 0.5} and head_mode.network_state() == {}
+    assert head_mode.param_groups(1.0, 1.0) == []
+
+
+def test_per_loss_defaults_resolve_only_when_unset():
+    assert (ObjectiveConfig().lam, ObjectiveConfig().temperature) == (0.8, 0.1)
+    assert (ObjectiveConfig(loss="scl+ce").lam, ObjectiveConfig(loss="scl+ce").temperature) == (0.8, 0.1)
+    assert (ObjectiveConfig(loss="lcl+ce").lam, ObjectiveConfig(loss="lcl+ce").temperature) == (0.5, 0.3)
+    given = ObjectiveConfig(loss="lcl+ce", lam=0.9, temperature=0.05)
+    assert (given.lam, given.temperature) == (0.9, 0.05)
