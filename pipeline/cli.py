@@ -360,6 +360,62 @@ def train(resume, run_dir, force, **opts):
     _echo_train(manifest)
 
 
+def tune_options(func):
+    """The study options of `gloss tune` (besides every train option)."""
+    o = options
+    decorators = [
+        click.option("--trials", type=int, default=o.TUNE_TRIALS, show_default=True,
+                     help="Trials of the study in all (complete, pruned or failed; a resumed study counts "
+                          "the earlier ones). Give every loss the same budget."),
+        click.option("--timeout", type=float, default=None,
+                     help="Seconds after which no new trial starts (rerun the command to continue)."),
+        click.option("--space", type=click.Path(dir_okay=False), default=None,
+                     help="TOML of search spaces, one [loss] table (default: the shipped "
+                          "pipeline/tuning/spaces.toml; see README, Tuning)."),
+        click.option("--tune-epochs", type=click.IntRange(min=1), default=None,
+                     help="Epoch budget of each trial (default: --epochs)."),
+        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True, help="Seed of the TPE sampler."),
+        click.option("--pruner-startup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_STARTUP,
+                     show_default=True, help="Median pruner: complete trials before it prunes."),
+        click.option("--pruner-warmup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_WARMUP,
+                     show_default=True, help="Median pruner: epochs of a trial before it may be pruned."),
+        click.option("--heartbeat", type=click.IntRange(min=1), default=o.TUNE_HEARTBEAT, show_default=True,
+                     help="Seconds between a trial's heartbeats; one silent for twice this (a killed tune) "
+                          "is retried on resuming."),
+        click.option("--plots/--no-plots", default=True, show_default=True,
+                     help="Optimisation history, parameter importances, sigma vs score (PNG)."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+@main.command(short_help="Tune a loss's hyperparameters with Optuna (G-Loss-O); best.json for compare.")
+@config_option
+@train_options
+@tune_options
+@run_dir_option(required=True)
+def tune(run_dir, trials, timeout, space, tune_epochs, tune_seed, pruner_startup, pruner_warmup, heartbeat, plots,
+         **opts):
+    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic):
+    seeded TPE, median pruning on the validation score after every epoch, each trial a run directory of its
+    own under RUN/tune/trials/, no test data looked at. Writes RUN/tune/{study.db, best.json, trials.csv,
+    plots}; `gloss compare` trains best.json's values over seeds (a `tuned` method entry)."""
+    from pipeline.stages import tune as stage
+
+    config = stage.TuneConfig(train=_train_config(opts), trials=trials, epochs=tune_epochs, timeout=timeout,
+                              space=space, seed=tune_seed, pruner_startup=pruner_startup,
+                              pruner_warmup=pruner_warmup, heartbeat=heartbeat, plots=plots)
+    summary = stage.run(config, run_dir, echo=click.echo)
+    counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
+    best = summary["best"]
+    click.echo(f"tune: {summary['study']}: {summary['done']} of {summary['budget']} trials done ({counts})")
+    if best is not None:
+        values = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        click.echo(f"tune: best {best['monitor']} {best['value']:.4f} (trial {best['trial']}): {values}; "
+                   f"wrote {Path(run_dir) / 'tune'}/{{{', '.join(summary['files'])}}}")
+
+
 @main.command(short_help="Sweep methods x datasets x seeds into tables and plots.")
 @click.option("--spec", type=click.Path(dir_okay=False), default=None,
               help="Sweep spec (TOML/YAML: datasets x methods x seeds x options); missing runs are run.")

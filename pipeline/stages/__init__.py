@@ -1,5 +1,5 @@
-"""Pipeline stages, in order: prepare, embed, graph, train, evaluate (plus compare, inspect, run)."""
+"""Pipeline stages, in order: prepare, embed, graph, train, evaluate (plus tune, compare, inspect, run)."""
 
-STAGE_ORDER = ("prepare", "embed", "graph", "train", "evaluate", "compare", "inspect", "run")
+STAGE_ORDER = ("prepare", "embed", "graph", "train", "tune", "evaluate", "compare", "inspect", "run")
 
 __all__ = ["STAGE_ORDER"]

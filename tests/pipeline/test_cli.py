@@ -10,7 +10,7 @@ from pipeline.cli import main
 def test_help_lists_stages_in_pipeline_order():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    names = ["prepare", "embed", "graph", "train", "evaluate", "compare", "inspect", "run"]
+    names = ["prepare", "embed", "graph", "train", "tune", "evaluate", "compare", "inspect", "run"]
     positions = [result.output.index(f"  {name} ") for name in names]
     assert positions == sorted(positions)
 

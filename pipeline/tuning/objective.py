@@ -1,0 +1,55 @@
+"""The trial objective of ``gloss tune``: sample a space, train through a callable, prune per epoch.
+
+Training is passed in (``train_trial``: the tune stage's trial runner), so this module never imports a
+stage. The loop's ``on_epoch_end(epoch, record)`` reports the monitored validation score (val macro-F1
+with a head, val macro-silhouette for standalone losses) to the trial after every epoch and raises
+``optuna.TrialPruned`` when the pruner says so; Optuna then records the trial as PRUNED.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from pipeline.errors import GlossError
+from pipeline.tuning.space import Space
+from pipeline.tuning.study import ERROR_ATTR
+
+PARAMS_ATTR = "params"  # trial user attr: the option values of a trial (``{"lr": 3e-5, "sigma": "sqrt"}``)
+PRUNED_AT_ATTR = "pruned_at_epoch"
+
+EpochCallback = Callable[[int, dict], None]
+# train_trial(trial, option values, on_epoch_end) -> the trial's best validation score
+TrainTrial = Callable[[object, dict, EpochCallback], float]
+
+
+def epoch_reporter(trial, monitor: str) -> EpochCallback:
+    """``on_epoch_end`` for the loop: report ``record[monitor]`` at step ``epoch``, prune when told."""
+    import optuna
+
+    def report(epoch: int, record: dict) -> None:
+        value = record.get(monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        trial.report(float(value), epoch)
+        if trial.should_prune():
+            trial.set_user_attr(PRUNED_AT_ATTR, epoch)
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {monitor} {float(value):.4f}")
+
+    return report
+
+
+def make_objective(space: Space, monitor: str, train_trial: TrainTrial) -> Callable[[object], float]:
+    """The function ``study.optimize`` calls: sample ``space``, train, return the best validation score.
+    A ``GlossError`` (e.g. a diverged loss) is recorded on the trial before it fails it."""
+
+    def objective(trial) -> float:
+        params = {name: param.suggest(trial) for name, param in space.items()}
+        trial.set_user_attr(PARAMS_ATTR, params)
+        try:
+            return train_trial(trial, params, epoch_reporter(trial, monitor))
+        except GlossError as exc:
+            trial.set_user_attr(ERROR_ATTR, str(exc))
+            raise
+
+    return objective
