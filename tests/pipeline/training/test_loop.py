@@ -1,5 +1,6 @@
 """fit() on a dozen texts through the real encoder: per-epoch callback, statistics, stop and resume."""
 
+import copy
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from pipeline.encoder import EncoderConfig, load_encoder
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
-from pipeline.training.objectives import Objective, ObjectiveConfig
+from pipeline.training.objectives import Objective, ObjectiveConfig, WeightingNetwork
 
 TEXTS = ["oil prices rose", "crude output fell", "opec cut supply", "brent gained",
          "profit was up", "earnings grew", "quarterly net rose", "revenue beat forecasts",
@@ -138,3 +139,54 @@ def test_a_checkpoint_with_arbitrary_objects_is_refused_not_unpickled(tmp_path):
     torch.save({"run_config": {"loss": _Pickled()}}, tmp_path / "ckpt" / "last.pt")
     with pytest.raises(GlossError, match="more than tensors and plain metadata"):
         Checkpoints(tmp_path / "ckpt", run_config={"loss": "ce"}, resume=True).load_last("cpu")
+
+
+def _fit_lcl(folder, callbacks, resume=False):
+    """lcl+ce with a separate weighting network (a second MiniLM), 2 epochs of 2 batches."""
+    torch.manual_seed(0)
+    model = load_encoder(EncoderConfig(max_length=12, device="cpu"))
+    weighting = WeightingNetwork(copy.deepcopy(model), 3)  # what from_encoder_config loads, without reloading
+    for name, parameter in [*model.named_parameters(), *weighting.encoder.named_parameters()]:
+        parameter.requires_grad = "layer.5." in name  # only the last layer trains: small, fast checkpoints
+    objective = Objective(ObjectiveConfig(loss="lcl+ce"), 3, weighting=weighting)
+    head = torch.nn.Linear(model.get_embedding_dimension(), 3)
+    checkpoints = Checkpoints(folder, run_config={"loss": "lcl+ce"}, resume=resume)
+    config = LoopConfig(epochs=2, batch_size=6, patience=5, eval_batch_size=16, bucket=False, lr=1e-3)
+    return fit(model, head, objective, DATA, config, checkpoints, callbacks=callbacks), weighting
+
+
+def _scores(history):
+    return [{k: v for k, v in r.items() if k.startswith(("train_", "val_")) and k != "train_seconds"}
+            for r in history]
+
+
+def test_lcl_weighting_network_is_trained_checkpointed_and_resumed(tmp_path):
+    """The optimizer trains the weighting network (it moves), every checkpoint holds it, the best epoch's
+    is restored, and a run resumed from the checkpoint of epoch 1 ends where the uninterrupted one does."""
+    import shutil
+
+    def snapshot(epoch, record):  # the state a run killed after epoch 1 leaves behind
+        if epoch == 1:
+            shutil.copytree(tmp_path / "a", tmp_path / "b")
+
+    result, weighting = _fit_lcl(tmp_path / "a", FitCallbacks(on_epoch_end=snapshot, echo=lambda _: None,
+                                                              progress=False))
+    assert {"train_ce", "train_ce_weighting", "train_lcl", "train_stat_lcl_skipped_anchors"} <= set(result.history[0])
+    first = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["objective"]
+    best = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["objective"]
+    last = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["objective"]
+    state = weighting.state_dict()
+    assert set(first) == set(best) == set(last) == set(state)
+    moved = [k for k in state if not torch.equal(first[k], last[k])]
+    assert any(k.startswith("encoder.") for k in moved) and "head.weight" in moved
+    for key, value in best.items():
+        torch.testing.assert_close(state[key], value)
+
+    lines = []
+    resumed, resumed_weighting = _fit_lcl(tmp_path / "b", FitCallbacks(echo=lines.append, progress=False),
+                                          resume=True)
+    assert any("resumed from" in line and "after epoch 1" in line for line in lines)
+    for got, expected in zip(_scores(resumed.history), _scores(result.history), strict=True):
+        assert got == pytest.approx(expected)
+    for key, value in resumed_weighting.state_dict().items():
+        torch.testing.assert_close(value, state[key])
