@@ -16,6 +16,12 @@ options = { max-length = 128 }    # per-method options (override the shared ones
 name = "textgcn"
 method = "textgcn"
 
+[[methods]]
+name = "gloss+ce-tuned"           # the values `gloss tune` found, trained over the sweep's seeds
+tuned = "runs/r8/tune/best.json"  # relative to the spec's folder, else to the working directory;
+                                  # or one per dataset: tuned = { R8 = "...", mr = "..." }
+options = { epochs = 5 }          # the entry's options win over the tuned values
+
 [datasets_options.mr]             # optional per-dataset options
 max-length = 64
 ```
@@ -60,6 +66,26 @@ class RunSpec:
         return args
 
 
+def _tuned_options(path: str | Path, method: dict, dataset: str) -> dict[str, Any]:
+    """The loss and tuned option values of a method entry's ``tuned = "RUN/tune/best.json"`` (or
+    ``tuned = { DATASET = "..." }``) for ``dataset``."""
+    from pipeline.tuning.outputs import read_best
+
+    tuned = method["tuned"]
+    if isinstance(tuned, dict):
+        if dataset not in tuned:
+            raise GlossError(f"{path}: method '{method['name']}': 'tuned' has no best.json for dataset {dataset}")
+        tuned = tuned[dataset]
+    given = Path(str(tuned))
+    candidates = [given] if given.is_absolute() else [Path(path).parent / given, given]
+    found = next((c for c in candidates if c.is_file()), candidates[0])
+    best = read_best(found)
+    if method.get("loss", best["loss"]) != best["loss"] or method.get("method", "finetune") != "finetune":
+        raise GlossError(f"{path}: method '{method['name']}': {found} tuned --loss {best['loss']}, but the entry "
+                         f"asks for {method.get('loss') or method.get('method')}")
+    return {"loss": best["loss"], **best["params"]}
+
+
 def read_spec(path: str | Path) -> list[RunSpec]:
     """The runs a spec file asks for, in order (datasets, then methods, then seeds)."""
     data = read_config_file(path)
@@ -82,7 +108,8 @@ def read_spec(path: str | Path) -> list[RunSpec]:
         names.add(method["name"])
     for dataset in data["datasets"]:
         for method in data["methods"]:
-            options = {**shared, **per_dataset.get(dataset, {}), **method.get("options", {})}
+            tuned = _tuned_options(path, method, dataset) if "tuned" in method else {}
+            options = {**shared, **per_dataset.get(dataset, {}), **tuned, **method.get("options", {})}
             for key in ("method", "loss"):
                 if key in method:
                     options[key] = method[key]

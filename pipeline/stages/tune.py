@@ -130,7 +130,8 @@ def run(config: TuneConfig, run_dir: str | Path, echo: Callable[[str], None] = p
     run_dir = Path(run_dir)
     space = load_space(config.train.loss, config.space)
     upstream = {stage: load_manifest(run_dir, stage) for stage in upstream_stages(config, space)}
-    identity = config_identity(study_config(config, space, upstream))
+    # through JSON, as the db stores it (tuples become lists)
+    identity = json.loads(json.dumps(config_identity(study_config(config, space, upstream)), default=str))
     digest = sha256_json(identity)
     name = study_name(upstream["prepare"].config["dataset"], config.train.loss, digest)
     tune_dir = run_dir / STAGE
