@@ -152,3 +152,48 @@ def test_unknown_sigma_is_one_line_error(r8_slice):
     result = CliRunner().invoke(main, ["train", "--run-dir", str(r8_slice), "--sigma", "median", *TINY])
     assert result.exit_code == 1
     assert "--sigma median: expected one of sqrt, dicm, batch-sqrt, batch-dicm, or a positive number" in result.output
+
+
+def test_lcl_separate_saves_and_reloads_the_weighting_network(r8_slice, tmp_path):
+    """lcl+ce with the defaults it resolves (lambda 0.5, tau 0.3, separate weighting network, in the manifest):
+    RUN/train/weighting/ holds the weighting network, which reloads and is not the main encoder."""
+    import shutil
+
+    import torch
+
+    from pipeline.encoder import embed_texts, to_device
+    from pipeline.stages.train import load_weighting
+
+    run = tmp_path / "run"
+    shutil.copytree(r8_slice, run)
+    result = _gloss("train", "--run-dir", str(run), "--loss", "lcl+ce", "--epochs", "1", "--max-length", "12",
+                    "--batch-size", "16", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "train" / "manifest.json").read_text())
+    objective = manifest["config"]["objective"]
+    assert (objective["lam"], objective["temperature"], objective["lcl_weighting"]) == (0.5, 0.3, "separate")
+    for name in ("weighting/head.pt", "weighting/labels.json", "weighting/model.safetensors", "model/head.pt"):
+        assert name in manifest["outputs"], name
+    history = json.loads((run / "train" / "history.jsonl").read_text().splitlines()[0])
+    assert {"train_ce", "train_ce_weighting", "train_lcl", "train_stat_lcl_skipped_anchors"} <= set(history)
+    weighting = load_weighting(run / "train")
+    texts = ["oil prices rose sharply", "the wheat harvest was large"]
+    with torch.inference_mode():
+        logits = weighting.eval()(to_device(weighting.encoder.preprocess(texts), "cpu"))
+    assert logits.shape == (2, 4) and torch.isfinite(logits).all()
+    from sentence_transformers import SentenceTransformer
+
+    main_model = SentenceTransformer(str(run / "train" / "model"), device="cpu")
+    assert not np.allclose(embed_texts(main_model, texts), embed_texts(weighting.encoder, texts), atol=1e-4)
+
+
+def test_per_loss_defaults_in_help():
+    result = _gloss("train", "--help")
+    assert "0.8; lcl+ce: 0.5" in result.output and "0.1; lcl+ce: 0.3" in result.output
+    assert "--lcl-weighting [separate|head]" in result.output and "twice the" in result.output
+
+
+def test_lcl_option_errors(r8_slice):
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(r8_slice), "--loss", "lcl+ce",
+                                       "--temperature", "0"])
+    assert result.exit_code == 1 and "--temperature 0.0: must be positive" in result.output
