@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ def write_plots(study, out_dir: Path, sigma_names: list[str]) -> tuple[list[str]
 
     complete = complete_trials(study)
     written, notes = [], []
-    with quiet():
+    with quiet(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Some regimes")  # importances of few trials: expected
         if complete:
             _save(plots.plot_optimization_history(study), out_dir / PLOTS["history"])
             written.append(PLOTS["history"])

@@ -1,0 +1,57 @@
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from pipeline.errors import GlossError
+from pipeline.tuning.study import (
+    ERROR_ATTR,
+    RETRY_ATTR,
+    counted,
+    done,
+    open_study,
+    requeue_interrupted,
+    study_name,
+)
+
+IDENTITY = {"train.loop.lr": 2e-5, "train.loop.batch_size": 16, "tune.epochs": 2}
+
+
+def _open(db, identity=IDENTITY, name="tiny-ce-0000"):
+    return open_study(db, name, identity, seed=0, startup=1, warmup=0, heartbeat=1)
+
+
+def test_study_name_and_reopening(tmp_path):
+    assert study_name("R8", "gloss+ce", "1a2b3c4d5e") == "R8-gloss-ce-1a2b3c4d"
+    study = _open(tmp_path / "study.db")
+    study.enqueue_trial({"lr": 1e-5})
+    again = _open(tmp_path / "study.db")
+    assert again.user_attrs["config"] == IDENTITY and len(again.trials) == 1
+    assert isinstance(again.sampler, optuna.samplers.TPESampler)
+    assert isinstance(again.pruner, optuna.pruners.MedianPruner)
+
+
+def test_a_db_of_another_config_is_refused_naming_the_differing_keys(tmp_path):
+    _open(tmp_path / "study.db")
+    other = {**IDENTITY, "train.loop.batch_size": 8}
+    with pytest.raises(GlossError, match=r"another config: train.loop.batch_size \(16 -> 8\)"):
+        _open(tmp_path / "study.db", other, name="tiny-ce-1111")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # ask/tell by hand
+def test_interrupted_trials_are_requeued_once_and_failures_of_their_own_count(tmp_path):
+    study = _open(tmp_path / "study.db")
+    distribution = optuna.distributions.FloatDistribution(1e-5, 1e-4, log=True)
+    interrupted = study.ask({"lr": distribution})
+    study.tell(interrupted, state=TrialState.FAIL)
+    diverged = study.ask({"lr": distribution})
+    diverged.set_user_attr(ERROR_ATTR, "train: the loss diverged")
+    study.tell(diverged, state=TrialState.FAIL)
+    pruned = study.ask({"lr": distribution})
+    study.tell(pruned, state=TrialState.PRUNED)
+    assert [counted(t) for t in study.trials] == [False, True, True] and done(study) == 2
+    [requeued] = requeue_interrupted(study)
+    assert requeued.number == interrupted.number
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs[RETRY_ATTR] == interrupted.number
+    assert waiting[0].params == {} and study.get_trials()[-1].system_attrs["fixed_params"] == interrupted.params
+    assert requeue_interrupted(study) == []  # queued once only
