@@ -153,7 +153,8 @@ def _prepare_study(study, space: Space, config: TuneConfig, echo) -> None:
         folder = trial.user_attrs.get(out.RUN_DIR_ATTR)
         if folder and Path(folder).is_dir():
             _clear_partial(Path(folder))
-            _write_trial(Path(folder), trial.number, "killed", trial.user_attrs.get(PARAMS_ATTR, {}))
+            if _trial_state(Path(folder)) in (None, "running"):  # no process of it came back: killed
+                _write_trial(Path(folder), trial.number, "killed", trial.user_attrs.get(PARAMS_ATTR, {}))
         echo(f"tune: trial {trial.number} was killed or interrupted; queued again with its parameters")
     if not study.get_trials(deepcopy=False):
         fixed: dict = {}
@@ -225,6 +226,13 @@ def _write_trial(folder: Path, number: int, state: str, params: dict, **extra) -
 
     record = {"trial": number, "state": state, "params": params, **extra}
     write_text_atomic(folder / out.TRIAL_FILE, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _trial_state(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / out.TRIAL_FILE).read_text()).get("state")
+    except (OSError, ValueError):
+        return None
 
 
 def _clear_partial(folder: Path) -> None:

@@ -125,3 +125,38 @@ def test_bad_input_is_one_line_before_training(prepared, tmp_path, args, message
 def test_tune_needs_a_prepared_run(tmp_path):
     result = CliRunner().invoke(main, ["tune", "--run-dir", str(tmp_path / "nothing"), "--loss", "ce"])
     assert result.exit_code == 1 and "gloss prepare" in result.output
+
+
+class _Manifest:
+    def __init__(self, value):
+        self.summary = {"best_epoch": 1, "best_val": {"val_macro_f1": value}}
+
+
+def test_interrupted_and_failed_trials_without_training(tiny_root, tmp_path, monkeypatch):
+    """Ctrl-C in a trial exits 130 and the trial reruns on resuming; a trial's own error is counted, not rerun."""
+    from pipeline.errors import GlossError
+    from pipeline.stages import tune as stage
+
+    run = tmp_path / "run"
+    assert _gloss("prepare", "--dataset", "tiny", "--data-root", str(tiny_root), "--run-dir", str(run)).exit_code == 0
+    outcomes = iter([KeyboardInterrupt(), GlossError("train: the loss diverged at epoch 1"), 0.6])
+
+    def fake_run(config, folder, force, on_epoch_end, echo):
+        assert config.write_test_outputs is False and config.loop.epochs == 2
+        outcome = next(outcomes)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        on_epoch_end(1, {"val_macro_f1": outcome})
+        return _Manifest(outcome)
+
+    monkeypatch.setattr(stage.train_stage, "run", fake_run)
+    args = ["tune", "--run-dir", str(run), "--loss", "ce", "--trials", "2", "--tune-epochs", "2", "--no-plots"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 130 and "interrupted" in first.output
+    assert json.loads((run / "tune/trials/trial-0000/trial.json").read_text())["state"] == "interrupted"
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0, second.output
+    rows = list(csv.DictReader(open(run / "tune" / "trials.csv")))
+    assert [(r["state"], r["retry_of"]) for r in rows] == [("fail", ""), ("fail", "0"), ("complete", "")]
+    assert rows[0]["error"] == "" and "diverged" in rows[1]["error"] and rows[2]["value"] == "0.6"
+    assert json.loads((run / "tune" / "best.json").read_text())["trial"] == 2
