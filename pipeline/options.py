@@ -167,3 +167,17 @@ ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a dete
 CACHE_EMBEDDINGS = "embeddings"  # one split's pre-trained embeddings (`gloss embed`)
 CACHE_ENCODER_HASH = "encoder-hash"  # the sha256 of a model folder's files, by their sizes and times
 CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH)
+
+# --- fast fine-tuning (issue 14): partial fine-tuning on cached frozen layers, mixed precision -----------
+# --train-layers: "all" (full fine-tuning), N (freeze the embeddings and all but the top N transformer layers;
+# the frozen part's per-token outputs are cached once), 0 (a Dense projection on frozen pooled embeddings),
+# or "auto": full fine-tuning on CUDA, TRAIN_LAYERS_CPU on a CPU (chosen from results/bench_train/).
+TRAIN_LAYERS_AUTO = "auto"
+TRAIN_LAYERS_ALL = "all"
+TRAIN_LAYERS = TRAIN_LAYERS_AUTO
+TRAIN_LAYERS_CPU = "0"  # the affordable CPU default: R8 x 3 epochs of `make demo` in minutes on 2 cores
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on CUDA where supported, else fp16; fp32 on a CPU
+DEFAULT_PRECISION = "auto"
+FROZEN_IN_MEMORY_MB = 1024  # cached frozen-layer states up to this size are read into memory, larger memory-mapped
+CACHE_FROZEN_LAYERS = "frozen-layers"  # per-token states of an encoder's frozen lower layers, per split (fp16)
+CACHE_KINDS = CACHE_KINDS + (CACHE_FROZEN_LAYERS,)

@@ -76,6 +76,10 @@ def run(config: RunConfig, run_dir: str | Path | None = None, force: bool = Fals
     """
     run_dir = Path(run_dir) if run_dir is not None else config.default_run_dir()
     echo(f"run: {' -> '.join(config.stages)} in {run_dir}")
+    if config.train.method == "finetune":
+        resolved = train_stage.resolve_protocol(config.train).loop
+        echo(f"run: --train-layers {config.train.loop.train_layers} -> {resolved.train_layers} "
+             f"({train_stage.describe(resolved.train_layers)}), precision {resolved.precision}")
     manifests = {"prepare": prepare_stage.run(config.prepare, run_dir, force=force, echo=echo)}
     if "embed" in config.stages:
         embed_config = embed_stage.EmbedConfig(config.train.encoder)
