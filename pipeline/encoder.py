@@ -96,7 +96,8 @@ def _download(name: str) -> str:
 
 
 def load_encoder(config: EncoderConfig):
-    """A ``SentenceTransformer`` of Transformer + Pooling (no Normalize: losses normalise themselves)."""
+    """A ``SentenceTransformer`` of Transformer + Pooling (no Normalize: losses normalise themselves), plus the
+    ``Dense`` adapter when ``config.model`` is a folder saved by ``--train-layers 0``."""
     path = resolve_model_path(config.model)
     if config.pooling not in options.POOLINGS:
         raise GlossError(options.choice_error("--pooling", config.pooling, options.POOLINGS))
@@ -117,8 +118,9 @@ def load_encoder(config: EncoderConfig):
 
 
 def _saved_extra_modules(folder: Path) -> list:
-    """The modules a saved sentence-transformers folder lists after Transformer + Pooling (the ``Dense``
-    projection of ``--train-layers 0``), loaded from their sub-folders; ``[]`` for a plain model folder."""
+    """The ``Dense`` modules a saved sentence-transformers folder lists (the adapter of ``--train-layers 0``),
+    loaded from their sub-folders; ``[]`` for a plain model folder. Anything else it lists (the packaged
+    MiniLM's ``Normalize``) is left out, as :func:`load_encoder` always has."""
     listing = folder / "modules.json"
     if not listing.is_file():
         return []
@@ -127,9 +129,9 @@ def _saved_extra_modules(folder: Path) -> list:
     from sentence_transformers.util import import_from_string
 
     extra = []
-    for entry in json.loads(listing.read_text())[2:]:
-        module_class = import_from_string(entry["type"])
-        extra.append(module_class.load(str(folder / entry["path"])))
+    for entry in json.loads(listing.read_text()):
+        if entry["type"].rsplit(".", 1)[-1] == "Dense":
+            extra.append(import_from_string(entry["type"]).load(str(folder / entry["path"])))
     return extra
 
 
