@@ -206,6 +206,7 @@ def summary_lines(summary: dict) -> list[str]:
     faiss = "hidden (no-FAISS branch)" if summary["tiny"] and knn.get("faiss") is None else knn.get("faiss")
     lines = [f"gpu suite: {'tiny (CPU)' if summary['tiny'] else 'full'}; faiss: {faiss}; "
              f"kNN auto backend: {knn.get('backend')}; cuda: {knn.get('cuda')}"]
+    lines.append(f"gpu suite: `gloss run` options: {summary.get('options', '?')}")
     if summary["missing_options"]:
         lines.append(f"gpu suite: not in this checkout's `gloss run`, left out: {' '.join(summary['missing_options'])}")
     tests = summary.get("tests")
@@ -236,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         write_copy(Path(resolve_model_path("packaged")), Path(args.model))
     args.flags, missing = supported_options(["--train-layers", "--precision"])
     knn, problems = check_knn(env, args.tiny)
-    summary = {"tiny": args.tiny, "out": str(args.out), "knn": knn, "missing_options": missing, "problems": problems}
+    options = spec_text(args, args.flags).split("options = ", 1)[1].splitlines()[0]
+    summary = {"tiny": args.tiny, "out": str(args.out), "knn": knn, "options": options, "missing_options": missing,
+               "problems": problems}
     if not problems or args.tiny:
         if not args.skip_tests:
             summary["tests"], failed = run_tests(env, args.out, deadline - time.monotonic())
