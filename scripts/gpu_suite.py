@@ -233,8 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         from make_local_encoder import write_copy  # a sibling script
 
         from pipeline.encoder import resolve_model_path
+        from pipeline.errors import GlossError
 
-        write_copy(Path(resolve_model_path("packaged")), Path(args.model))
+        try:
+            write_copy(Path(resolve_model_path("packaged")), Path(args.model))
+        except GlossError as exc:
+            print(f"gpu suite: no encoder at {args.model} and none to copy ({exc}); run "
+                  "scripts/make_local_encoder.py where the packaged encoder is installed and bring .device/ along")
+            return 2
     args.flags, missing = supported_options(["--train-layers", "--precision"])
     knn, problems = check_knn(env, args.tiny)
     options = spec_text(args, args.flags).split("options = ", 1)[1].splitlines()[0]
