@@ -176,3 +176,14 @@ def test_cuda_mixed_precision_step_is_finite(precision):
     (scaler.scale(parts["total"]) if scaler else parts["total"]).backward()
     full = embed_texts(load_encoder(EncoderConfig(max_length=16, device="cuda")), TEXTS, 5)
     np.testing.assert_allclose(built.encoder.embed("train", 5), full, atol=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("train_layers", ["all", "2"])
+def test_cuda_compiled_encoder_matches_eager(train_layers):
+    config = EncoderConfig(max_length=16, device="cuda")
+    eager = partial.build_encoder(load_encoder(config), train_layers, config, SPLITS, 5, lambda _: None).encoder
+    compiled = partial.build_encoder(load_encoder(config), train_layers, config, SPLITS, 5, lambda _: None).encoder
+    compiled.compile()
+    np.testing.assert_allclose(compiled.embed("train", 5), eager.embed("train", 5), atol=2e-2)
