@@ -118,3 +118,13 @@ def test_resume_of_a_partial_run_matches_an_uninterrupted_one(tmp_path):
     assert plain(resumed.history) == plain(whole.history)
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train-layers", "top"], "--train-layers top: expected all, auto or a number of top layers"),
+    (["--precision", "fp16"], "--precision fp16: needs a CUDA device"),
+])
+def test_protocol_errors_are_one_line(prepared, args, message):
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(prepared), "--sigma", "batch-sqrt", *args])
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1].startswith("Error: ")
+    assert message in result.output
