@@ -214,10 +214,15 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None):
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
-    if head is not None:
-        groups.append({"params": list(head.parameters()), "lr": config.head_lr})
+def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None, fresh: list | None = None):
+    """AdamW/Adam: the model's trainable pre-trained weights at ``lr``; the head and ``fresh`` (new modules in
+    the model: the adapter of ``--train-layers 0``) at ``head_lr``."""
+    fresh_ids = {id(p) for p in fresh or []}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in fresh_ids],
+               "lr": config.lr}]
+    new = list(fresh or []) + (list(head.parameters()) if head is not None else [])
+    if new:
+        groups.append({"params": new, "lr": config.head_lr})
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
@@ -324,7 +329,7 @@ class _Fit:
         self.echo(f"train: {len(data.train_texts)} training documents tokenised in "
                   f"{time.perf_counter() - started:.1f}s; {steps_per_epoch} batches per epoch, "
                   f"{len(data.val_texts)} validation documents")
-        self.optimizer = _make_optimizer(config, model, head)
+        self.optimizer = _make_optimizer(config, model, head, list(getattr(encoder, "fresh_parameters", list)()))
         self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch)
         self.second_forward = config.second_forward and objective.combines
         self.precision = resolve_precision(config.precision, self.device)

@@ -11,7 +11,8 @@
 - ``0`` -> :class:`AdapterEncoder`: the whole encoder is frozen and a residual ``Dense`` layer
   (``sentence_transformers`` ``Dense(D, D, tanh, use_residual=True)``, zero-initialised: training starts at
   the pre-trained embedding, ``e + tanh(W e + b)``) is trained on the pre-trained pooled embeddings, read from
-  the ``embeddings`` cache that ``gloss embed`` fills (so a run after ``gloss embed`` encodes nothing).
+  the ``embeddings`` cache that ``gloss embed`` fills (so a run after ``gloss embed`` encodes nothing). Being
+  new, the adapter learns at ``--head-lr``, like the head (``--lr`` is for pre-trained weights).
 
 The model being trained is always the real ``SentenceTransformer`` (trained layers updated in place, the
 ``Dense`` appended as its third module), so the saved folder is a normal sentence-transformers model whatever
@@ -316,6 +317,10 @@ class AdapterEncoder(_CachedEncoder):
 
     def compile(self) -> None:
         pass  # one small matmul: nothing to gain
+
+    def fresh_parameters(self) -> list[nn.Parameter]:
+        """The adapter's weights: new, so the loop trains them at ``--head-lr`` (as the head), not ``--lr``."""
+        return [p for module in list(self.model)[2:] for p in module.parameters()]
 
 
 def adapter(dim: int) -> nn.Module:
