@@ -5,7 +5,7 @@
 
 Method: the first ``--docs`` documents of ``$GLOSS_DATA/R8/train.csv`` (``--val-docs`` more validate), the
 packaged all-MiniLM-L6-v2 at ``--max-length``, ``gloss+ce`` (sigma 0.5) with batches of 32, length-bucketed,
-seed 0, fp32. Each mode (``all``, ``2``, ``1``, ``0``) loads a fresh encoder, builds its batch encoder into a
+seed 0 (``--device``, ``--precision``, ``--compile`` as in ``gloss train``; default CPU, fp32 there). Each mode (``all``, ``2``, ``1``, ``0``) loads a fresh encoder, builds its batch encoder into a
 fresh private cache (``cache_seconds``: the cost of computing the frozen part of the training and validation
 documents once; ``0`` reads nothing cached either) and runs one epoch of :func:`pipeline.training.loop.fit`;
 ``docs_per_s`` is the epoch's training documents over its training seconds (validation not counted), as in
@@ -56,15 +56,16 @@ def bench_mode(mode: str, data, args) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["GLOSS_CACHE"] = str(Path(scratch) / "cache")
         torch.manual_seed(0)
-        config = EncoderConfig(max_length=args.max_length, device="cpu")
+        config = EncoderConfig(max_length=args.max_length, device=args.device)
         model = load_encoder(config)
         load_before = _load()
         started = time.perf_counter()
         built = build_encoder(model, mode, config, {"train": train_texts, "val": val_texts}, 64, echo=lambda _: None)
         cache_seconds = time.perf_counter() - started
-        head = torch.nn.Linear(model.get_embedding_dimension(), classes)
-        objective = Objective(ObjectiveConfig(loss="gloss+ce", sigma=0.5), classes, seed=0)
-        loop = LoopConfig(epochs=1, batch_size=32, seed=0, eval_batch_size=64, compile=args.compile)
+        head = torch.nn.Linear(model.get_embedding_dimension(), classes).to(model.device)
+        objective = Objective(ObjectiveConfig(loss="gloss+ce", sigma=0.5), classes, seed=0).to(model.device)
+        loop = LoopConfig(epochs=1, batch_size=32, seed=0, eval_batch_size=64, compile=args.compile,
+                          precision=args.precision)
         result = fit(model, head, objective, FitData(train_texts, train_labels, val_texts, val_labels), loop,
                      Checkpoints(Path(scratch) / "ckpt"), encoder=built.encoder,
                      callbacks=FitCallbacks(echo=lambda _: None, progress=False))
@@ -86,13 +87,16 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--compile", action="store_true", help="torch.compile the trained part (measured, not assumed)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (--precision of gloss train)")
     args = parser.parse_args()
     import torch
 
     data = _texts(args.docs, args.val_docs)
     modes = {mode: bench_mode(mode, data, args) for mode in args.modes.split(",")}
     summary = {"docs": args.docs, "val_docs": args.val_docs, "max_length": args.max_length, "batch_size": 32,
-               "loss": "gloss+ce", "seed": 0, "precision": "fp32", "compile": args.compile,
+               "loss": "gloss+ce", "seed": 0, "device": args.device, "precision": args.precision,
+               "compile": args.compile,
                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "docs_per_s": {m: r["docs_per_s"] for m, r in modes.items()},
                "cache_seconds": {m: r["cache_seconds"] for m, r in modes.items() if m != "all"},
