@@ -192,9 +192,13 @@ def _write_states(model, frozen: int, texts: list[str], batch_size: int, folder)
     np.save(folder / "offsets.npy", offsets)
 
 
-def cached_states(model, encoder: EncoderConfig, frozen: int, texts: list[str], batch_size: int) -> tuple[TokenStates, bool]:
-    """A split's frozen-part states from the cache, computed and stored when missing; and whether it was a hit."""
+def cached_states(model, encoder: EncoderConfig, frozen: int, texts: list[str], batch_size: int,
+                  announce: Callable[[], None] | None = None) -> tuple[TokenStates, bool]:
+    """A split's frozen-part states from the cache, computed and stored when missing (``announce()`` is called
+    first then); and whether it was a hit."""
     parts = frozen_cache_parts(encoder, frozen, layer_count(model), texts, model.device)
+    if announce is not None and cache.lookup(options.CACHE_FROZEN_LAYERS, parts) is None:
+        announce()
     folder, hit = cache.get_or_create(options.CACHE_FROZEN_LAYERS, parts,
                                       lambda tmp: _write_states(model, frozen, texts, batch_size, tmp))
     return load_states(folder), hit
@@ -368,7 +372,10 @@ def build_encoder(model, train_layers: str, encoder: EncoderConfig, texts: dict[
     else:
         states = {}
         for split, split_texts in texts.items():
-            states[split], hit = cached_states(model, encoder, layers - n, split_texts, batch_size)
+            states[split], hit = cached_states(
+                model, encoder, layers - n, split_texts, batch_size,
+                announce=lambda s=split, t=split_texts: echo(f"train: caching the embeddings and {layers - n} frozen "
+                                                             f"layers of {s} ({len(t)} documents)"))
             hits += [split] if hit else []
         freeze(model, n)
         built = CachedLayersEncoder(model, n, states)
