@@ -70,7 +70,7 @@ def describe(train_layers: str) -> str:
         return "full fine-tuning"
     if train_layers == "0":
         return "adapter: a residual Dense layer on the frozen pre-trained pooled embeddings"
-    return f"the top {train_layers} transformer layers on cached frozen lower layers"
+    return f"the top {train_layers} transformer layer{'s' if train_layers != '1' else ''} on cached frozen lower layers"
 
 
 # ---------------------------------------------------------------------------------------------- the BERT parts
