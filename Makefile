@@ -1,13 +1,15 @@
 # Two commands do everything on a fresh machine:
 #   make demo   create .venv if missing, then run the main job (the pipeline end to end on R8)
 #   make test   create .venv if missing, then run the test suite
+#   make gpu-suite       the GPU suite on a CUDA machine, nothing installed (SUITE_ARGS="--budget-s 600")
+#   make gpu-suite-tiny  the same code path on a CPU, FAISS hidden (CI runs it)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 GLOSS_DATA ?= $(abspath ../shared/data)
 export GLOSS_DATA
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean gpu-suite gpu-suite-tiny
 
 $(BIN)/gloss: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,12 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+gpu-suite:
+	bash scripts/gpu_suite.sh $(SUITE_ARGS)
+
+gpu-suite-tiny: venv
+	out=$$(mktemp -d) && PYTHON=$(BIN)/python bash scripts/gpu_suite.sh --tiny --out $$out $(SUITE_ARGS)
 
 lint: venv
 	$(BIN)/ruff check pipeline graphs tests scripts

@@ -24,7 +24,7 @@ try:  # FAISS is a hard dependency of gloss, but keep the torch backend usable w
 except ImportError:  # pragma: no cover - exercised only without faiss installed
     faiss = None
 
-__all__ = ["knn_search", "knn_graph", "knn_edge_index", "resolve_backend", "faiss_gpu_available"]
+__all__ = ["knn_search", "knn_graph", "knn_edge_index", "resolve_backend", "faiss_gpu_available", "backend_info"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,32 +93,59 @@ def _normalize_exclude(exclude: Tensor | None, exclude_self: bool, queries: Tens
     return exclude.to(device=queries.device, dtype=torch.long)
 
 
-def _pick_backend(backend: str, queries: Tensor, database: Tensor) -> str:
-    if backend != "auto":
-        if backend == "faiss" and faiss is None:
+def backend_info() -> dict[str, Any]:
+    """What the search can use here, for reports and checks: FAISS's version and module file (``None``
+    when it cannot be imported) and whether it has GPU support with a visible GPU."""
+    return {"faiss": getattr(faiss, "__version__", "unknown") if faiss is not None else None,
+            "faiss_file": getattr(faiss, "__file__", None) if faiss is not None else None,
+            "faiss_gpu": faiss_gpu_available()}
+
+
+def _choose(backend: str, on_cuda: bool, pairs: int) -> str:
+    """``"torch"``, ``"faiss"`` (CPU) or ``"faiss-gpu"`` for a search of ``pairs`` query-database pairs.
+
+    CUDA tensors stay on their GPU: FAISS GPU when it is importable, torch top-k otherwise. An explicit
+    ``backend="faiss"`` on CUDA tensors without FAISS GPU support raises instead of copying to the CPU.
+    """
+    if backend == "torch":
+        return "torch"
+    if on_cuda:
+        if faiss_gpu_available():
+            return "faiss-gpu"
+        if backend == "faiss":
+            raise RuntimeError(
+                "'knn_search(backend=\"faiss\")' got CUDA tensors but FAISS has no GPU support here "
+                f"(faiss: {'not installed' if faiss is None else 'CPU only'}); use backend='auto' or 'torch' "
+                "for torch top-k on the GPU, or move the tensors to the CPU for faiss-cpu"
+            )
+        return "torch"
+    if faiss is None:
+        if backend == "faiss":
             raise ImportError(
                 "'knn_search(backend=\"faiss\")' requires 'faiss'. Install it via 'pip install faiss-cpu'"
             )
-        return backend
-    if faiss is None:
         return "torch"
-    if queries.is_cuda:
-        return "faiss" if faiss_gpu_available() else "torch"
-    return "torch" if queries.size(0) * database.size(0) <= AUTO_TORCH_MAX_PAIRS else "faiss"
+    if backend == "faiss":
+        return "faiss"
+    return "torch" if pairs <= AUTO_TORCH_MAX_PAIRS else "faiss"
+
+
+def _pick_backend(backend: str, queries: Tensor, database: Tensor) -> str:
+    on_cuda = queries.is_cuda or database.is_cuda
+    chosen = _choose(backend, on_cuda, queries.size(0) * database.size(0))
+    logger.debug("knn_search: backend=%s -> %s (%s)", backend, chosen, "cuda" if on_cuda else "cpu")
+    return chosen
 
 
 def resolve_backend(backend: str, x: Tensor) -> str:
-    """The backend :func:`knn_search` runs for a graph over ``x`` (``"auto"`` resolved): FAISS on CPU above
-    a size threshold, FAISS GPU on CUDA when importable, torch top-k otherwise. With FAISS on a CUDA tensor
-    the answer is ``"faiss-gpu"`` (for reports).
+    """The backend :func:`knn_search` runs for a graph over ``x`` (``"auto"`` resolved): on CUDA, FAISS GPU
+    when importable (``"faiss-gpu"``), else torch top-k on the same GPU, never a copy to the CPU; on CPU,
+    torch below a size threshold and FAISS above it (torch without FAISS).
 
     Shapes:
         - **input:** x :math:`(N, D)`
     """
-    chosen = _pick_backend(backend, x, x)
-    if chosen == "faiss" and x.is_cuda and faiss_gpu_available():
-        return "faiss-gpu"
-    return chosen
+    return _pick_backend(backend, x, x)
 
 
 def _prepare(queries: Tensor, database: Tensor, metric: str) -> tuple[Tensor, Tensor]:
@@ -180,9 +207,9 @@ def _blas_blocks(database_rows: int):
         faiss.cvar.distance_compute_blas_database_bs = previous
 
 
-def _faiss_search(queries: Tensor, database: Tensor, k: int, metric: str) -> tuple[Tensor, Tensor]:
+def _faiss_search(queries: Tensor, database: Tensor, k: int, metric: str, gpu: bool) -> tuple[Tensor, Tensor]:
     faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-    if queries.is_cuda and faiss_gpu_available():  # pragma: no cover - needs faiss-gpu and a GPU
+    if gpu:  # pragma: no cover - needs faiss-gpu and a GPU
         # Lets faiss.knn_gpu take torch CUDA tensors directly, without copies.
         importlib.import_module("faiss.contrib.torch_utils")
 
@@ -193,6 +220,8 @@ def _faiss_search(queries: Tensor, database: Tensor, k: int, metric: str) -> tup
         db = database.float().contiguous()
         dist, idx = faiss.knn_gpu(_gpu_resources, q, db, k, metric=faiss_metric, device=q.device.index or 0)
         return dist.to(queries.dtype), idx.long()
+    if queries.is_cuda or database.is_cuda:  # _choose never gets here: no silent copy to the CPU
+        raise RuntimeError("FAISS CPU search got CUDA tensors")
     # Exact brute force on CPU: the same kernels as IndexFlatIP / IndexFlatL2, without copying the
     # database into an index (the arrays below are views of the tensors when they are float32).
     q = queries.detach().cpu().float().contiguous().numpy()
@@ -233,8 +262,10 @@ def knn_search(
         backend (str, optional): ``"faiss"`` (``faiss.knn`` on CPU, the brute-force kernels of
             ``IndexFlatIP`` / ``IndexFlatL2``; ``faiss.knn_gpu`` on torch CUDA tensors without copies
             when FAISS has GPU support), ``"torch"`` (blocked matmul + :meth:`~torch.Tensor.topk`, any
-            device, at most ``2**22`` scores in memory at once) or ``"auto"`` (torch for small ``Q * N``
-            or on CUDA without faiss-gpu, FAISS otherwise). (default: ``"auto"``)
+            device, at most ``2**22`` scores in memory at once) or ``"auto"`` (on CUDA: FAISS GPU when
+            importable, else torch on the same GPU; on CPU: torch for small ``Q * N``, FAISS otherwise).
+            CUDA tensors are never copied to the CPU: ``"faiss"`` on CUDA tensors without FAISS GPU
+            support raises :class:`RuntimeError`. (default: ``"auto"``)
         exclude_self (bool, optional): For ``queries`` equal to ``database``, drop each query's own row.
             (default: :obj:`False`)
         exclude (Tensor, optional): Database row(s) each query must not return, shape ``[Q]`` or
@@ -263,7 +294,7 @@ def knn_search(
         return _torch_search(queries, database, k, metric, drop, block_size)
 
     fetch = k if drop is None else min(k + drop.size(1), database.size(0))
-    scores, index = _faiss_search(queries, database, fetch, metric)
+    scores, index = _faiss_search(queries, database, fetch, metric, gpu=chosen == "faiss-gpu")
     if drop is not None:
         scores, index = _drop_excluded(scores, index, drop, k)
     return scores, index

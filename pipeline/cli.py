@@ -287,6 +287,15 @@ def train_options(func):
         click.option("--second-forward/--no-second-forward", default=False, show_default=True,
                      help="A second encoder forward of each batch (fresh dropout) for the G-Loss/SupCon term, "
                           "as the released code; CE keeps the first."),
+        click.option("--train-layers", default=o.TRAIN_LAYERS, show_default=True,
+                     help="all (full fine-tuning); N (train the top N transformer layers on cached frozen lower "
+                          "layers); 0 (a residual Dense adapter on frozen pooled embeddings); auto: all on CUDA, "
+                          f"{o.TRAIN_LAYERS_CPU} on a CPU."),
+        click.option("--precision", type=click.Choice(o.PRECISIONS), default=o.DEFAULT_PRECISION, show_default=True,
+                     help="Training autocast: auto = bf16 on CUDA where supported (else fp16 + GradScaler), "
+                          "fp32 on a CPU."),
+        click.option("--compile/--no-compile", "compile_model", default=False, show_default=True,
+                     help="torch.compile the trained part's forward."),
         *_gcn_options(),
     ]
     func = encoder_options(func)
@@ -301,6 +310,12 @@ def _parse_sigma(value: str) -> float | str:
         return float(value)
     except ValueError:
         return value
+
+
+def _parse_train_layers(value: str) -> str:
+    from pipeline.training.partial import parse_train_layers
+
+    return parse_train_layers(value)
 
 
 def _train_config(opts: dict):
@@ -323,7 +338,8 @@ def _train_config(opts: dict):
         optimizer=opts["optimizer"], weight_decay=opts["weight_decay"], schedule=opts["schedule"],
         warmup_ratio=opts["warmup_ratio"], milestones=milestones, grad_clip=opts["grad_clip"],
         patience=opts["patience"], seed=opts["seed"], bucket=opts["bucket"], balanced=opts["balanced"],
-        second_forward=opts["second_forward"],
+        second_forward=opts["second_forward"], train_layers=_parse_train_layers(opts["train_layers"]),
+        precision=opts["precision"], compile=opts["compile_model"],
     )
     encoder = _encoder_config(opts["model"], opts["pooling"], opts["max_length"], opts["device"])
     gcn = GCNConfig(

@@ -96,7 +96,8 @@ def _download(name: str) -> str:
 
 
 def load_encoder(config: EncoderConfig):
-    """A ``SentenceTransformer`` of Transformer + Pooling (no Normalize: losses normalise themselves)."""
+    """A ``SentenceTransformer`` of Transformer + Pooling (no Normalize: losses normalise themselves), plus the
+    ``Dense`` adapter when ``config.model`` is a folder saved by ``--train-layers 0``."""
     path = resolve_model_path(config.model)
     if config.pooling not in options.POOLINGS:
         raise GlossError(options.choice_error("--pooling", config.pooling, options.POOLINGS))
@@ -112,7 +113,43 @@ def load_encoder(config: EncoderConfig):
     except (OSError, ValueError) as exc:
         raise GlossError(f"--model {config.model}: cannot load ({str(exc).splitlines()[0]})") from None
     pooling = Pooling(transformer.get_embedding_dimension(), config.pooling)
-    return SentenceTransformer(modules=[transformer, pooling], device=resolve_device(config.device))
+    modules = [transformer, pooling] + _saved_extra_modules(Path(path))
+    return SentenceTransformer(modules=modules, device=resolve_device(config.device))
+
+
+def _saved_extra_modules(folder: Path) -> list:
+    """The ``Dense`` modules a saved sentence-transformers folder lists (the adapter of ``--train-layers 0``),
+    loaded from their sub-folders; ``[]`` for a plain model folder. Anything else it lists (the packaged
+    MiniLM's ``Normalize``) is left out, as :func:`load_encoder` always has."""
+    listing = folder / "modules.json"
+    if not listing.is_file():
+        return []
+    import json
+
+    from sentence_transformers.util import import_from_string
+
+    extra = []
+    for entry in json.loads(listing.read_text()):
+        if entry["type"].rsplit(".", 1)[-1] == "Dense":
+            extra.append(import_from_string(entry["type"]).load(str(folder / entry["path"])))
+    return extra
+
+
+def embedding_cache_parts(config: EncoderConfig, texts: list[str]) -> dict:
+    """What the pre-trained pooled embeddings of ``texts`` depend on: the key of their ``embeddings`` cache
+    entry (shared by ``gloss embed`` and ``--train-layers 0``)."""
+    from pipeline import cache
+    from pipeline.hashing import sha256_json
+
+    device = resolve_device(config.device)
+    return {
+        "encoder": cache.folder_hash(resolve_model_path(config.model)),
+        "pooling": config.pooling,
+        "max_length": config.max_length,
+        "precision": "float16-autocast" if device.startswith("cuda") else "float32",
+        "texts": sha256_json(texts),
+        "documents": len(texts),
+    }
 
 
 def to_device(features: dict[str, Any], device) -> dict[str, Any]:

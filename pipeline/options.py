@@ -227,3 +227,17 @@ TUNE_PRUNER_STARTUP = 5  # median pruner: completed trials before it prunes (opt
 TUNE_PRUNER_WARMUP = 0  # median pruner: epochs of a trial before it may be pruned
 TUNE_HEARTBEAT = 30  # seconds; a running trial silent for twice this is taken as killed and retried
 TUNE_MAX_RETRIES = 2  # of one killed or interrupted trial
+
+# --- fast fine-tuning (issue 14): partial fine-tuning on cached frozen layers, mixed precision -----------
+# --train-layers: "all" (full fine-tuning), N (freeze the embeddings and all but the top N transformer layers;
+# the frozen part's per-token outputs are cached once), 0 (a Dense projection on frozen pooled embeddings),
+# or "auto": full fine-tuning on CUDA, TRAIN_LAYERS_CPU on a CPU (chosen from results/bench_train/).
+TRAIN_LAYERS_AUTO = "auto"
+TRAIN_LAYERS_ALL = "all"
+TRAIN_LAYERS = TRAIN_LAYERS_AUTO
+TRAIN_LAYERS_CPU = "0"  # the affordable CPU default: R8 x 3 epochs of `make demo` in minutes on 2 cores
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on CUDA where supported, else fp16; fp32 on a CPU
+DEFAULT_PRECISION = "auto"
+FROZEN_IN_MEMORY_MB = 1024  # cached frozen-layer states up to this size are read into memory, larger memory-mapped
+CACHE_FROZEN_LAYERS = "frozen-layers"  # per-token states of an encoder's frozen lower layers, per split (fp16)
+CACHE_KINDS = CACHE_KINDS + (CACHE_FROZEN_LAYERS,)

@@ -112,13 +112,24 @@ def _short(key: str) -> str:
     return key.removeprefix("train.")
 
 
+PROTOCOL_KEY = "train.loop.train_layers"  # --train-layers: shown as "[layers=N]" beside the method, not a variant
+
+
+def protocol_label(settings: dict[str, Any]) -> str:
+    """``" [layers=2]"`` for a run that trained part of the encoder (``--train-layers N``), ``""`` for full
+    fine-tuning (and for runs that predate the option)."""
+    layers = settings.get(PROTOCOL_KEY)
+    return "" if layers in (None, "all") else f" [layers={layers}]"
+
+
 def variant_labels(groups: dict[tuple, list[RunRecord]]) -> dict[tuple, str]:
     """Per group, the settings that tell it from the other groups of its dataset and method (``""`` when
     it is the only one): ``objective.lam=0.5, loop.epochs=3``."""
     labels = {}
     for key, members in groups.items():
         siblings = [groups[k][0].settings for k in groups if k[:2] == key[:2]]
-        keys = sorted({k for s in siblings for k in s if any(s.get(k) != t.get(k) for t in siblings)})
+        keys = sorted({k for s in siblings for k in s
+                       if k != PROTOCOL_KEY and any(s.get(k) != t.get(k) for t in siblings)})
         labels[key] = ", ".join(f"{_short(k)}={members[0].settings.get(k)}" for k in keys)
     return labels
 
@@ -126,14 +137,16 @@ def variant_labels(groups: dict[tuple, list[RunRecord]]) -> dict[tuple, str]:
 def aggregate(records: list[RunRecord]) -> list[dict]:
     """One row per setting (dataset, method, config hash) in first-seen order, each metric as mean/std/n.
 
-    ``label`` is the method, with the settings that differ from its other rows in parentheses.
+    ``label`` is the method, its protocol (``[layers=N]``, :func:`protocol_label`) and the settings that differ
+    from its other rows in parentheses: ``gloss+ce [layers=2] (objective.lam=0.5)``.
     """
     groups = _groups(records)
     variants = variant_labels(groups)
     rows = []
     for key, members in groups.items():
         dataset, method, config_hash = key
-        label = f"{method} ({variants[key]})" if variants[key] else method
+        named = method + protocol_label(members[0].settings)
+        label = f"{named} ({variants[key]})" if variants[key] else named
         row = {"dataset": dataset, "method": method, "label": label, "variant": variants[key],
                "config_hash": config_hash, "seeds": sorted(r.seed for r in members),
                "runs": [r.run_dir for r in members]}
@@ -178,9 +191,15 @@ def paired_difference(records: list[RunRecord], method: str, baseline: str, metr
             result = _paired(ours, theirs, metric)
             if result is not None:
                 out.append({"dataset": ours_key[0], "method": method, "baseline": baseline, "metric": metric,
-                            "method_variant": variants[ours_key], "baseline_variant": variants[theirs_key],
+                            "method_variant": _with_protocol(variants[ours_key], ours[0].settings),
+                            "baseline_variant": _with_protocol(variants[theirs_key], theirs[0].settings),
                             **result})
     return out
+
+
+def _with_protocol(variant: str, settings: dict[str, Any]) -> str:
+    protocol = protocol_label(settings).strip(" []")
+    return ", ".join(part for part in (protocol, variant) if part)
 
 
 def records_to_json(records: list[RunRecord]) -> list[dict]:

@@ -1,60 +1,154 @@
 """Running a sweep: every run of a spec that has not finished, one `gloss run` subprocess each, with a
 log per run. Finished runs (an evaluate manifest on disk) are skipped; a killed sweep continues where it
-stopped, and a killed run resumes its stages (and its training from the last checkpoint)."""
+stopped, and a killed run resumes its stages (and its training from the last checkpoint).
+
+``parallel=N`` keeps up to N runs going at once (one GPU fits several small encoders); ``deadline`` (a
+``time.monotonic()`` value) stops launching runs once passed and stops the runs still going (SIGTERM, then
+SIGKILL), which are counted as cut; what finished stays finished."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from pipeline.artifacts import checkpoint_path
 from pipeline.compare.aggregate import NAME_FILE
 from pipeline.compare.spec import RunSpec
+
+# Outcomes reported to ``on_done(spec, outcome, seconds)``.
+DONE, SKIPPED, FAILED, CUT, NOT_STARTED = "done", "skipped", "failed", "cut", "not started"
+POLL_S = 0.2
+TERMINATE_GRACE_S = 10.0
 
 
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / "evaluate" / "manifest.json").is_file()
 
 
-def run_sweep(runs: list[RunSpec], out_dir: Path, data_root: str | None, echo: Callable[[str], None] = print,
-              extra_env: dict | None = None) -> tuple[list[Path], list[str]]:
-    """Run what is missing; return (finished run directories, failures)."""
-    import os
+@dataclass
+class _Running:
+    spec: RunSpec
+    prefix: str
+    run_dir: Path
+    log: Path
+    handle: IO
+    process: subprocess.Popen
+    started: float
 
-    runs_dir, logs_dir = out_dir / "runs", out_dir / "logs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    logs_dir.mkdir(parents=True, exist_ok=True)
+
+def _command(spec: RunSpec, run_dir: Path, data_root: str | None) -> list[str]:
+    command = [sys.executable, "-m", "pipeline.cli", "run", *spec.cli_args(), "--run-dir", str(run_dir)]
+    if data_root:
+        command += ["--data-root", data_root]
+    if checkpoint_path(run_dir).is_file():
+        command.append("--resume")
+    return command
+
+
+def _launch(spec: RunSpec, prefix: str, out_dir: Path, data_root: str | None, env: dict) -> _Running:
+    run_dir = out_dir / "runs" / spec.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / NAME_FILE).write_text(spec.method + "\n")
+    command = _command(spec, run_dir, data_root)
+    log = out_dir / "logs" / f"{spec.run_name}.log"
+    handle = open(log, "a")
+    handle.write(f"$ {' '.join(command)}\n")
+    handle.flush()
+    # Its own process group, so that a cut stops the run and anything it started.
+    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return _Running(spec, prefix, run_dir, log, handle, process, time.perf_counter())
+
+
+def _stop(running: list[_Running]) -> None:
+    """SIGTERM every run's process group, then SIGKILL what is still alive after the grace period."""
+    for r in running:
+        with _quiet():
+            os.killpg(r.process.pid, signal.SIGTERM)
+    end = time.monotonic() + TERMINATE_GRACE_S
+    for r in running:
+        try:
+            r.process.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with _quiet():
+                os.killpg(r.process.pid, signal.SIGKILL)
+            r.process.wait()
+        r.handle.close()
+
+
+def _reap(r: _Running, echo, report, finished: list[Path], failures: list[str]) -> None:
+    r.handle.close()
+    seconds = time.perf_counter() - r.started
+    if r.process.returncode == 0 and is_finished(r.run_dir):
+        echo(f"{r.prefix}: done in {seconds:.0f}s")
+        finished.append(r.run_dir)
+        report(r.spec, DONE, seconds)
+    else:
+        echo(f"{r.prefix}: FAILED (exit {r.process.returncode}) after {seconds:.0f}s, see {r.log}")
+        failures.append(r.spec.run_name)
+        report(r.spec, FAILED, seconds)
+
+
+class _quiet:
+    """Ignore a process group that is already gone."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        return kind is not None and issubclass(kind, ProcessLookupError)
+
+
+def run_sweep(runs: list[RunSpec], out_dir: Path, data_root: str | None, echo: Callable[[str], None] = print,
+              extra_env: dict | None = None, *, parallel: int = 1, deadline: float | None = None,
+              on_done: Callable[[RunSpec, str, float], None] | None = None) -> tuple[list[Path], list[str]]:
+    """Run what is missing, up to ``parallel`` at once; return (finished run directories, failures). Runs
+    that failed, were cut at ``deadline`` or never started before it are the failures."""
+    if parallel < 1:
+        raise ValueError(f"Expected 'parallel' to be at least 1 (got {parallel})")
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(extra_env or {})}
+    report = on_done or (lambda spec, outcome, seconds: None)
     finished, failures = [], []
-    for number, spec in enumerate(runs, start=1):
-        run_dir = runs_dir / spec.run_name
-        prefix = f"compare: [{number}/{len(runs)}] {spec.run_name}"
-        if is_finished(run_dir):
-            echo(f"{prefix}: finished earlier, skipped")
-            finished.append(run_dir)
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / NAME_FILE).write_text(spec.method + "\n")
-        command = [sys.executable, "-m", "pipeline.cli", "run", *spec.cli_args(), "--run-dir", str(run_dir)]
-        if data_root:
-            command += ["--data-root", data_root]
-        if checkpoint_path(run_dir).is_file():
-            command.append("--resume")
-        log = logs_dir / f"{spec.run_name}.log"
-        echo(f"{prefix}: running (log: {log})")
-        started = time.perf_counter()
-        with open(log, "a") as handle:
-            handle.write(f"$ {' '.join(command)}\n")
-            handle.flush()
-            code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(extra_env or {})})
-        seconds = time.perf_counter() - started
-        if code == 0 and is_finished(run_dir):
-            echo(f"{prefix}: done in {seconds:.0f}s")
-            finished.append(run_dir)
-        else:
-            echo(f"{prefix}: FAILED (exit {code}) after {seconds:.0f}s, see {log}")
-            failures.append(spec.run_name)
+    pending = list(enumerate(runs, start=1))
+    running: list[_Running] = []
+    try:
+        while pending or running:
+            for r in [r for r in running if r.process.poll() is not None]:
+                running.remove(r)
+                _reap(r, echo, report, finished, failures)
+            late = deadline is not None and time.monotonic() >= deadline
+            if late:
+                break
+            while pending and len(running) < parallel:
+                number, spec = pending.pop(0)
+                prefix = f"compare: [{number}/{len(runs)}] {spec.run_name}"
+                if is_finished(out_dir / "runs" / spec.run_name):
+                    echo(f"{prefix}: finished earlier, skipped")
+                    finished.append(out_dir / "runs" / spec.run_name)
+                    report(spec, SKIPPED, 0.0)
+                    continue
+                running.append(_launch(spec, prefix, out_dir, data_root, env))
+                echo(f"{prefix}: running (log: {running[-1].log})")
+            if running:
+                time.sleep(POLL_S)
+    finally:
+        if running:
+            _stop(running)
+    for r in running:
+        seconds = time.perf_counter() - r.started
+        echo(f"{r.prefix}: CUT at the deadline after {seconds:.0f}s (it resumes on the next sweep)")
+        failures.append(r.spec.run_name)
+        report(r.spec, CUT, seconds)
+    for _, spec in pending:
+        echo(f"compare: {spec.run_name}: not started, past the deadline")
+        failures.append(spec.run_name)
+        report(spec, NOT_STARTED, 0.0)
     return finished, failures

@@ -20,8 +20,14 @@ import numpy as np
 
 from pipeline import cache, options
 from pipeline.artifacts import SPLITS, load_splits
-from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_device, resolve_model_path
-from pipeline.hashing import sha256_json
+from pipeline.encoder import (
+    EncoderConfig,
+    embed_texts,
+    embedding_cache_parts,
+    load_encoder,
+    resolve_device,
+    resolve_model_path,
+)
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 
 STAGE = "embed"
@@ -45,15 +51,7 @@ def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) 
 
 def cache_parts(config: EmbedConfig, texts: list[str]) -> dict:
     """What one split's embeddings depend on: the key of its cache entry."""
-    device = resolve_device(config.encoder.device)
-    return {
-        "encoder": cache.folder_hash(resolve_model_path(config.encoder.model)),
-        "pooling": config.encoder.pooling,
-        "max_length": config.encoder.max_length,
-        "precision": "float16-autocast" if device.startswith("cuda") else "float32",
-        "texts": sha256_json(texts),
-        "documents": len(texts),
-    }
+    return embedding_cache_parts(config.encoder, texts)
 
 
 def _embeddings(config: EmbedConfig, texts: list[str], encoder, split: str, echo) -> tuple[np.ndarray, bool]:

@@ -27,6 +27,7 @@ from pipeline.stages import embed as embed_stage
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import prepare as prepare_stage
 from pipeline.stages import train as train_stage
+from pipeline.training.partial import describe
 
 RUNS_DIR = "runs"
 
@@ -75,7 +76,12 @@ def run(config: RunConfig, run_dir: str | Path | None = None, force: bool = Fals
     Returns the manifest of each stage, by stage name.
     """
     run_dir = Path(run_dir) if run_dir is not None else config.default_run_dir()
-    echo(f"run: {' -> '.join(config.stages)} in {run_dir}")
+    protocol = ""
+    if config.train.method == "finetune":  # what --train-layers/--precision auto mean here, said up front
+        resolved = train_stage.resolve_protocol(config.train).loop
+        protocol = (f"; --train-layers {config.train.loop.train_layers} -> {resolved.train_layers} "
+                    f"({describe(resolved.train_layers)}), precision {resolved.precision}")
+    echo(f"run: {' -> '.join(config.stages)} in {run_dir}{protocol}")
     manifests = {"prepare": prepare_stage.run(config.prepare, run_dir, force=force, echo=echo)}
     if "embed" in config.stages:
         embed_config = embed_stage.EmbedConfig(config.train.encoder)

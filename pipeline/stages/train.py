@@ -20,13 +20,17 @@ as ``preset`` in the config.
 ``--loss lcl+ce --lcl-weighting separate`` loads a second copy of the encoder as LCL's weighting network; it is
 trained and checkpointed with the run and saved in ``RUN/train/weighting/`` (a sentence-transformers folder
 and ``head.pt``; the best epoch's, like ``model/``).
+
+``--train-layers auto`` is resolved here (:func:`resolve_protocol`: full fine-tuning on CUDA,
+``options.TRAIN_LAYERS_CPU`` on a CPU) and said in one line; the config and manifest hold the resolved value,
+so the protocol is part of the run's identity. ``--precision auto`` is resolved the same way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +49,14 @@ from pipeline.artifacts import (
     split_texts,
     write_history,
 )
-from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, resolve_model_path
+from pipeline.encoder import EncoderConfig, load_encoder, resolve_device, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 from pipeline.resources import peak_rss_mb
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig, WeightingNetwork, uses_weighting_network
+from pipeline.training.partial import build_encoder, describe, parse_train_layers, resolve_train_layers
+from pipeline.training.precision import resolve_precision
 
 logger = logging.getLogger("gloss")
 
@@ -144,8 +150,21 @@ def check_config(config: TrainConfig) -> None:
         raise GlossError(options.choice_error("--sigma", obj.sigma, options.SIGMA_HEURISTICS) + ", or a positive number")
     if not isinstance(obj.sigma, str) and obj.sigma <= 0:
         raise GlossError(f"--sigma {obj.sigma}: must be positive")
+    _check_choice("--precision", config.loop.precision, options.PRECISIONS)
+    parse_train_layers(config.loop.train_layers)
     if config.loop.epochs < 1 or config.loop.batch_size < 2:
         raise GlossError("--epochs must be at least 1 and --batch-size at least 2")
+
+
+def resolve_protocol(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``--train-layers auto`` and ``--precision auto`` replaced by what they mean on its
+    device (fine-tuning only; the other methods keep theirs)."""
+    if config.method != "finetune":
+        return config
+    device = resolve_device(config.encoder.device)
+    loop = replace(config.loop, train_layers=resolve_train_layers(config.loop.train_layers, device),
+                   precision=resolve_precision(config.loop.precision, device))
+    return replace(config, loop=loop)
 
 
 def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: bool = False, echo=print,
@@ -158,6 +177,12 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
 
         return run_baseline(config, run_dir, force=force, echo=echo)
     resolve_model_path(config.encoder.model)
+    requested = config.loop.train_layers
+    config = resolve_protocol(config)
+    echo(f"train: --train-layers {config.loop.train_layers}"
+         f"{' (auto on ' + resolve_device(config.encoder.device) + ')' if requested == options.TRAIN_LAYERS_AUTO else ''}"
+         f": {describe(config.loop.train_layers)}; precision {config.loop.precision}"
+         f"{', torch.compile' if config.loop.compile else ''}")
     prepared = load_manifest(run_dir, "prepare")
     upstream = {"prepare": prepared}
     sigma = None
@@ -231,6 +256,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
                               class_weights=class_weights, weighting=weighting)
     except ValueError as exc:
         raise GlossError(str(exc)) from None
+    built = build_encoder(model, config.loop.train_layers, config.encoder, texts, config.loop.eval_batch_size, echo)
     head = torch.nn.Linear(dim, len(label_names)).to(model.device) if objective.has_head else None
     objective.to(model.device)
     if not resume and (ctx.scratch_dir / LAST_CHECKPOINT).is_file():
@@ -238,20 +264,28 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     result = fit(model, head, objective, FitData.from_splits(texts, labels), config.loop,
                  Checkpoints(ctx.scratch_dir, run_config=config_dict, resume=resume),
                  val_embeddings_dir=ctx.out_dir / "val_embeddings",
-                 callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo))
+                 callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo), encoder=built.encoder)
     write_history(result.history, ctx.output(HISTORY_FILE, rows=len(result.history)))
     _save_model(ctx, model, head, label_names)
     if objective.weighting is not None:
         _save_weighting(ctx, objective.weighting, label_names)
     splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
-    _save_embeddings(ctx, model, head, texts, config.loop.eval_batch_size, echo, splits)
+    _save_embeddings(ctx, built.encoder, head, config.loop.eval_batch_size, echo, splits)
     for stale in ctx.scratch_dir.glob("*.pt"):
         stale.unlink()
     summary = _summary(config, result, head is not None, sigma and sigma.value, model.device)
     summary["sigma_fallback"] = None if sigma is None or sigma.fallback_from is None else {
         "heuristic": config.objective.sigma, "value": sigma.fallback_from, "used": "sqrt"}
     summary["class_weights"] = None if class_weights is None else [round(float(w), 6) for w in class_weights]
+    summary.update(train_layers=config.loop.train_layers, precision=config.loop.precision,
+                   compile=config.loop.compile, trainable_parameters=_trainable(model, head),
+                   frozen_cache={"kind": built.cache_kind, "hits": built.cache_hits, "seconds": built.cache_seconds})
     return summary
+
+
+def _trainable(model, head) -> int:
+    modules = [model] + ([head] if head is not None else [])
+    return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
 
 
 def _save_model(ctx: StageContext, model, head, label_names: list[str]) -> None:
@@ -285,17 +319,18 @@ def load_weighting(train_dir: str | Path, device: str = "cpu") -> WeightingNetwo
     return network
 
 
-def _save_embeddings(ctx: StageContext, model, head, texts: dict[str, list[str]], batch_size: int, echo,
+def _save_embeddings(ctx: StageContext, encoder, head, batch_size: int, echo,
                      splits: tuple[str, ...] = SPLITS) -> None:
-    """The best epoch's embeddings of ``splits`` and, with a head, its logits of val and test."""
+    """The best epoch's embeddings of ``splits`` (through the batch encoder: cached frozen parts are not
+    recomputed) and, with a head, its logits of val and test."""
     import torch
 
     for split in splits:
-        embeddings = embed_texts(model, texts[split], batch_size, progress=f"train: best epoch, {split}", echo=echo)
+        embeddings = encoder.embed(split, batch_size, progress=f"train: best epoch, {split}", echo=echo)
         np.save(ctx.output(f"embeddings_{split}.npy"), embeddings)
         if head is not None and split != "train":
             with torch.inference_mode():
-                logits = head(torch.from_numpy(embeddings).to(model.device)).float().cpu().numpy()
+                logits = head(torch.from_numpy(embeddings).to(next(head.parameters()).device)).float().cpu().numpy()
             np.save(ctx.output(f"logits_{split}.npy"), logits)
 
 

@@ -27,12 +27,14 @@ from torch import nn
 from graphs.losses import is_statistic
 from pipeline import options
 from pipeline.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, write_history
-from pipeline.encoder import embed_texts, to_device, token_lengths
+from pipeline.encoder import embed_texts, to_device
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.hashing import config_differences
 from pipeline.training.batching import plan_batches
 from pipeline.training.objectives import Objective
+from pipeline.training.partial import FullEncoder
+from pipeline.training.precision import autocast, grad_scaler, resolve_precision
 
 logger = logging.getLogger("gloss")
 
@@ -57,6 +59,9 @@ class LoopConfig:
     balanced: bool = False
     second_forward: bool = False
     eval_batch_size: int = options.EVAL_BATCH_SIZE
+    train_layers: str = options.TRAIN_LAYERS  # what is trained (pipeline.training.partial); the stage resolves it
+    precision: str = options.DEFAULT_PRECISION  # autocast of the training forward (pipeline.training.precision)
+    compile: bool = False  # torch.compile the trained part's forward
 
 
 def parse_milestones(text: str) -> tuple[int, ...]:
@@ -178,6 +183,7 @@ class _Sums:
     stats: dict[str, float] = field(default_factory=dict)
     docs: int = 0
     started: float = field(default_factory=time.perf_counter)
+    mean_padded_length: float | None = None  # of the epoch's batches (what length bucketing saves)
 
     def add(self, parts: dict[str, torch.Tensor], size: int) -> None:
         for name, value in parts.items():
@@ -208,12 +214,17 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None,
+def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None, fresh: list | None = None,
                     objective: Objective | None = None):
-    """Encoder at ``lr``, head at ``head_lr``, then what the objective trains itself (LCL's weighting network)."""
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
-    if head is not None:
-        groups.append({"params": list(head.parameters()), "lr": config.head_lr})
+    """AdamW/Adam: the model's trainable pre-trained weights at ``lr``; the head and ``fresh`` (new modules in
+    the model: the adapter of ``--train-layers 0``) at ``head_lr``; then what the objective trains itself (LCL's
+    weighting network)."""
+    fresh_ids = {id(p) for p in fresh or []}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in fresh_ids],
+               "lr": config.lr}]
+    new = list(fresh or []) + (list(head.parameters()) if head is not None else [])
+    if new:
+        groups.append({"params": new, "lr": config.head_lr})
     if objective is not None:
         groups.extend(objective.param_groups(config.lr, config.head_lr))
     if config.optimizer == "adamw":
@@ -255,6 +266,11 @@ def validate(model, head, texts, labels: np.ndarray, batch_size: int, progress: 
     ``progress``: the label of a progress bar (progress lines through ``echo`` without a terminal).
     """
     embeddings = embed_texts(model, texts, batch_size, progress=progress or False, echo=echo)
+    return score_embeddings(embeddings, labels, head), embeddings
+
+
+def score_embeddings(embeddings: np.ndarray, labels: np.ndarray, head: nn.Module | None) -> dict:
+    """Validation scores of embeddings [N, D]: macro-silhouette and, with a head, accuracy and macro-F1."""
     if not np.isfinite(embeddings).all():
         raise GlossError("validation embeddings contain NaN or Inf: the model diverged (lower --lr)")
     scored = silhouette(embeddings, labels, max_samples=5000)
@@ -264,7 +280,7 @@ def validate(model, head, texts, labels: np.ndarray, batch_size: int, progress: 
             logits = head(torch.from_numpy(embeddings).to(next(head.parameters()).device))
         predictions = logits.argmax(dim=1).cpu().numpy()
         scores.update({f"val_{k}": v for k, v in accuracy_and_macro_f1(labels, predictions).items()})
-    return scores, embeddings
+    return scores
 
 
 def fit(
@@ -277,14 +293,19 @@ def fit(
     *,
     val_embeddings_dir: Path | None = None,
     callbacks: FitCallbacks | None = None,
+    encoder=None,
 ) -> FitResult:
     """Train ``model`` (and ``head``) with ``objective``; leave the best epoch's weights in ``model``/``head``.
 
     Early stopping watches ``objective.monitor`` (val macro-F1 with a head, else val macro-silhouette); the
     best epoch's weights are restored at the end. ``val_embeddings_dir`` receives ``epoch-K.npy``, the
-    validation embeddings of every epoch.
+    validation embeddings of every epoch. ``encoder`` maps the splits' rows to pooled embeddings
+    (:mod:`pipeline.training.partial`: cached frozen layers, adapter); default every layer
+    (:class:`~pipeline.training.partial.FullEncoder` over ``data``'s texts).
     """
-    run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks())
+    encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts})
+    run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks(),
+               encoder)
     state = run.resume()
     for epoch in range(state.start_epoch, config.epochs + 1):
         if state.stopped_early:
@@ -298,22 +319,28 @@ class _Fit:
     """One call of :func:`fit`: what its steps share (model, optimizer, schedule, data, where to write)."""
 
     def __init__(self, model, head, objective: Objective, data: FitData, config: LoopConfig,
-                 checkpoints: Checkpoints, val_embeddings_dir: Path | None, callbacks: FitCallbacks) -> None:
+                 checkpoints: Checkpoints, val_embeddings_dir: Path | None, callbacks: FitCallbacks, encoder) -> None:
         self.model, self.head, self.objective, self.data, self.config = model, head, objective, data, config
+        self.encoder = encoder
         self.checkpoints, self.val_embeddings_dir, self.callbacks = checkpoints, val_embeddings_dir, callbacks
         self.echo = callbacks.echo
         self.device = model.device
         checkpoints.folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        self.lengths = np.asarray(token_lengths(model, data.train_texts))
+        self.lengths = np.asarray(encoder.lengths("train"))
         self.labels = torch.tensor(np.asarray(data.train_labels), dtype=torch.long)
         steps_per_epoch = len(self._plan(0))
         self.echo(f"train: {len(data.train_texts)} training documents tokenised in "
                   f"{time.perf_counter() - started:.1f}s; {steps_per_epoch} batches per epoch, "
                   f"{len(data.val_texts)} validation documents")
-        self.optimizer = _make_optimizer(config, model, head, objective)
+        self.optimizer = _make_optimizer(config, model, head, list(getattr(encoder, "fresh_parameters", list)()),
+                                         objective)
         self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch)
         self.second_forward = config.second_forward and objective.combines
+        self.precision = resolve_precision(config.precision, self.device)
+        self.scaler = grad_scaler(self.device, self.precision)
+        if config.compile:
+            encoder.compile()
 
     def _plan(self, epoch: int) -> list[np.ndarray]:
         c = self.config
@@ -337,6 +364,8 @@ class _Fit:
             self.head.load_state_dict(saved["head"])
         self.objective.load_network_state(saved.get("objective"))
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
         self.schedule.load_state_dict(saved["schedule"])
         state.history, state.best_value = saved["history"], saved["best_value"]
         state.best_epoch, state.bad_epochs = saved["best_epoch"], saved["bad_epochs"]
@@ -350,8 +379,8 @@ class _Fit:
     # ------------------------------------------------------------------ step 2: one epoch
 
     def _encode_train(self) -> tuple[torch.Tensor, torch.Tensor]:
-        embeddings = embed_texts(self.model, self.data.train_texts, self.config.eval_batch_size,
-                                 progress=self._label("memory bank"), echo=self.echo)
+        embeddings = self.encoder.embed("train", self.config.eval_batch_size, progress=self._label("memory bank"),
+                                        echo=self.echo)
         return torch.from_numpy(embeddings), self.labels
 
     def train_one_epoch(self, epoch: int) -> _Sums:
@@ -363,7 +392,7 @@ class _Fit:
         batches = self._plan(epoch)
         for module in self._modules():
             module.train()
-        sums = _Sums()
+        sums = _Sums(mean_padded_length=round(float(np.mean([self.lengths[rows].max() for rows in batches])), 2))
         bar = self._progress_bar(epoch, len(batches))
         for number, rows in enumerate(batches, start=1):
             sums.add(self._step(epoch, number, rows), len(rows))
@@ -378,31 +407,48 @@ class _Fit:
             f"{self.checkpoints.folder} (lower --lr and rerun with --resume)"
         )
 
+    def _forward(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The loss parts of one batch (under the precision's autocast)."""
+        batch_labels = self.labels[rows].to(self.device)
+        with autocast(self.device, self.precision):
+            embeddings = self.encoder.batch("train", rows)
+            if not torch.isfinite(embeddings).all():
+                raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
+            logits = self.head(embeddings) if self.head is not None else None
+            # second_forward: the embedding loss scores a second pass of the same batch (fresh dropout), as the
+            # released G-Loss code does; CE keeps the first.
+            second = self.encoder.batch("train", rows) if self.second_forward else None
+            if second is not None and not torch.isfinite(second).all():
+                raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
+            return self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device),
+                                  loss_embeddings=second, features=self._weighting_features(rows))
+
+    def _weighting_features(self, rows: np.ndarray) -> dict[str, torch.Tensor] | None:
+        """The batch's tokenised texts for LCL's weighting network (``None`` when the objective has none)."""
+        if getattr(self.objective, "weighting", None) is None:
+            return None
+        return to_device(self.model.preprocess([self.data.train_texts[i] for i in rows]), self.device)
+
     def _step(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """Forward, loss, backward and an optimizer step on one batch; its loss parts."""
-        features = to_device(self.model.preprocess([self.data.train_texts[i] for i in rows]), self.device)
-        tokenised = dict(features)  # the encoder adds its outputs to `features`; a weighting network gets these
-        batch_labels = self.labels[rows].to(self.device)
-        embeddings = self.model(features)["sentence_embedding"]
-        if not torch.isfinite(embeddings).all():
-            raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
-        logits = self.head(embeddings) if self.head is not None else None
-        # second_forward: the embedding loss scores a second pass of the same batch (fresh dropout), as the
-        # released G-Loss code does; CE keeps the first.
-        second = self.model(features)["sentence_embedding"] if self.second_forward else None
-        if second is not None and not torch.isfinite(second).all():
-            raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
-        parts = self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device),
-                               loss_embeddings=second, features=tokenised)
+        parts = self._forward(epoch, number, rows)
         total = parts["total"]
         if not torch.isfinite(total):
             raise self._diverged(epoch, number, f"the loss is {total.item()}")
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if self.config.grad_clip > 0:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        self.optimizer.step()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.scaler is None:
+            total.backward()
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            self.optimizer.step()
+        else:  # fp16 on CUDA: scaled loss, unscaled before clipping; a step with inf gradients is skipped
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.schedule.step()
         return parts
 
@@ -434,9 +480,9 @@ class _Fit:
     def end_epoch(self, epoch: int, state: _State, sums: _Sums) -> dict:
         """Validate, record the epoch, checkpoint, decide on early stopping, call ``on_epoch_end``."""
         train_seconds = time.perf_counter() - sums.started
-        scores, val_embeddings = validate(self.model, self.head, self.data.val_texts, self.data.val_labels,
-                                          self.config.eval_batch_size, self._label(f"epoch {epoch}: validation"),
-                                          self.echo)
+        val_embeddings = self.encoder.embed("val", self.config.eval_batch_size,
+                                            self._label(f"epoch {epoch}: validation"), self.echo)
+        scores = score_embeddings(val_embeddings, self.data.val_labels, self.head)
         if self.val_embeddings_dir is not None:
             self.val_embeddings_dir.mkdir(parents=True, exist_ok=True)
             np.save(self.val_embeddings_dir / f"epoch-{epoch}.npy", val_embeddings)
@@ -447,6 +493,7 @@ class _Fit:
             "train_seconds": round(train_seconds, 2),
             "seconds": round(time.perf_counter() - sums.started, 2),
             "docs_per_second": round(sums.docs / max(1e-9, train_seconds), 2),
+            "mean_padded_length": sums.mean_padded_length,
         }
         improved = state.observe(epoch, scores.get(self.objective.monitor), self.config.patience,
                                  self.config.epochs)
@@ -472,6 +519,7 @@ class _Fit:
             "history": _plain(state.history), "best_value": float(state.best_value), "best_epoch": state.best_epoch,
             "bad_epochs": state.bad_epochs, "run_config": _plain(self.checkpoints.run_config),
             "stopped": state.stopped_early,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }, self.checkpoints.last)
         write_history(state.history, self.checkpoints.folder / HISTORY_FILE)
 

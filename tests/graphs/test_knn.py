@@ -145,3 +145,96 @@ def test_resolve_backend_names_what_runs(monkeypatch):
     assert resolve_backend("auto", small) == "torch" and resolve_backend("faiss", small) == "faiss"
     monkeypatch.setattr(knn_module, "AUTO_TORCH_MAX_PAIRS", 8)
     assert resolve_backend("auto", small) == "faiss"
+
+
+class _FakeGpuFaiss:
+    """Stands in for a faiss-gpu module: only what ``faiss_gpu_available`` looks at."""
+
+    __version__ = "fake-gpu"
+    StandardGpuResources = object
+
+    @staticmethod
+    def get_num_gpus():
+        return 1
+
+
+class _FakeCpuFaiss:
+    __version__ = "fake-cpu"
+
+
+def test_choose_on_cuda_without_faiss_uses_torch_and_explicit_faiss_raises(monkeypatch):
+    monkeypatch.setattr(knn_module, "faiss", None)
+    assert knn_module._choose("auto", on_cuda=True, pairs=2**40) == "torch"
+    assert knn_module._choose("torch", on_cuda=True, pairs=1) == "torch"
+    with pytest.raises(RuntimeError, match="not installed.*backend='auto' or 'torch'"):
+        knn_module._choose("faiss", on_cuda=True, pairs=1)
+    assert knn_module._choose("auto", on_cuda=False, pairs=2**40) == "torch"
+    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+        knn_module._choose("faiss", on_cuda=False, pairs=1)
+
+
+def test_choose_on_cuda_with_faiss_cpu_never_copies_to_the_cpu(monkeypatch):
+    monkeypatch.setattr(knn_module, "faiss", _FakeCpuFaiss)
+    assert not knn_module.faiss_gpu_available()
+    assert knn_module._choose("auto", on_cuda=True, pairs=2**40) == "torch"
+    with pytest.raises(RuntimeError, match="CPU only"):
+        knn_module._choose("faiss", on_cuda=True, pairs=1)
+    assert knn_module._choose("auto", on_cuda=False, pairs=2**40) == "faiss"
+    assert knn_module._choose("faiss", on_cuda=False, pairs=1) == "faiss"
+
+
+def test_choose_on_cuda_with_faiss_gpu(monkeypatch):
+    monkeypatch.setattr(knn_module, "faiss", _FakeGpuFaiss)
+    assert knn_module.faiss_gpu_available()
+    for backend in ("auto", "faiss"):
+        assert knn_module._choose(backend, on_cuda=True, pairs=1) == "faiss-gpu"
+    assert knn_module._choose("torch", on_cuda=True, pairs=1) == "torch"
+    assert knn_module._choose("faiss", on_cuda=False, pairs=1) == "faiss"  # CPU tensors: FAISS's CPU kernels
+
+
+def test_without_faiss_search_runs_torch_and_reports_it(monkeypatch):
+    monkeypatch.setattr(knn_module, "faiss", None)
+    monkeypatch.setattr(knn_module, "AUTO_TORCH_MAX_PAIRS", 8)  # with FAISS, auto would pick it
+    x = _random(12, seed=11)
+    assert resolve_backend("auto", x) == "torch"
+    _, index = knn_search(x, x, 3, exclude_self=True)
+    _, ref = _brute_force(x, x, 3, "cosine", mask=torch.eye(12, dtype=torch.bool))
+    assert torch.equal(index, ref)
+    assert knn_module.backend_info() == {"faiss": None, "faiss_file": None, "faiss_gpu": False}
+    with pytest.raises(ImportError, match="requires 'faiss'"):
+        knn_search(x, x, 3, backend="faiss")
+
+
+def test_backend_info_names_the_installed_faiss():
+    info = knn_module.backend_info()
+    assert info["faiss"] == knn_module.faiss.__version__ and info["faiss_file"].endswith("__init__.py")
+
+
+_needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@_needs_cuda
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_knn_on_cuda_matches_cpu_and_stays_on_the_gpu(metric):
+    queries, database = _random(300, d=32, seed=12), _random(5000, d=32, seed=13)
+    s_cpu, i_cpu = knn_search(queries, database, 8, metric=metric, backend="torch")
+    q, db = queries.cuda(), database.cuda()
+    expected = "faiss-gpu" if knn_module.faiss_gpu_available() else "torch"
+    assert knn_module._pick_backend("auto", q, db) == expected
+    s_gpu, i_gpu = knn_search(q, db, 8, metric=metric, backend="auto")
+    assert s_gpu.is_cuda and i_gpu.is_cuda
+    torch.testing.assert_close(s_gpu.cpu(), s_cpu, atol=1e-4, rtol=1e-4)
+    assert (i_gpu.cpu() == i_cpu).float().mean() > 0.99  # ties may order differently
+
+
+@pytest.mark.gpu
+@_needs_cuda
+def test_knn_graph_on_cuda_matches_cpu_and_explicit_faiss_without_gpu_support_raises():
+    x = _random(400, d=16, seed=14)
+    edges_cpu = knn_graph(x, 5, backend="torch")
+    edges_gpu = knn_graph(x.cuda(), 5, backend="auto")
+    assert edges_gpu.is_cuda and (edges_gpu.cpu() == edges_cpu).float().mean() > 0.99
+    if not knn_module.faiss_gpu_available():
+        with pytest.raises((RuntimeError, ImportError)):
+            knn_search(x.cuda(), x.cuda(), 5, backend="faiss")
