@@ -18,8 +18,10 @@ from pipeline.cli import main
 # lr 2e-5 (the command line's value) is trial 0; the space holds only learning rates that wreck the encoder,
 # and a median pruner that may prune after a single complete trial.
 BAD_LR_SPACE = '[ce]\nlr = { low = 0.02, high = 0.1, log = true }\n'
+# Full fine-tuning (`--train-layers all`): the CPU default, the adapter of `0`, learns at --head-lr, so a bad
+# encoder lr would not show.
 STUDY = ["--loss", "ce", "--trials", "3", "--tune-epochs", "2", "--max-length", "12", "--batch-size", "16",
-         "--patience", "5", "--pruner-startup", "1", "--heartbeat", "1"]
+         "--patience", "5", "--pruner-startup", "1", "--heartbeat", "1", "--train-layers", "all"]
 
 
 def _gloss(*args):
