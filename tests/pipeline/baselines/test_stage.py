@@ -9,10 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-
-
-def _gloss(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+from tests.cli import gloss as _gloss
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from tests.cli import gloss as _gloss
+from tests.cli import prepare_tiny
 
 FAST = ["--epochs", "1", "--max-length", "8", "--batch-size", "16", "--seed", "1"]
 SPLIT = ["--val-fraction", "0.25"]  # 3 val documents per class: the standalone monitor (silhouette) needs 2
 
-
-def _gloss(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def _history(run: Path) -> list[dict]:
@@ -31,8 +30,7 @@ def _manifest(run: Path, stage: str) -> dict:
 @pytest.fixture(scope="module")
 def embedded(tiny_root, tmp_path_factory) -> Path:
     """RUN/prepare and RUN/embed of the tiny dataset."""
-    run = tmp_path_factory.mktemp("tiny") / "run"
-    assert _gloss("prepare", "--dataset", "tiny", "--data-root", tiny_root, *SPLIT, "--run-dir", run).exit_code == 0
+    run = prepare_tiny(tiny_root, tmp_path_factory.mktemp("tiny") / "run", *SPLIT)
     result = _gloss("embed", "--run-dir", run, "--max-length", "16")
     assert result.exit_code == 0, result.output
     return run

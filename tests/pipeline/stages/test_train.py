@@ -13,20 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-
-TINY = ["--epochs", "2", "--max-length", "16", "--batch-size", "16", "--patience", "5", "--seed", "3"]
-
-
-def _gloss(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+from tests.cli import TINY, prepare_tiny
+from tests.cli import gloss as _gloss
 
 
 @pytest.fixture(scope="module")
 def r8_slice(tiny_root, tmp_path_factory):
     """RUN/prepare of the tiny dataset (the name is historical: this was a 64-document slice of R8)."""
-    run = tmp_path_factory.mktemp("tiny") / "run"
-    assert _gloss("prepare", "--dataset", "tiny", "--data-root", str(tiny_root), "--run-dir", str(run)).exit_code == 0
-    return run
+    return prepare_tiny(tiny_root, tmp_path_factory.mktemp("tiny") / "run")
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,13 @@ from pipeline.predict import predict
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig
 from pipeline.training.partial import build_encoder
-
-TINY = ["--epochs", "2", "--max-length", "16", "--batch-size", "16", "--patience", "5", "--seed", "3"]
-
-
-def _gloss(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+from tests.cli import TINY, prepare_tiny
+from tests.cli import gloss as _gloss
 
 
 @pytest.fixture(scope="module")
 def prepared(tiny_root, tmp_path_factory):
-    run = tmp_path_factory.mktemp("tiny-layers") / "run"
-    assert _gloss("prepare", "--dataset", "tiny", "--data-root", str(tiny_root), "--run-dir", str(run)).exit_code == 0
-    return run
+    return prepare_tiny(tiny_root, tmp_path_factory.mktemp("tiny-layers") / "run")
 
 
 def _copy(prepared, tmp_path):

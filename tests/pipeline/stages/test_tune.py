@@ -14,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from tests.cli import gloss as _gloss
+from tests.cli import prepare_tiny
 
 # lr 2e-5 (the command line's value) is trial 0; the space holds only learning rates that wreck the encoder,
 # and a median pruner that may prune after a single complete trial.
@@ -24,17 +26,11 @@ STUDY = ["--loss", "ce", "--trials", "3", "--tune-epochs", "2", "--max-length", 
          "--patience", "5", "--pruner-startup", "1", "--heartbeat", "1", "--train-layers", "all"]
 
 
-def _gloss(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
 
 @pytest.fixture(scope="module")
 def prepared(tiny_root, tmp_path_factory):
-    run = tmp_path_factory.mktemp("tune") / "run"
     # 16 training documents (one batch per epoch) and 4 validation documents: tuning never reads test
-    assert _gloss("prepare", "--dataset", "tiny", "--data-root", str(tiny_root), "--limit", "20",
-                  "--val-fraction", "0.2", "--run-dir", str(run)).exit_code == 0
-    return run
+    return prepare_tiny(tiny_root, tmp_path_factory.mktemp("tune") / "run", "--limit", "20", "--val-fraction", "0.2")
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +135,7 @@ def test_interrupted_and_failed_trials_without_training(tiny_root, tmp_path, mon
     from pipeline.errors import GlossError
     from pipeline.stages import tune as stage
 
-    run = tmp_path / "run"
-    assert _gloss("prepare", "--dataset", "tiny", "--data-root", str(tiny_root), "--run-dir", str(run)).exit_code == 0
+    run = prepare_tiny(tiny_root, tmp_path / "run")
     outcomes = iter([KeyboardInterrupt(), GlossError("train: the loss diverged at epoch 1"), 0.6])
 
     def fake_run(config, folder, force, on_epoch_end, echo):
