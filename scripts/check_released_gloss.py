@@ -4,7 +4,7 @@
 
 On one fixed seeded batch (B=32, D=16, C=4, gamma=0.7; float32 embeddings, as a model gives them) and for
 sigma in (0.1, 0.5, 1), it prints ``max |F - F_ref|`` over the hidden nodes' propagated scores, where
-``F_ref`` is an independent float64 re-derivation of the released code (written here with plain torch:
+``F_ref`` is the independent float64 re-derivation in ``tests/released_reference.py`` (plain torch:
 visible nodes first, Gaussian kernel with a zero diagonal, ``A = W + W^T``, ``S = D^-1/2 A D^-1/2``,
 columns then rows normalised, ``F_u = (I - T_uu)^-1 T_ul Y_l`` by an explicit inverse), for
 
@@ -25,6 +25,7 @@ import json
 import torch
 
 from graphs.losses import GLoss
+from tests.released_reference import reference_loss, reference_scores
 
 B, D, C, GAMMA, SEED = 32, 16, 4, 0.7, 0
 SIGMAS = (0.1, 0.5, 1.0)
@@ -39,32 +40,6 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return x, labels, visible
 
 
-def reference_scores(x: torch.Tensor, labels: torch.Tensor, visible: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The released code's F_u in float64, hidden rows in index order."""
-    order = torch.cat([visible.nonzero().view(-1), (~visible).nonzero().view(-1)])
-    z, y = x.double()[order], labels[order]
-    n_l = int(visible.sum())
-    z = z / z.norm(dim=1, keepdim=True)
-    w = torch.exp(-((z.unsqueeze(1) - z.unsqueeze(0)) ** 2).sum(-1) / (2 * sigma**2))
-    w = w - torch.diag(torch.diag(w))
-    a = w + w.t()
-    d = torch.diag(a.sum(1) ** -0.5)
-    s = d @ a @ d
-    tran = s / s.sum(0, keepdim=True)
-    t = tran / tran.sum(1, keepdim=True)
-    y_l = torch.nn.functional.one_hot(y[:n_l], C).double()
-    eye = torch.eye(B - n_l, dtype=torch.float64)
-    return torch.linalg.inv(eye - t[n_l:, n_l:]) @ t[n_l:, :n_l] @ y_l
-
-
-def reference_loss(x, labels, visible, sigma) -> torch.Tensor:
-    scores = reference_scores(x, labels, visible, sigma)
-    target = labels[~visible]
-    w = torch.tensor(WEIGHTS, dtype=torch.float64)[target]
-    nll = torch.logsumexp(scores, 1) - scores.gather(1, target.view(-1, 1)).view(-1)
-    return (w * nll).sum() / w.sum() / len(target)  # the combined code
-
-
 def main() -> None:
     x, labels, visible = _batch()
     rows = []
@@ -72,9 +47,9 @@ def main() -> None:
         before = GLoss(sigma=sigma, gamma=GAMMA, loss_form="released", num_classes=C, class_weights=WEIGHTS)
         after = GLoss(variant="released", sigma=sigma, gamma=GAMMA, num_classes=C, class_weights=WEIGHTS,
                       combined=True)
-        ref = reference_scores(x, labels, visible, sigma)
+        ref = reference_scores(x, labels, visible, sigma, C)
         xr, xb, xa = (x.clone().requires_grad_() for _ in range(3))
-        loss_ref = reference_loss(xr, labels, visible, sigma)
+        loss_ref = reference_loss(xr, labels, visible, sigma, C, torch.tensor(WEIGHTS))  # the combined code
         loss_before = before(xb, labels, visible=visible)["g_loss"] / int((~visible).sum())  # same /|u|
         loss_after = after(xa, labels, visible=visible)["g_loss"]
         g_ref, g_before, g_after = (torch.autograd.grad(v, t)[0].double().flatten()

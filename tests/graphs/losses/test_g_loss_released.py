@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from graphs.losses import VARIANTS, GLoss
+from tests.released_reference import reference_loss as _reference_loss
+from tests.released_reference import reference_scores as _reference_scores
 
 NUM_CLASSES = 4
 
@@ -23,41 +25,6 @@ def _batch(n=24, d=6, seed=0, dtype=torch.float64):
     labels = torch.randint(0, NUM_CLASSES - 1, (n,), generator=g)  # class 3 never occurs: a zero logit column
     visible = torch.randperm(n, generator=g) < 0.7 * n
     return x, labels, visible
-
-
-def _reference_scores(x, labels, visible, sigma, num_classes):
-    """F_u of the released code, hidden rows in index order."""
-    x = x.double()
-    order = torch.cat([visible.nonzero().view(-1), (~visible).nonzero().view(-1)])  # visible first
-    x, labels = x[order], labels[order]
-    n_l = int(visible.sum())
-    x = x / x.norm(dim=1, keepdim=True)
-    diff = x.unsqueeze(1) - x.unsqueeze(0)  # [N, N, D]
-    w = torch.exp(-(diff**2).sum(-1) / (2 * sigma**2))
-    w = w - torch.diag(torch.diag(w))
-    a = w + w.t()
-    d_inv_sqrt = torch.diag(a.sum(1) ** -0.5)
-    s = d_inv_sqrt @ a @ d_inv_sqrt
-    tran = s / s.sum(0, keepdim=True)
-    t = tran / tran.sum(1, keepdim=True)
-    y_l = torch.zeros(n_l, num_classes, dtype=torch.float64)
-    for i in range(n_l):
-        y_l[i, labels[i]] = 1.0
-    eye = torch.eye(len(x) - n_l, dtype=torch.float64)
-    return torch.linalg.inv(eye - t[n_l:, n_l:]) @ t[n_l:, :n_l] @ y_l  # [U, C]
-
-
-def _reference_loss(x, labels, visible, sigma, num_classes, class_weights=None, combined=True):
-    scores = _reference_scores(x, labels, visible, sigma, num_classes)
-    target = labels[~visible]
-    weights = torch.ones(num_classes, dtype=torch.float64) if class_weights is None else class_weights.double()
-    total, norm = 0.0, 0.0
-    for i in range(len(target)):
-        log_partition = torch.log(torch.exp(scores[i]).sum())
-        total = total + weights[target[i]] * (log_partition - scores[i, target[i]])
-        norm = norm + weights[target[i]]
-    loss = total / norm
-    return loss / len(target) if combined else loss
 
 
 WEIGHTS = torch.tensor([0.5, 2.0, 1.25, 3.0], dtype=torch.float64)
