@@ -10,14 +10,13 @@ option name when there is one), so a misspelt setting never passes silently.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 import click
 
 from pipeline import options
-from pipeline.errors import GlossError
+from pipeline.errors import GlossError, did_you_mean
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -48,8 +47,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def _did_you_mean(key: str, names: set[str]) -> str:
-    close = difflib.get_close_matches(key.replace("-", "_"), sorted(n for n in names if n != key), n=1)
-    return f"; did you mean '{close[0].replace('_', '-')}'?" if close else ""
+    """:func:`did_you_mean` over config keys, which may be spelled with ``-`` or ``_``."""
+    return did_you_mean(key.replace("-", "_"), (n for n in names if n != key)).replace("_", "-")
 
 
 def option_keys(command: click.Command) -> dict[str, str]:

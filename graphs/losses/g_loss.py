@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from graphs.edge_weights import dense_transition, gaussian_edge_weight, log_normalize_edge_weight, symmetrize
-from graphs.knn import knn_graph
+from graphs.knn import knn_edge_index, knn_graph
 from graphs.memory_bank import MemoryBank
 from graphs.propagation import DifferentiableLabelPropagation, harmonic_label_propagation
 from graphs.sigma import BATCH_SIGMA_HEURISTICS, resolve_sigma
@@ -442,8 +442,7 @@ class GLoss(nn.Module):
             batch_knn = knn_graph(x[:batch_size].detach(), k, metric=self._metric, backend="torch")  # [2, Bk]
             parts.append(batch_knn)
         if bank_nbr is not None:
-            target = torch.arange(batch_size, device=x.device).repeat_interleave(bank_nbr.size(1))
-            parts.append(torch.stack([bank_nbr.reshape(-1), target], dim=0))  # [2, B k_bank]
+            parts.append(knn_edge_index(bank_nbr))  # [2, B k_bank]: bank entry -> batch row
         edge_index = torch.cat(parts, dim=1)  # [2, E]
         log_w = gaussian_edge_weight(x, edge_index, sigma, log=True)  # [E]
         edge_index, log_w = symmetrize(edge_index, log_w, num_nodes, reduce="max")  # [2, E'], [E']

@@ -8,6 +8,7 @@ SIGKILL), which are counted as cut; what finished stays finished."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,14 +70,14 @@ def _launch(spec: RunSpec, prefix: str, out_dir: Path, data_root: str | None, en
 def _stop(running: list[_Running]) -> None:
     """SIGTERM every run's process group, then SIGKILL what is still alive after the grace period."""
     for r in running:
-        with _quiet():
+        with contextlib.suppress(ProcessLookupError):  # the group is already gone
             os.killpg(r.process.pid, signal.SIGTERM)
     end = time.monotonic() + TERMINATE_GRACE_S
     for r in running:
         try:
             r.process.wait(timeout=max(0.0, end - time.monotonic()))
         except subprocess.TimeoutExpired:
-            with _quiet():
+            with contextlib.suppress(ProcessLookupError):  # the group is already gone
                 os.killpg(r.process.pid, signal.SIGKILL)
             r.process.wait()
         r.handle.close()
@@ -93,16 +94,6 @@ def _reap(r: _Running, echo, report, finished: list[Path], failures: list[str]) 
         echo(f"{r.prefix}: FAILED (exit {r.process.returncode}) after {seconds:.0f}s, see {r.log}")
         failures.append(r.spec.run_name)
         report(r.spec, FAILED, seconds)
-
-
-class _quiet:
-    """Ignore a process group that is already gone."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        return kind is not None and issubclass(kind, ProcessLookupError)
 
 
 def run_sweep(runs: list[RunSpec], out_dir: Path, data_root: str | None, echo: Callable[[str], None] = print,

@@ -9,6 +9,7 @@ Plots go through ``optuna.visualization.matplotlib``: the optimisation history, 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import warnings
 from pathlib import Path
@@ -103,13 +104,12 @@ def write_trials_csv(study, path: Path, param_names: list[str]) -> None:
                      "retry_of": trial.user_attrs.get(RETRY_ATTR), "error": trial.user_attrs.get(ERROR_ATTR),
                      "seconds": None if seconds is None else round(seconds, 1),
                      "run_dir": trial.user_attrs.get(RUN_DIR_ATTR)})
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["trial", "state", "value", *param_names, "best_epoch",
-                                                    "pruned_at_epoch", "retry_of", "error", "seconds", "run_dir"])
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=["trial", "state", "value", *param_names, "best_epoch",
+                                              "pruned_at_epoch", "retry_of", "error", "seconds", "run_dir"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
 
 
 def _save(axes, path: Path) -> None:

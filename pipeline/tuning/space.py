@@ -15,13 +15,12 @@ Parameter names are ``gloss train`` options (``options.TUNE_PARAMS``); a paramet
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import options
-from pipeline.errors import GlossError
+from pipeline.errors import GlossError, did_you_mean
 
 DEFAULT_SPACES = Path(__file__).with_name("spaces.toml")
 RANGE = "range"  # the categorical choice of a parameter with both choices and a range that draws a number
@@ -68,11 +67,6 @@ class Param:
 Space = dict[str, Param]
 
 
-def _did_you_mean(word: str, names) -> str:
-    close = difflib.get_close_matches(word, list(names), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise GlossError(f"{where}: '{key}' must be a number (got {value!r})")
@@ -106,7 +100,7 @@ def parse_param(loss: str, name: str, table: Any, source: str) -> Param:
     where = f"{source}: [{loss}] {name}"
     if name not in options.TUNE_PARAMS:
         raise GlossError(f"{source}: [{loss}] unknown parameter '{name}' (expected one of "
-                         f"{', '.join(options.TUNE_PARAMS)}){_did_you_mean(name, options.TUNE_PARAMS)}")
+                         f"{', '.join(options.TUNE_PARAMS)}){did_you_mean(name, options.TUNE_PARAMS)}")
     losses = options.TUNE_PARAM_LOSSES[name]
     if losses is not None and loss not in losses:
         raise GlossError(f"{where}: applies to {', '.join(x for x in losses if x in options.LOSSES)} only")
@@ -115,7 +109,7 @@ def parse_param(loss: str, name: str, table: Any, source: str) -> Param:
     unknown = sorted(set(table) - set(_KEYS))
     if unknown:
         raise GlossError(f"{where}: unknown key '{unknown[0]}' (expected {', '.join(_KEYS)})"
-                         f"{_did_you_mean(unknown[0], _KEYS)}")
+                         f"{did_you_mean(unknown[0], _KEYS)}")
     choices = _check_choices(where, name, table["choices"]) if "choices" in table else ()
     if ("low" in table) != ("high" in table):
         raise GlossError(f"{where}: a range needs both 'low' and 'high'")
@@ -146,7 +140,7 @@ def parse_spaces(data: dict, source: str, *, strict: bool = True) -> dict[str, S
         if loss not in options.LOSSES:
             if strict:
                 raise GlossError(f"{source}: unknown loss [{loss}] (expected one of {', '.join(options.LOSSES)})"
-                                 f"{_did_you_mean(loss, options.LOSSES)}")
+                                 f"{did_you_mean(loss, options.LOSSES)}")
             continue
         if not isinstance(table, dict) or not table:
             raise GlossError(f"{source}: [{loss}] has no parameters")
