@@ -152,6 +152,22 @@ def embedding_cache_parts(config: EncoderConfig, texts: list[str]) -> dict:
     }
 
 
+def cached_embeddings(get_model: Callable[[], Any], config: EncoderConfig, texts: list[str], batch_size: int,
+                      progress: str, echo: Callable[[str], None] | None = None):
+    """The pre-trained pooled embeddings of ``texts`` ([N, D] float32) from the shared cache's ``embeddings``
+    entry, or encoded with ``get_model()`` (called only then) and cached; and whether the cache had them.
+    ``gloss embed`` and ``--train-layers 0`` read and write the same entries through this."""
+    import numpy as np
+
+    from pipeline import cache
+
+    def write(folder: Path) -> None:
+        np.save(folder / "embeddings.npy", embed_texts(get_model(), texts, batch_size, progress=progress, echo=echo))
+
+    folder, hit = cache.get_or_create(options.CACHE_EMBEDDINGS, embedding_cache_parts(config, texts), write)
+    return np.load(folder / "embeddings.npy", allow_pickle=False), hit
+
+
 def to_device(features: dict[str, Any], device) -> dict[str, Any]:
     """Move the tensors of a tokenised batch to ``device`` (other entries pass through)."""
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}

@@ -192,7 +192,8 @@ ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a dete
 # --- the shared cache (pipeline/cache.py, `gloss cache`) -----------------------------------------------
 CACHE_EMBEDDINGS = "embeddings"  # one split's pre-trained embeddings (`gloss embed`)
 CACHE_ENCODER_HASH = "encoder-hash"  # the sha256 of a model folder's files, by their sizes and times
-CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH)
+CACHE_FROZEN_LAYERS = "frozen-layers"  # per-token states of an encoder's frozen lower layers, per split (fp16)
+CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH, CACHE_FROZEN_LAYERS)
 
 
 # --- tune (`gloss tune`, pipeline/tuning/) -------------------------------------------------------------
@@ -239,5 +240,3 @@ TRAIN_LAYERS_CPU = "0"  # the affordable CPU default: R8 x 3 epochs of `make dem
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on CUDA where supported, else fp16; fp32 on a CPU
 DEFAULT_PRECISION = "auto"
 FROZEN_IN_MEMORY_MB = 1024  # cached frozen-layer states up to this size are read into memory, larger memory-mapped
-CACHE_FROZEN_LAYERS = "frozen-layers"  # per-token states of an encoder's frozen lower layers, per split (fp16)
-CACHE_KINDS = CACHE_KINDS + (CACHE_FROZEN_LAYERS,)

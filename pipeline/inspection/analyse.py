@@ -20,8 +20,6 @@ from pipeline import options as defaults
 from pipeline.errors import GlossError
 from pipeline.inspection.inputs import Embeddings
 
-# Seeded sample sizes of the pairwise-distance histogram and of the silhouette.
-
 
 @dataclass
 class InspectOptions:

@@ -22,8 +22,7 @@ from pipeline import cache, options
 from pipeline.artifacts import SPLITS, load_splits
 from pipeline.encoder import (
     EncoderConfig,
-    embed_texts,
-    embedding_cache_parts,
+    cached_embeddings,
     load_encoder,
     resolve_device,
     resolve_model_path,
@@ -49,22 +48,6 @@ def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) 
     return {"sqrt": float(sigma_sqrt_median(x)), "dicm": float(sigma_dicm(x, y)), "on": "l2-normalised train embeddings"}
 
 
-def cache_parts(config: EmbedConfig, texts: list[str]) -> dict:
-    """What one split's embeddings depend on: the key of its cache entry."""
-    return embedding_cache_parts(config.encoder, texts)
-
-
-def _embeddings(config: EmbedConfig, texts: list[str], encoder, split: str, echo) -> tuple[np.ndarray, bool]:
-    """A split's embeddings from the cache, or encoded (``encoder()`` loads the model) and cached."""
-
-    def write(folder: Path) -> None:
-        array = embed_texts(encoder(), texts, config.batch_size, progress=f"embed: {split}", echo=echo)
-        np.save(folder / "embeddings.npy", array)
-
-    folder, hit = cache.get_or_create(options.CACHE_EMBEDDINGS, cache_parts(config, texts), write)
-    return np.load(folder / "embeddings.npy", allow_pickle=False), hit
-
-
 def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
     resolve_model_path(config.encoder.model)
     prepared = load_manifest(run_dir, "prepare")
@@ -80,7 +63,8 @@ def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=prin
 
         arrays, cached = {}, []
         for split in SPLITS:
-            arrays[split], hit = _embeddings(config, frames[split]["text"].tolist(), encoder, split, echo)
+            arrays[split], hit = cached_embeddings(encoder, config.encoder, frames[split]["text"].tolist(),
+                                                   config.batch_size, f"embed: {split}", echo)
             np.save(ctx.output(f"embeddings_{split}.npy"), arrays[split])
             cached += [split] if hit else []
         if cached:

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import options as defaults
-from pipeline.artifacts import scratch_dir
 from pipeline.errors import GlossError
 from pipeline.inspection.analyse import InspectOptions
 from pipeline.manifest import Manifest, StageContext, run_stage
@@ -256,19 +255,6 @@ def run_files(
     def load():
         return file_embeddings(embeddings, labels)
 
-    try:
-        return run_stage(
-            out.parent,
-            out.name,
-            file_config,
-            _body(config, load, device),
-            input_files={"embeddings": Path(embeddings), "labels": Path(labels)},
-            force=force,
-            echo=echo,
-        )
-    finally:
-        for folder in (scratch_dir(out.parent, out.name), scratch_dir(out.parent, out.name).parent):
-            try:  # run_stage's scratch space, PARENT/.scratch/NAME: unused here, dropped when empty
-                folder.rmdir()
-            except OSError:
-                pass
+    # run_stage drops its scratch space (PARENT/.scratch/NAME), unused here, once empty.
+    return run_stage(out.parent, out.name, file_config, _body(config, load, device),
+                     input_files={"embeddings": Path(embeddings), "labels": Path(labels)}, force=force, echo=echo)

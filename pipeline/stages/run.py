@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline import options
 from pipeline.artifacts import default_run_name, run_config_hash
 from pipeline.manifest import Manifest
 from pipeline.stages import embed as embed_stage
@@ -57,9 +56,7 @@ class RunConfig:
     @property
     def needs_embed(self) -> bool:
         """Whether training reads ``RUN/embed``: G-Loss with a corpus sigma (``sqrt``/``dicm``)."""
-        objective = self.train.objective
-        return (self.train.method == "finetune" and objective.loss in options.G_LOSSES
-                and objective.sigma in options.CORPUS_SIGMA_HEURISTICS)
+        return self.train.method == "finetune" and self.train.objective.reads_corpus_sigma
 
     @property
     def stages(self) -> tuple[str, ...]:

@@ -186,7 +186,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     prepared = load_manifest(run_dir, "prepare")
     upstream = {"prepare": prepared}
     sigma = None
-    if config.loss in options.G_LOSSES and config.objective.sigma in options.CORPUS_SIGMA_HEURISTICS:
+    if config.objective.reads_corpus_sigma:
         embedded = load_manifest(run_dir, "embed")
         upstream["embed"] = embedded
         sigma = corpus_sigma(json.loads(embedded.output("sigma.json").read_text()), config.objective.sigma, echo)
@@ -266,9 +266,9 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
                  val_embeddings_dir=ctx.out_dir / "val_embeddings",
                  callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo), encoder=built.encoder)
     write_history(result.history, ctx.output(HISTORY_FILE, rows=len(result.history)))
-    _save_model(ctx, model, head, label_names)
+    _save_encoder(model_dir(ctx.out_dir), model, head, label_names)
     if objective.weighting is not None:
-        _save_weighting(ctx, objective.weighting, label_names)
+        _save_encoder(ctx.out_dir / WEIGHTING_DIR, objective.weighting.encoder, objective.weighting.head, label_names)
     splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
     _save_embeddings(ctx, built.encoder, head, config.loop.eval_batch_size, echo, splits)
     for stale in ctx.scratch_dir.glob("*.pt"):
@@ -288,20 +288,13 @@ def _trainable(model, head) -> int:
     return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
 
 
-def _save_model(ctx: StageContext, model, head, label_names: list[str]) -> None:
-    folder = model_dir(ctx.out_dir)
-    model.save(str(folder))
+def _save_encoder(folder: Path, encoder, head, label_names: list[str]) -> None:
+    """A sentence-transformers folder with ``labels.json`` and, when there is a head, ``head.pt``: the main
+    ``RUN/train/model/`` and LCL's ``RUN/train/weighting/`` (reload: :func:`load_weighting`)."""
+    encoder.save(str(folder))
     (folder / LABELS_FILE).write_text(json.dumps(label_names) + "\n")
     if head is not None:
         save_head(head, folder)
-
-
-def _save_weighting(ctx: StageContext, weighting: WeightingNetwork, label_names: list[str]) -> None:
-    """``RUN/train/weighting/``: the best epoch's weighting network (reload: ``load_weighting``)."""
-    folder = ctx.out_dir / WEIGHTING_DIR
-    weighting.encoder.save(str(folder))
-    (folder / LABELS_FILE).write_text(json.dumps(label_names) + "\n")
-    save_head(weighting.head, folder)
 
 
 def load_weighting(train_dir: str | Path, device: str = "cpu") -> WeightingNetwork:

@@ -30,6 +30,7 @@ from pipeline.errors import GlossError
 from pipeline.hashing import config_identity, sha256_file, sha256_json
 from pipeline.manifest import MANIFEST, load_manifest
 from pipeline.stages import train as train_stage
+from pipeline.training.objectives import monitor_of
 from pipeline.tuning import outputs as out
 from pipeline.tuning.objective import PARAMS_ATTR, PRUNED_AT_ATTR, make_objective
 from pipeline.tuning.space import Space, corpus_heuristics, describe_space, load_space
@@ -88,25 +89,14 @@ def base_values(train: train_stage.TrainConfig, space: Space) -> dict:
     values = {}
     for name in space:
         section, key = options.TUNE_PARAM_FIELDS[name]
-        value = getattr(getattr(train, section), key)
-        if value is None and hasattr(options, "loss_default"):  # a per-loss default left unset
-            value = options.loss_default(train.loss, key)
-        values[name] = value
+        values[name] = getattr(getattr(train, section), key)  # per-loss defaults are resolved by the config
     return values
-
-
-def monitor_of(loss: str) -> str:
-    """The score trials maximise: the early-stopping monitor of the loss."""
-    from pipeline.training.objectives import OBJECTIVES
-
-    return "val_macro_f1" if OBJECTIVES[loss].head else "val_macro_silhouette"
 
 
 def upstream_stages(config: TuneConfig, space: Space) -> tuple[str, ...]:
     """``prepare``, plus ``embed`` when a trial may use a corpus sigma heuristic."""
-    objective = config.train.objective
     if config.train.loss in options.G_LOSSES and (corpus_heuristics(space) or (
-            "sigma" not in space and objective.sigma in options.CORPUS_SIGMA_HEURISTICS)):
+            "sigma" not in space and config.train.objective.reads_corpus_sigma)):
         return ("prepare", "embed")
     return ("prepare",)
 
@@ -157,13 +147,14 @@ def _prepare_study(study, space: Space, config: TuneConfig, echo) -> None:
                 _write_trial(Path(folder), trial.number, "killed", trial.user_attrs.get(PARAMS_ATTR, {}))
         echo(f"tune: trial {trial.number} was killed or interrupted; queued again with its parameters")
     if not study.get_trials(deepcopy=False):
+        values = base_values(config.train, space)
         fixed: dict = {}
         for name, param in space.items():
-            fixed |= param.fixed(base_values(config.train, space)[name])
+            fixed |= param.fixed(values[name])
         with quiet():
             study.enqueue_trial(fixed, user_attrs={DEFAULTS_ATTR: True})
         echo(f"tune: study {study.study_name}: trial 0 runs the command line's values "
-             f"({', '.join(f'{k}={v}' for k, v in base_values(config.train, space).items())})")
+             f"({', '.join(f'{k}={v}' for k, v in values.items())})")
     elif done(study):
         echo(f"tune: resuming study {study.study_name}: {done(study)} of {config.trials} trials done")
 

@@ -27,7 +27,7 @@ from torch import nn
 from graphs.losses import is_statistic
 from pipeline import options
 from pipeline.artifacts import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, write_history
-from pipeline.encoder import embed_texts, to_device
+from pipeline.encoder import to_device
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.hashing import config_differences
@@ -257,16 +257,6 @@ def _make_schedule(config: LoopConfig, optimizer, steps_per_epoch: int):
 
     factor(0)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def validate(model, head, texts, labels: np.ndarray, batch_size: int, progress: str | None = None,
-             echo: Callable[[str], None] | None = None) -> tuple[dict, np.ndarray]:
-    """Validation scores of the current model, and the embeddings they came from ([N, D]).
-
-    ``progress``: the label of a progress bar (progress lines through ``echo`` without a terminal).
-    """
-    embeddings = embed_texts(model, texts, batch_size, progress=progress or False, echo=echo)
-    return score_embeddings(embeddings, labels, head), embeddings
 
 
 def score_embeddings(embeddings: np.ndarray, labels: np.ndarray, head: nn.Module | None) -> dict:

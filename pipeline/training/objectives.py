@@ -70,6 +70,11 @@ class ObjectiveConfig:
         if self.temperature is None:
             self.temperature = options.loss_default(self.loss, "temperature")
 
+    @property
+    def reads_corpus_sigma(self) -> bool:
+        """Whether training reads ``RUN/embed/sigma.json``: G-Loss with a corpus sigma (``sqrt``/``dicm``)."""
+        return self.loss in options.G_LOSSES and self.sigma in options.CORPUS_SIGMA_HEURISTICS
+
 
 @dataclass(frozen=True)
 class _Context:
@@ -187,6 +192,12 @@ class WeightingNetwork(nn.Module):
         return self.head(self.encoder(dict(features))["sentence_embedding"])  # [B, C]
 
 
+def monitor_of(loss: str) -> str:
+    """The validation score early stopping (and ``gloss tune``) maximises for ``loss``: macro-F1 of the head,
+    else macro-silhouette."""
+    return "val_macro_f1" if OBJECTIVES[loss].head else "val_macro_silhouette"
+
+
 class Objective(nn.Module):
     """Maps (embeddings, head logits, labels) of a batch to named loss parts and their weighted total.
 
@@ -270,7 +281,7 @@ class Objective(nn.Module):
     @property
     def monitor(self) -> str:
         """The validation score early stopping watches: macro-F1 of the head, else macro-silhouette."""
-        return "val_macro_f1" if self.has_head else "val_macro_silhouette"
+        return monitor_of(self.config.loss)
 
     @property
     def uses_bank(self) -> bool:

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from pipeline import cache, options
 from pipeline.encoder import (
     EncoderConfig,
+    cached_embeddings,
     embed_texts,
-    embedding_cache_parts,
     resolve_model_path,
     to_device,
     token_lengths,
@@ -358,11 +358,8 @@ def build_encoder(model, train_layers: str, encoder: EncoderConfig, texts: dict[
     if n == 0:
         pooled = {}
         for split, split_texts in texts.items():
-            folder, hit = cache.get_or_create(
-                options.CACHE_EMBEDDINGS, embedding_cache_parts(encoder, split_texts),
-                lambda tmp, t=split_texts, s=split: np.save(tmp / "embeddings.npy", embed_texts(
-                    model, t, batch_size, progress=f"train: frozen embeddings, {s}", echo=echo)))
-            pooled[split] = np.load(folder / "embeddings.npy")
+            pooled[split], hit = cached_embeddings(lambda: model, encoder, split_texts, batch_size,
+                                                   f"train: frozen embeddings, {split}", echo)
             hits += [split] if hit else []
         lengths = {split: np.asarray(token_lengths(model, t)) for split, t in texts.items()}
         freeze(model, 0)
