@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from graphs.distributed import gather_rows
 from graphs.edge_weights import dense_transition, gaussian_edge_weight, log_normalize_edge_weight, symmetrize
 from graphs.knn import knn_edge_index, knn_graph
 from graphs.memory_bank import MemoryBank
@@ -134,6 +135,12 @@ class GLoss(nn.Module):
             ``"released"``. (default: :obj:`1e-6`)
         eps (float, optional): Floor of probabilities and row sums in the ``"nll"`` form; a hidden row
             whose propagated scores sum to at most :obj:`eps` is unreached. (default: :obj:`1e-8`)
+        gather_across_devices (bool, optional): In a data-parallel run (an initialised
+            :mod:`torch.distributed` process group), build the graph of the **global** batch: embeddings are
+            gathered from every rank with gradients, labels, row ids and a given visible mask without (see
+            :mod:`graphs.distributed`). Every rank then draws the same visible/hidden split (same seed, same
+            labels) and, with ``"bank"``, writes the same rows into its bank, so the banks stay equal. Without
+            a process group it changes nothing. (default: :obj:`False`)
 
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`, indices :math:`(B)` (``"bank"``),
@@ -169,6 +176,7 @@ class GLoss(nn.Module):
         eps: float = 1e-8,
         variant: str = "gloss",
         combined: bool = True,
+        gather_across_devices: bool = False,
     ):
         super().__init__()
         _check_config(graph, variant, loss_form, gamma, k, sigma, damping)
@@ -194,6 +202,7 @@ class GLoss(nn.Module):
         self.normalize_embeddings = normalize_embeddings
         self.damping = damping
         self.eps = eps
+        self.gather_across_devices = gather_across_devices
         self.propagation = DifferentiableLabelPropagation(num_iters=num_iters, tol=tol)
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float64)
         if weights is not None and (weights.dim() != 1 or bool((weights < 0).any())):
@@ -220,6 +229,9 @@ class GLoss(nn.Module):
                 split.
         """
         self._check_inputs(embeddings, labels, indices, visible)
+        if self.gather_across_devices:
+            embeddings, labels, indices, visible = gather_rows(embeddings, labels, indices, visible,
+                                                               with_grad=(True, False, False, False))
         # The graph is built in at least float32 and outside autocast: the kernel, log-space normalisation
         # and the solve are not meaningful in half precision (and torch.linalg.solve rejects it).
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
@@ -335,6 +347,7 @@ class GLoss(nn.Module):
             "normalize_embeddings": self.normalize_embeddings,
             "damping": self.damping,
             "eps": self.eps,
+            "gather_across_devices": self.gather_across_devices,
         }
 
     @property

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from graphs.distributed import gather_rows
+
 
 class LabelAwareContrastiveLoss(nn.Module):
     r"""Supervised contrastive loss whose negatives are weighted by how confusable their class is with the
@@ -31,6 +33,9 @@ class LabelAwareContrastiveLoss(nn.Module):
 
     Args:
         temperature (float, optional): :math:`\tau`. (default: :obj:`0.3`, the official code's)
+        gather_across_devices (bool, optional): In a data-parallel run, contrast the **global** batch: the
+            embeddings and the weighting network's logits of every rank are gathered with gradients, the labels
+            without (:mod:`graphs.distributed`). (default: :obj:`False`)
 
     Inputs:
         - **embeddings** :math:`(B, D)`: sentence embeddings (normalised here).
@@ -49,8 +54,9 @@ class LabelAwareContrastiveLoss(nn.Module):
         ['lcl', 'stat_lcl_skipped_anchors']
     """
 
-    def __init__(self, temperature: float = 0.3) -> None:
+    def __init__(self, temperature: float = 0.3, gather_across_devices: bool = False) -> None:
         super().__init__()
+        self.gather_across_devices = gather_across_devices
         if temperature <= 0:
             raise ValueError(f"Expected 'temperature' to be positive (got {temperature})")
         self.temperature = temperature
@@ -58,6 +64,8 @@ class LabelAwareContrastiveLoss(nn.Module):
     def forward(self, embeddings: Tensor, labels: Tensor, *, logits: Tensor | None = None,
                 weights: Tensor | None = None) -> dict[str, Tensor]:
         log_w = self._check_log_weights(embeddings, labels, logits, weights)  # [B, C]
+        if self.gather_across_devices:
+            embeddings, labels, log_w = gather_rows(embeddings, labels, log_w, with_grad=(True, False, True))
         z = F.normalize(embeddings, dim=-1)
         scores = z @ z.T / self.temperature  # [B, B]
         self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from graphs.distributed import gather_rows
+
 
 class SupervisedContrastiveLoss(nn.Module):
     r"""Supervised contrastive loss over one batch (the "L_out" form).
@@ -29,14 +31,19 @@ class SupervisedContrastiveLoss(nn.Module):
         temperature (float, optional): :math:`\tau`. (default: :obj:`0.1`)
         class_weights (Sequence[float] or Tensor, optional): Weight :math:`w_c` of each class's anchors.
             (default: :obj:`None`, every anchor alike)
+        gather_across_devices (bool, optional): In a data-parallel run, contrast the **global** batch: the
+            embeddings of every rank are gathered with gradients, the labels without
+            (:mod:`graphs.distributed`). (default: :obj:`False`)
 
     Shapes:
         - **input:** embeddings :math:`(B, D)`, labels :math:`(B)`
         - **output:** ``{"scl": scalar}``
     """
 
-    def __init__(self, temperature: float = 0.1, class_weights: Sequence[float] | Tensor | None = None) -> None:
+    def __init__(self, temperature: float = 0.1, class_weights: Sequence[float] | Tensor | None = None,
+                 gather_across_devices: bool = False) -> None:
         super().__init__()
+        self.gather_across_devices = gather_across_devices
         if temperature <= 0:
             raise ValueError(f"Expected 'temperature' to be positive (got {temperature})")
         self.temperature = temperature
@@ -46,6 +53,8 @@ class SupervisedContrastiveLoss(nn.Module):
         self.register_buffer("class_weights", weights)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        if self.gather_across_devices:
+            embeddings, labels = gather_rows(embeddings, labels, with_grad=(True, False))
         z = F.normalize(embeddings, dim=-1)
         logits = z @ z.T / self.temperature  # [B, B]
         self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
