@@ -2,8 +2,8 @@ r"""The global batch of a data-parallel run: every rank's rows, gathered in rank
 
 Batch losses that compare rows with each other (G-Loss, SupCon, LCL) must see the whole global batch, not a
 rank's shard of it. :func:`gather_rows` concatenates the shards of all ranks (shards may differ in size), with
-gradients for the tensors that need them: :func:`torch.distributed.nn.functional.all_gather` back-propagates
-by summing every rank's gradient of its gathered copy into the owner's rows. Every rank computes the same
+gradients for the tensors that need them: the gather back-propagates by summing every rank's gradient of its
+gathered copy (an ``all_reduce``) into the owner's rows. Every rank computes the same
 loss of the global batch, so each rank's rows receive ``world_size`` times the gradient of one loss, and
 :class:`~torch.nn.parallel.DistributedDataParallel`'s averaging of parameter gradients divides it back:
 the parameters get exactly the gradient of the single-process loss on the concatenated batch.
@@ -48,13 +48,27 @@ def _padded(tensor: Tensor, rows: int) -> Tensor:
     return torch.cat([tensor, padding])
 
 
-def _gather_one(tensor: Tensor, sizes: list[int], with_grad: bool) -> Tensor:
-    largest = max(sizes)
-    padded = _padded(tensor, largest)
-    if with_grad:
-        from torch.distributed.nn.functional import all_gather
+class _AllGather(torch.autograd.Function):
+    """All ranks' equally shaped shards stacked ``[W, *]``; backward sums the gradients of every rank's copy
+    (``all_reduce``) and returns this rank's slice."""
 
-        shards = all_gather(padded)
+    @staticmethod
+    def forward(ctx, shard: Tensor) -> Tensor:
+        shards = [torch.empty_like(shard) for _ in range(dist.get_world_size())]
+        dist.all_gather(shards, shard.contiguous())
+        return torch.stack(shards)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
+def _gather_one(tensor: Tensor, sizes: list[int], with_grad: bool) -> Tensor:
+    padded = _padded(tensor, max(sizes))
+    if with_grad:
+        shards = _AllGather.apply(padded)
     else:
         shards = [torch.empty_like(padded) for _ in sizes]
         dist.all_gather(shards, padded.detach().contiguous())

@@ -368,12 +368,15 @@ def _echo_train(manifest) -> None:
 @force_option
 def train(resume, run_dir, force, **opts):
     """Fine-tune the encoder (linear head on the pooled embedding unless the loss is standalone), with early
-    stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept."""
+    stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept.
+    Under `torchrun --nproc-per-node N --no-python gloss train ...`: data-parallel over N processes (see
+    README, Distributed training)."""
     from pipeline.stages import train as stage
 
     config = _train_config(opts)
     manifest = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
-    _echo_train(manifest)
+    if manifest is not None:  # None: a data-parallel rank other than 0, which writes and says nothing
+        _echo_train(manifest)
 
 
 def tune_options(func):

@@ -187,7 +187,7 @@ def run_stage(
     """
     run_dir = Path(run_dir)
     inputs = _inputs(upstream or {}, input_files or {})
-    cache_key = sha256_json({"stage": stage, "config": config, "inputs": {k: v["sha256"] for k, v in inputs.items()}})
+    cache_key = _cache_key(stage, config, inputs)
     stage_dir = run_dir / stage
     previous = _previous(stage_dir)
     current = _is_current(stage_dir, previous, cache_key)
@@ -235,6 +235,19 @@ def run_stage(
     _drop_empty_scratch(scratch_dir)
     echo(f"{stage}: wrote {stage_dir} in {manifest['wall_seconds']:.1f}s")
     return Manifest(stage_dir, manifest)
+
+
+def _cache_key(stage: str, config: dict[str, Any], inputs: dict[str, dict[str, str]]) -> str:
+    return sha256_json({"stage": stage, "config": config, "inputs": {k: v["sha256"] for k, v in inputs.items()}})
+
+
+def current_stage(run_dir: str | Path, stage: str, config: dict[str, Any], *,
+                  upstream: dict[str, Manifest] | None = None) -> Manifest | None:
+    """The finished ``stage`` of ``run_dir`` with this config and these inputs (what :func:`run_stage` would
+    skip), or ``None``."""
+    stage_dir = Path(run_dir) / stage
+    key = _cache_key(stage, config, _inputs(upstream or {}, {}))
+    return _is_current(stage_dir, _previous(stage_dir), key)
 
 
 def _swap_into_place(new_dir: Path, stage_dir: Path) -> None:

@@ -24,6 +24,10 @@ and ``head.pt``; the best epoch's, like ``model/``).
 ``--train-layers auto`` is resolved here (:func:`resolve_protocol`: full fine-tuning on CUDA,
 ``options.TRAIN_LAYERS_CPU`` on a CPU) and said in one line; the config and manifest hold the resolved value,
 so the protocol is part of the run's identity. ``--precision auto`` is resolved the same way.
+
+Under ``torchrun --nproc-per-node N --no-python gloss train ...`` the stage trains data-parallel
+(:mod:`pipeline.training.distributed`): every rank runs it, rank 0 alone writes ``RUN/train`` and says what
+happens; the others train their shards and write nothing.
 """
 
 from __future__ import annotations
@@ -45,14 +49,16 @@ from pipeline.artifacts import (
     load_splits,
     model_dir,
     save_head,
+    scratch_dir,
     split_labels,
     split_texts,
     write_history,
 )
 from pipeline.encoder import EncoderConfig, load_encoder, resolve_device, resolve_model_path
 from pipeline.errors import GlossError
-from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+from pipeline.manifest import Manifest, StageContext, current_stage, load_manifest, run_stage
 from pipeline.resources import peak_rss_mb
+from pipeline.training import distributed
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig, WeightingNetwork, uses_weighting_network
 from pipeline.training.partial import build_encoder, describe, parse_train_layers, resolve_train_layers
@@ -168,17 +174,22 @@ def resolve_protocol(config: TrainConfig) -> TrainConfig:
 
 
 def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: bool = False, echo=print,
-        on_epoch_end=None) -> Manifest:
+        on_epoch_end=None) -> Manifest | None:
     """Train into ``RUN/train``. ``on_epoch_end(epoch, record)`` (fine-tuning only) is the loop's per-epoch
     callback: raising from it stops training (``gloss tune`` prunes trials with it)."""
     check_config(config)
     if config.method != "finetune":
+        if distributed.launched_by_torchrun():
+            raise GlossError(f"--method {config.method}: data-parallel training (torchrun) is for --method finetune")
         from pipeline.baselines.stage import run_baseline
 
         return run_baseline(config, run_dir, force=force, echo=echo)
     resolve_model_path(config.encoder.model)
     requested = config.loop.train_layers
     config = resolve_protocol(config)
+    config, ranks = _join_data_parallel(config)
+    if not ranks.main:
+        echo = _silent
     echo(f"train: --train-layers {config.loop.train_layers}"
          f"{' (auto on ' + resolve_device(config.encoder.device) + ')' if requested == options.TRAIN_LAYERS_AUTO else ''}"
          f": {describe(config.loop.train_layers)}; precision {config.loop.precision}"
@@ -193,9 +204,44 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     config_dict = config.stage_config()
 
     def body(ctx: StageContext) -> dict:
-        return _finetune(ctx, config, config_dict, prepared, sigma, resume, echo, on_epoch_end)
+        return _finetune(ctx, config, config_dict, prepared, sigma, resume, echo, on_epoch_end, ranks)
 
+    if not ranks.main:
+        return _follow(run_dir, config_dict, body, upstream, force)
     return run_stage(run_dir, STAGE, config_dict, body, upstream=upstream, force=force, echo=echo)
+
+
+def _silent(_line: str) -> None:
+    """The echo of data-parallel ranks other than 0 (rank 0 speaks for the run)."""
+
+
+def _join_data_parallel(config: TrainConfig) -> tuple[TrainConfig, distributed.Ranks]:
+    """The process group of a torchrun launch (none otherwise), refusing what cannot train data-parallel;
+    on CUDA each rank gets its own GPU (``cuda:LOCAL_RANK``)."""
+    device = resolve_device(config.encoder.device)
+    ranks = distributed.init_from_environment(device)
+    if not ranks.active:
+        return config, ranks
+    if config.objective.loss not in distributed.GATHERING_LOSSES:
+        raise GlossError(f"--loss {config.objective.loss}: data-parallel training needs a loss that sees the global "
+                         f"batch ({', '.join(distributed.GATHERING_LOSSES)})")
+    if config.loop.batch_size < 2 * ranks.world_size:
+        raise GlossError(f"--batch-size {config.loop.batch_size}: with {ranks.world_size} processes the global batch "
+                         f"needs at least {2 * ranks.world_size} documents (2 per process)")
+    encoder = replace(config.encoder, device=distributed.cuda_device_of(ranks, device))
+    return replace(config, encoder=encoder), ranks
+
+
+def _follow(run_dir, config_dict: dict, body, upstream: dict, force: bool) -> None:
+    """A data-parallel rank other than 0: the same training as rank 0 (skipped when rank 0 skips it: the stage
+    is up to date), its checkpoints read from the shared scratch folder, nothing written."""
+    import tempfile
+
+    if not force and current_stage(run_dir, STAGE, config_dict, upstream=upstream) is not None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="gloss-rank-") as unused_out:
+        body(StageContext(STAGE, Path(run_dir), Path(unused_out), scratch_dir(run_dir, STAGE), config_dict))
+    return None
 
 
 @dataclass(frozen=True)
@@ -235,7 +281,8 @@ def _class_weights(config: TrainConfig, train_labels: np.ndarray, num_classes: i
 
 
 def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepared: Manifest,
-              sigma: CorpusSigma | None, resume: bool, echo, on_epoch_end=None) -> dict:
+              sigma: CorpusSigma | None, resume: bool, echo, on_epoch_end=None,
+              ranks: distributed.Ranks = distributed.Ranks()) -> dict:
     import torch
 
     frames, label_names = load_splits(prepared)
@@ -264,7 +311,10 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     result = fit(model, head, objective, FitData.from_splits(texts, labels), config.loop,
                  Checkpoints(ctx.scratch_dir, run_config=config_dict, resume=resume),
                  val_embeddings_dir=ctx.out_dir / "val_embeddings",
-                 callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo), encoder=built.encoder)
+                 callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo, progress=ranks.main),
+                 encoder=built.encoder, ranks=ranks)
+    if not ranks.main:
+        return {}
     write_history(result.history, ctx.output(HISTORY_FILE, rows=len(result.history)))
     _save_encoder(model_dir(ctx.out_dir), model, head, label_names)
     if objective.weighting is not None:
@@ -279,6 +329,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     summary["class_weights"] = None if class_weights is None else [round(float(w), 6) for w in class_weights]
     summary.update(train_layers=config.loop.train_layers, precision=config.loop.precision,
                    compile=config.loop.compile, trainable_parameters=_trainable(model, head),
+                   processes=ranks.world_size,
                    frozen_cache={"kind": built.cache_kind, "hits": built.cache_hits, "seconds": built.cache_seconds})
     return summary
 

@@ -23,6 +23,7 @@ def plan_batches(
     epoch: int,
     bucket: bool = True,
     balanced: bool = False,
+    min_size: int = 2,
 ) -> list[np.ndarray]:
     """The batches of one epoch, as arrays of row indices.
 
@@ -33,6 +34,8 @@ def plan_batches(
             then shuffle the batch order.
         balanced: build batches from same-class pairs so every class present in a batch has at least two
             examples (what graph and contrastive losses need).
+        min_size: a last batch smaller than this joins the one before (2: a one-document batch teaches pairwise
+            losses nothing; a data-parallel run needs a row per rank).
     """
     if batch_size < 1:
         raise ValueError(f"Expected 'batch_size' to be positive (got {batch_size})")
@@ -48,7 +51,7 @@ def plan_batches(
             [block[np.argsort(-lengths[block], kind="stable")] for block in np.array_split(order, max(1, -(-n // chunk)))]
         )
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    if len(batches) > 1 and len(batches[-1]) < 2:  # a one-document batch teaches pairwise losses nothing
+    if len(batches) > 1 and len(batches[-1]) < min_size:
         last = batches.pop()
         batches[-1] = np.concatenate([batches[-1], last])
     if bucket:

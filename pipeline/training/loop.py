@@ -32,6 +32,7 @@ from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.hashing import config_differences
 from pipeline.training.batching import plan_batches
+from pipeline.training.distributed import Ranks, barrier, broadcast, shard, sum_over_ranks
 from pipeline.training.objectives import Objective
 from pipeline.training.partial import FullEncoder
 from pipeline.training.precision import autocast, grad_scaler, resolve_precision
@@ -39,6 +40,7 @@ from pipeline.training.precision import autocast, grad_scaler, resolve_precision
 logger = logging.getLogger("gloss")
 
 EPOCH_SEED_STRIDE = 100_003  # the torch seed of epoch e is seed * EPOCH_SEED_STRIDE + e
+RANK_SEED_STRIDE = 7_919  # ... plus rank * RANK_SEED_STRIDE: each rank of a data-parallel run its own dropout
 
 
 @dataclass
@@ -284,6 +286,7 @@ def fit(
     val_embeddings_dir: Path | None = None,
     callbacks: FitCallbacks | None = None,
     encoder=None,
+    ranks: Ranks | None = None,
 ) -> FitResult:
     """Train ``model`` (and ``head``) with ``objective``; leave the best epoch's weights in ``model``/``head``.
 
@@ -292,10 +295,14 @@ def fit(
     validation embeddings of every epoch. ``encoder`` maps the splits' rows to pooled embeddings
     (:mod:`pipeline.training.partial`: cached frozen layers, adapter); default every layer
     (:class:`~pipeline.training.partial.FullEncoder` over ``data``'s texts).
+
+    ``ranks`` (a :class:`~pipeline.training.distributed.Ranks` of an initialised process group): data-parallel
+    training; each rank trains on its shard of every global batch under ``DistributedDataParallel``, rank 0
+    alone validates and writes (see :mod:`pipeline.training.distributed`).
     """
     encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts})
     run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks(),
-               encoder)
+               encoder, ranks or Ranks())
     state = run.resume()
     for epoch in range(state.start_epoch, config.epochs + 1):
         if state.stopped_early:
@@ -305,13 +312,38 @@ def fit(
     return run.restore_best(state)
 
 
+class _TrainStep(nn.Module):
+    """The modules one training batch runs (model, head, objective), as one module ``DistributedDataParallel``
+    can wrap; ``forward(epoch, number, rows)`` gives the batch's loss parts (:meth:`_Fit._forward`)."""
+
+    def __init__(self, run: _Fit) -> None:
+        super().__init__()
+        self.model, self.head, self.objective = run.model, run.head, run.objective
+        self._forward = run._forward  # a bound method, not a submodule
+
+    def forward(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        return self._forward(epoch, number, rows)
+
+
+def _data_parallel(step: _TrainStep, device, train_layers: str) -> nn.Module:
+    """``step`` under ``DistributedDataParallel``: gradients averaged over the ranks; buffers (the memory bank)
+    are synchronised once at the start, then each rank keeps its own (equal) copy. Full fine-tuning trains the
+    encoder's pooler, which mean pooling never uses: DDP is told to expect unused parameters there."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
+    return DistributedDataParallel(step, device_ids=device_ids, forward_sync_buffers=False,
+                                   find_unused_parameters=train_layers == options.TRAIN_LAYERS_ALL)
+
+
 class _Fit:
     """One call of :func:`fit`: what its steps share (model, optimizer, schedule, data, where to write)."""
 
     def __init__(self, model, head, objective: Objective, data: FitData, config: LoopConfig,
-                 checkpoints: Checkpoints, val_embeddings_dir: Path | None, callbacks: FitCallbacks, encoder) -> None:
+                 checkpoints: Checkpoints, val_embeddings_dir: Path | None, callbacks: FitCallbacks, encoder,
+                 ranks: Ranks) -> None:
         self.model, self.head, self.objective, self.data, self.config = model, head, objective, data, config
-        self.encoder = encoder
+        self.encoder, self.ranks = encoder, ranks
         self.checkpoints, self.val_embeddings_dir, self.callbacks = checkpoints, val_embeddings_dir, callbacks
         self.echo = callbacks.echo
         self.device = model.device
@@ -331,10 +363,15 @@ class _Fit:
         self.scaler = grad_scaler(self.device, self.precision)
         if config.compile:
             encoder.compile()
+        self.step = _TrainStep(self)
+        if ranks.active:
+            self.step = _data_parallel(self.step, self.device, config.train_layers)
 
     def _plan(self, epoch: int) -> list[np.ndarray]:
+        """The global batches of ``epoch`` (every rank plans the same; each trains on its :func:`shard`)."""
         c = self.config
-        return plan_batches(self.lengths, self.data.train_labels, c.batch_size, c.seed, epoch, c.bucket, c.balanced)
+        return plan_batches(self.lengths, self.data.train_labels, c.batch_size, c.seed, epoch, c.bucket, c.balanced,
+                            min_size=max(2, self.ranks.world_size))
 
     def _modules(self) -> list[nn.Module]:
         return [self.model] + ([self.head] if self.head is not None else []) + [self.objective]
@@ -376,8 +413,8 @@ class _Fit:
     def train_one_epoch(self, epoch: int) -> _Sums:
         """Seed the epoch, let the objective refresh (memory bank), then one pass over the batch plan."""
         epoch_seed = self.config.seed * EPOCH_SEED_STRIDE + epoch
-        torch.manual_seed(epoch_seed)
-        self.objective.reseed(epoch_seed)
+        torch.manual_seed(epoch_seed + self.ranks.rank * RANK_SEED_STRIDE)
+        self.objective.reseed(epoch_seed)  # the same on every rank: one visible/hidden split of the global batch
         self.objective.on_epoch_start(self._encode_train)
         batches = self._plan(epoch)
         for module in self._modules():
@@ -385,6 +422,7 @@ class _Fit:
         sums = _Sums(mean_padded_length=round(float(np.mean([self.lengths[rows].max() for rows in batches])), 2))
         bar = self._progress_bar(epoch, len(batches))
         for number, rows in enumerate(batches, start=1):
+            rows = shard(rows, self.ranks)
             sums.add(self._step(epoch, number, rows), len(rows))
             self._report(bar, sums, epoch, number, len(batches))
         if bar is not None:
@@ -420,8 +458,8 @@ class _Fit:
         return to_device(self.model.preprocess([self.data.train_texts[i] for i in rows]), self.device)
 
     def _step(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """Forward, loss, backward and an optimizer step on one batch; its loss parts."""
-        parts = self._forward(epoch, number, rows)
+        """Forward, loss, backward and an optimizer step on one batch (this rank's shard); its loss parts."""
+        parts = self.step(epoch, number, rows)
         total = parts["total"]
         if not torch.isfinite(total):
             raise self._diverged(epoch, number, f"the loss is {total.item()}")
@@ -470,12 +508,8 @@ class _Fit:
     def end_epoch(self, epoch: int, state: _State, sums: _Sums) -> dict:
         """Validate, record the epoch, checkpoint, decide on early stopping, call ``on_epoch_end``."""
         train_seconds = time.perf_counter() - sums.started
-        val_embeddings = self.encoder.embed("val", self.config.eval_batch_size,
-                                            self._label(f"epoch {epoch}: validation"), self.echo)
-        scores = score_embeddings(val_embeddings, self.data.val_labels, self.head)
-        if self.val_embeddings_dir is not None:
-            self.val_embeddings_dir.mkdir(parents=True, exist_ok=True)
-            np.save(self.val_embeddings_dir / f"epoch-{epoch}.npy", val_embeddings)
+        self._sum_over_ranks(sums)
+        scores = broadcast(self._validate(epoch) if self.ranks.main else None, self.ranks)
         record = {
             "epoch": epoch,
             **sums.means(),
@@ -487,16 +521,37 @@ class _Fit:
         }
         improved = state.observe(epoch, scores.get(self.objective.monitor), self.config.patience,
                                  self.config.epochs)
-        if improved:
+        if improved and self.ranks.main:
             _atomic_save({"epoch": epoch, "model": self.model.state_dict(), "head": self._head_state(),
                           "objective": self.objective.network_state()}, self.checkpoints.best)
         record.update(best_so_far=state.best_epoch, stopped_early=state.stopped_early)
         state.history.append(record)
-        self._save_last(epoch, state)
-        self._echo_epoch(record, improved, state)
+        if self.ranks.main:
+            self._save_last(epoch, state)
+            self._echo_epoch(record, improved, state)
+        barrier(self.ranks)  # the others read best.pt / last.pt only once rank 0 has written them
         if self.callbacks.on_epoch_end is not None:
             self.callbacks.on_epoch_end(epoch, record)
         return record
+
+    def _validate(self, epoch: int) -> dict:
+        """The validation scores of the current weights (rank 0 of a data-parallel run); writes the epoch's
+        validation embeddings when asked to."""
+        val_embeddings = self.encoder.embed("val", self.config.eval_batch_size,
+                                            self._label(f"epoch {epoch}: validation"), self.echo)
+        scores = score_embeddings(val_embeddings, self.data.val_labels, self.head)
+        if self.val_embeddings_dir is not None:
+            self.val_embeddings_dir.mkdir(parents=True, exist_ok=True)
+            np.save(self.val_embeddings_dir / f"epoch-{epoch}.npy", val_embeddings)
+        return scores
+
+    def _sum_over_ranks(self, sums: _Sums) -> None:
+        """A data-parallel epoch's loss parts and document count summed over the ranks (each rank weighed its
+        shard's parts by its rows). Statistics stay rank 0's: the gathering losses count the global batch."""
+        if self.ranks.active:
+            totals = sum_over_ranks({**sums.parts, "__docs": float(sums.docs)}, self.ranks)
+            sums.docs = int(round(totals.pop("__docs")))
+            sums.parts = totals
 
     def _head_state(self) -> dict | None:
         return self.head.state_dict() if self.head is not None else None
@@ -532,4 +587,5 @@ class _Fit:
         if self.head is not None:
             self.head.load_state_dict(best["head"])
         self.objective.load_network_state(best.get("objective"))
+        barrier(self.ranks)  # every rank has read best.pt before rank 0 moves on (and deletes it)
         return FitResult(state.best_epoch, state.history, len(state.history), state.stopped_early)

@@ -86,6 +86,7 @@ class _Context:
     train_size: int | None
     dim: int | None
     class_weights: Tensor | None
+    gather: bool = False  # a data-parallel run: the loss sees the global batch (graphs.distributed)
 
 
 def _g_loss(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
@@ -100,19 +101,21 @@ def _g_loss(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
         bank = MemoryBank(ctx.train_size, ctx.dim)
     return GLoss(graph=config.graph, variant=config.variant, sigma=ctx.sigma, gamma=config.gamma, k=config.k,
                  loss_form=config.loss_form, class_weights=ctx.class_weights, num_classes=ctx.num_classes,
-                 combined=config.loss == "gloss+ce", seed=ctx.seed, memory_bank=bank)
+                 combined=config.loss == "gloss+ce", seed=ctx.seed, memory_bank=bank,
+                 gather_across_devices=ctx.gather)
 
 
 def _supervised_contrastive(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
     from graphs.losses import SupervisedContrastiveLoss
 
-    return SupervisedContrastiveLoss(config.temperature, class_weights=ctx.class_weights)
+    return SupervisedContrastiveLoss(config.temperature, class_weights=ctx.class_weights,
+                                     gather_across_devices=ctx.gather)
 
 
 def _label_aware(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
     from graphs.losses import LabelAwareContrastiveLoss
 
-    return LabelAwareContrastiveLoss(config.temperature)
+    return LabelAwareContrastiveLoss(config.temperature, gather_across_devices=ctx.gather)
 
 
 def _triplet(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
@@ -231,7 +234,9 @@ class Objective(nn.Module):
             if class_weights.shape != (num_classes,):
                 raise ValueError(f"Expected 'class_weights' of shape [{num_classes}] "
                                  f"(got {list(class_weights.shape)})")
-        context = _Context(num_classes, sigma, seed, train_size, dim, class_weights)
+        from graphs.distributed import is_distributed
+
+        context = _Context(num_classes, sigma, seed, train_size, dim, class_weights, gather=is_distributed())
         self.embedding_loss: nn.Module | None = None if spec.build is None else spec.build(config, context)
         self.weighting = self._check_weighting(weighting)
         if spec.part is None:
