@@ -34,6 +34,9 @@ LOSSES = ("ce", "scl+ce", "gloss+ce", "lcl+ce")
 # act within 6 trials (the default waits for 5 complete ones).
 TUNE_OPTIONS = ["--trials", "6", "--tune-epochs", "2", "--train-layers", "1", "--pruner-startup", "2",
                 "--no-plots"]
+# LCL's weighting network as the main head (the cheaper variant): the paper's separate network is a second
+# encoder trained in full whatever --train-layers says, which costs this CPU ~100x a top-layer epoch.
+LOSS_OPTIONS = {"lcl+ce": ["--lcl-weighting", "head"]}
 
 
 def tune_run_dir(dataset: str, loss: str) -> Path:
@@ -62,7 +65,7 @@ def tune(dataset: str, loss: str, data_root: str) -> None:
         step(["gloss", "prepare", "--dataset", dataset, "--data-root", data_root, "--run-dir", str(run_dir)], log)
     if loss.startswith("gloss") and not (run_dir / "embed" / "manifest.json").is_file():
         step(["gloss", "embed", "--run-dir", str(run_dir)], log)  # the corpus sigma heuristics of the space
-    step(["gloss", "tune", "--run-dir", str(run_dir), "--loss", loss, *TUNE_OPTIONS], log)
+    step(["gloss", "tune", "--run-dir", str(run_dir), "--loss", loss, *TUNE_OPTIONS, *LOSS_OPTIONS.get(loss, [])], log)
 
 
 def tuned_summary() -> list[dict]:

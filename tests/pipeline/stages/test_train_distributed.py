@@ -82,3 +82,29 @@ def test_a_killed_two_process_run_resumes_to_the_single_process_metrics(tmp_path
     for a, b in zip(got, expected, strict=True):
         for key in METRICS:
             assert a[key] == pytest.approx(b[key], abs=1e-5), (a["epoch"], key)
+
+
+def _two_ranks(monkeypatch) -> None:
+    from pipeline.training import distributed
+
+    monkeypatch.setattr(distributed, "init_from_environment", lambda device: distributed.Ranks(0, 2))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--loss", "triplet"], "--loss triplet: data-parallel training needs a loss that sees the global batch"),
+    (["--loss", "ce", "--batch-size", "3"], "--batch-size 3: with 2 processes the global batch needs at least 4"),
+])
+def test_what_cannot_train_data_parallel_is_refused_in_one_line(tmp_path, tiny_root, monkeypatch, options, message):
+    run = prepare_tiny(tiny_root, tmp_path / "run")
+    _two_ranks(monkeypatch)
+    result = gloss("train", "--run-dir", run, "--train-layers", "0", *options, catch_exceptions=True)
+    assert result.exit_code == 1 and message in result.output
+    assert not (run / "train").exists()
+
+
+def test_a_graph_baseline_under_torchrun_is_refused(tmp_path, tiny_root, monkeypatch):
+    run = prepare_tiny(tiny_root, tmp_path / "run")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = gloss("train", "--run-dir", run, "--method", "textgcn", catch_exceptions=True)
+    assert result.exit_code == 1
+    assert "--method textgcn: data-parallel training (torchrun) is for --method finetune" in result.output
