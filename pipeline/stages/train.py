@@ -17,7 +17,8 @@ back to a sigma given by hand).
 split, computed once here and handed to the objective (CE, G-Loss and SupCon). ``--preset NAME`` is recorded
 as ``preset`` in the config.
 
-``--loss lcl+ce --lcl-weighting separate`` loads a second copy of the encoder as LCL's weighting network; it is
+``--loss lcl+ce --lcl-weighting separate`` loads a second copy of the encoder as LCL's weighting network; it
+trains what ``--train-layers`` says of it, on the main encoder's cached inputs, and is
 trained and checkpointed with the run and saved in ``RUN/train/weighting/`` (a sentence-transformers folder
 and ``head.pt``; the best epoch's, like ``model/``).
 
@@ -61,7 +62,13 @@ from pipeline.resources import peak_rss_mb
 from pipeline.training import distributed
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig, WeightingNetwork, uses_weighting_network
-from pipeline.training.partial import build_encoder, describe, parse_train_layers, resolve_train_layers
+from pipeline.training.partial import (
+    build_encoder,
+    describe,
+    encoder_for_copy,
+    parse_train_layers,
+    resolve_train_layers,
+)
 from pipeline.training.precision import resolve_precision
 
 logger = logging.getLogger("gloss")
@@ -304,6 +311,8 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     except ValueError as exc:
         raise GlossError(str(exc)) from None
     built = build_encoder(model, config.loop.train_layers, config.encoder, texts, config.loop.eval_batch_size, echo)
+    if weighting is not None:  # the weighting copy trains what the main encoder trains, on the same cached inputs
+        weighting.follow(encoder_for_copy(built.encoder, weighting.encoder))
     head = torch.nn.Linear(dim, len(label_names)).to(model.device) if objective.has_head else None
     objective.to(model.device)
     if not resume and (ctx.scratch_dir / LAST_CHECKPOINT).is_file():

@@ -451,10 +451,14 @@ class _Fit:
             return self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device),
                                   loss_embeddings=second, features=self._weighting_features(rows))
 
-    def _weighting_features(self, rows: np.ndarray) -> dict[str, torch.Tensor] | None:
-        """The batch's tokenised texts for LCL's weighting network (``None`` when the objective has none)."""
-        if getattr(self.objective, "weighting", None) is None:
+    def _weighting_features(self, rows: np.ndarray) -> dict[str, torch.Tensor] | torch.Tensor | None:
+        """The input of LCL's weighting network for the batch: the pooled embeddings of its own batch encoder
+        (its --train-layers), else the tokenised texts; ``None`` when the objective has none."""
+        weighting = getattr(self.objective, "weighting", None)
+        if weighting is None:
             return None
+        if weighting.batch_encoder is not None:
+            return weighting.batch_encoder.batch("train", rows)  # [B, D]
         return to_device(self.model.preprocess([self.data.train_texts[i] for i in rows]), self.device)
 
     def _step(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:

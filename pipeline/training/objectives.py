@@ -182,6 +182,14 @@ class WeightingNetwork(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(encoder.get_embedding_dimension(), num_classes)
+        # what it trains of its encoder: --train-layers as the main encoder (pipeline.training.partial); a
+        # plain attribute, not a submodule (its modules are the encoder's)
+        self.batch_encoder = None
+
+    def follow(self, batch_encoder) -> None:
+        """Train the encoder as ``batch_encoder`` says (``partial.encoder_for_copy`` of the main batch encoder:
+        the same --train-layers on the same cached inputs); :meth:`forward` then takes its pooled embeddings."""
+        self.batch_encoder = batch_encoder
 
     @classmethod
     def from_encoder_config(cls, encoder_config, num_classes: int) -> WeightingNetwork:
@@ -191,8 +199,11 @@ class WeightingNetwork(nn.Module):
         encoder = load_encoder(encoder_config)
         return cls(encoder, num_classes).to(encoder.device)
 
-    def forward(self, features: dict[str, Tensor]) -> Tensor:
-        return self.head(self.encoder(dict(features))["sentence_embedding"])  # [B, C]
+    def forward(self, inputs: dict[str, Tensor] | Tensor) -> Tensor:
+        """Class logits ``[B, C]`` of a batch's tokenised features (run through the whole encoder) or of the
+        pooled embeddings ``[B, D]`` its batch encoder computed."""
+        embeddings = inputs if isinstance(inputs, Tensor) else self.encoder(dict(inputs))["sentence_embedding"]
+        return self.head(embeddings)
 
 
 def monitor_of(loss: str) -> str:
@@ -267,9 +278,11 @@ class Objective(nn.Module):
         ``encoder_lr``, its head at ``head_lr``); empty for every other objective."""
         if self.weighting is None:
             return []
-        encoder = [p for p in self.weighting.encoder.parameters() if p.requires_grad]
+        fresh = list(getattr(self.weighting.batch_encoder, "fresh_parameters", list)())  # the adapter of 0
+        fresh_ids = {id(p) for p in fresh}
+        encoder = [p for p in self.weighting.encoder.parameters() if p.requires_grad and id(p) not in fresh_ids]
         return [{"params": encoder, "lr": encoder_lr},
-                {"params": list(self.weighting.head.parameters()), "lr": head_lr}]
+                {"params": list(self.weighting.head.parameters()) + fresh, "lr": head_lr}]
 
     def network_state(self) -> dict[str, Tensor]:
         """The state of the networks the objective trains (the weighting network), for checkpoints; ``{}``

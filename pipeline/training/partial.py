@@ -334,6 +334,22 @@ def adapter(dim: int) -> nn.Module:
     return Dense(dim, dim, use_residual=True, init_weight=torch.zeros(dim, dim), init_bias=torch.zeros(dim))
 
 
+def encoder_for_copy(built, model):
+    """A batch encoder of the same kind and cached inputs as ``built`` (a batch encoder of
+    :func:`build_encoder`) for ``model``, another copy of the same pre-trained encoder (LCL's weighting
+    network): frozen like the first, the adapter appended for ``0``, the cached states shared, not copied."""
+    if isinstance(built, FullEncoder):
+        return FullEncoder(model, built.texts)
+    if isinstance(built, CachedLayersEncoder):
+        freeze(model, int(built.train_layers))
+        return CachedLayersEncoder(model, int(built.train_layers), built.states)
+    if isinstance(built, AdapterEncoder):
+        freeze(model, 0)
+        model.append(adapter(model.get_embedding_dimension()).to(model.device))
+        return AdapterEncoder(model, built.pooled, built._lengths)
+    raise TypeError(f"Expected a batch encoder of build_encoder (got {type(built).__name__})")
+
+
 @dataclass
 class BuiltEncoder:
     """:func:`build_encoder`'s result: the batch encoder and what caching cost (for the manifest)."""

@@ -120,3 +120,23 @@ def test_protocol_errors_are_one_line(prepared, args, message):
     result = CliRunner().invoke(main, ["train", "--run-dir", str(prepared), "--sigma", "batch-sqrt", *args])
     assert result.exit_code == 1 and result.output.strip().splitlines()[-1].startswith("Error: ")
     assert message in result.output
+
+
+@pytest.mark.parametrize("train_layers", ["1", "0"])
+def test_lcl_weighting_network_trains_what_train_layers_says(prepared, tmp_path, train_layers):
+    """--lcl-weighting separate: the weighting copy trains the top layer on the shared cached states (1) or an
+    adapter on the frozen embeddings (0), not its whole encoder; it is saved with the run and reloads."""
+    from pipeline.stages.train import load_weighting
+
+    run = _copy(prepared, tmp_path)
+    result = _gloss("train", "--run-dir", str(run), "--loss", "lcl+ce", "--train-layers", train_layers, *TINY)
+    assert result.exit_code == 0, result.output
+    history = [json.loads(line) for line in (run / "train" / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["train_ce_weighting"] < history[0]["train_ce_weighting"]
+    trained = load_weighting(run / "train").encoder.state_dict()
+    pristine = load_encoder(EncoderConfig(max_length=16, device="cpu")).state_dict()
+    moved = {name for name, value in pristine.items() if not torch.equal(value, trained[name])}
+    if train_layers == "1":
+        assert moved and all(".layer.5." in name for name in moved), sorted(moved)[:5]
+    else:
+        assert not moved and any(name.startswith("2.") for name in trained)  # only the appended adapter trains
