@@ -36,9 +36,23 @@ class StageOrderGroup(click.Group):
             click.echo(f"\ngloss: interrupted; {INTERRUPTED_HINT}", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        _refuse_torchrun_except_train(name)
+        return name, command, rest
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(STAGE_ORDER)}
         return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
+
+
+def _refuse_torchrun_except_train(command: str | None) -> None:
+    """Only `gloss train` runs data-parallel: N processes of another stage would write the same files."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and command not in (None, "train"):
+        raise GlossError(f"gloss {command} under torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}): only `gloss train` "
+                         "runs data-parallel; run the other stages in one process")
 
 
 def default_data_root() -> str:

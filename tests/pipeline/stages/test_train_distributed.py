@@ -108,3 +108,11 @@ def test_a_graph_baseline_under_torchrun_is_refused(tmp_path, tiny_root, monkeyp
     result = gloss("train", "--run-dir", run, "--method", "textgcn", catch_exceptions=True)
     assert result.exit_code == 1
     assert "--method textgcn: data-parallel training (torchrun) is for --method finetune" in result.output
+
+
+def test_stages_other_than_train_are_refused_under_torchrun(tmp_path, tiny_root, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = gloss("prepare", "--dataset", "tiny", "--data-root", tiny_root, "--run-dir", tmp_path / "run",
+                   catch_exceptions=True)
+    assert result.exit_code == 1 and "gloss prepare under torchrun (WORLD_SIZE=2): only `gloss train`" in result.output
+    assert not (tmp_path / "run").exists()
