@@ -26,7 +26,12 @@ resolved by the train stage) reach CE, G-Loss and SupCon alike (and both CE term
 (the paper) a :class:`WeightingNetwork` (a second encoder and its own linear head) that the objective owns as
 a submodule, so the loop trains it (:meth:`Objective.param_groups`), checkpoints it
 (:meth:`Objective.network_state`) and gives it each batch's tokenised ``features``; with ``"head"``, ``g`` is
-the main head (no second encoder, no ``ce_weighting`` part: it would repeat ``ce``). ``g`` is not detached.
+the main head (no second encoder, no ``ce_weighting`` part: it would repeat ``ce``). A separate ``g`` is not
+detached; the main head's logits are. The loss is proportional to the anchor's weight of its own class,
+``w_i[y_i]``, so its gradient lowers the true class's probability: the weighting network's own CE balances
+that, but flowing into the main head it undid the classifier (MR, ``head`` with the gradient: validation
+accuracy 0.24 after 2 epochs, where ``ce`` reaches 0.79), so ``head`` uses the head's current confidence
+as the weights and trains the head by CE alone.
 
 ``lam`` and ``temperature`` left ``None`` are resolved per loss (``options.loss_default``: 0.5 and 0.3 for
 ``lcl+ce``, else 0.8 and 0.1), so the config (and the train manifest) holds the values used.
@@ -350,9 +355,10 @@ class Objective(nn.Module):
 
     def _weighting_logits(self, logits: Tensor | None, labels: Tensor, features: dict[str, Tensor] | None,
                           parts: dict[str, Tensor]) -> Tensor:
-        """The class logits of LCL's ``g`` (not detached); a weighting network's CE goes to ``ce_weighting``."""
+        """The class logits of LCL's ``g``: the separate weighting network's (not detached; its CE goes to
+        ``ce_weighting``), or the main head's, detached (see the module docstring)."""
         if self.weighting is None:
-            return logits
+            return logits.detach()
         if features is None:
             raise ValueError("Expected the batch's tokenised 'features' for the weighting network")
         weighting_logits = self.weighting(features)  # [B, C]

@@ -202,3 +202,19 @@ def test_per_loss_defaults_resolve_only_when_unset():
     assert (ObjectiveConfig(loss="lcl+ce").lam, ObjectiveConfig(loss="lcl+ce").temperature) == (0.5, 0.3)
     given = ObjectiveConfig(loss="lcl+ce", lam=0.9, temperature=0.05)
     assert (given.lam, given.temperature) == (0.9, 0.05)
+
+
+def test_lcl_head_mode_weighs_with_the_head_but_trains_it_by_ce_alone():
+    """--lcl-weighting head: the head's softmax weighs the negatives, but LCL's gradient (which lowers the
+    probability of the true class, the loss being proportional to it) does not reach the head."""
+    torch.manual_seed(0)
+    objective = Objective(ObjectiveConfig(loss="lcl+ce", lcl_weighting="head"), 3)
+    embeddings = torch.randn(6, 8, requires_grad=True)
+    head = torch.nn.Linear(8, 3)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    parts = objective(embeddings, head(embeddings), labels)
+    parts["lcl"].backward(retain_graph=True)
+    assert head.weight.grad is None or not head.weight.grad.any()
+    assert embeddings.grad.abs().sum() > 0
+    uniform = objective.embedding_loss(embeddings, labels, weights=torch.full((6, 3), 1 / 3))["lcl"]
+    assert not torch.isclose(parts["lcl"], uniform)  # the head's weights were used, not ignored
