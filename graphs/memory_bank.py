@@ -17,7 +17,7 @@ __all__ = ["MemoryBank", "default_nlist"]
 logger = logging.getLogger(__name__)
 
 INDEXES = ("flat", "ivf")
-NPROBE = 16  # inverted lists visited per query by index="ivf"
+NPROBE = 8  # inverted lists visited per query by index="ivf"
 # IVF k-means: at least this many training rows per list (FAISS subsamples above IVF_TRAIN_POINTS_PER_LIST
 # per list, with a fixed seed), and FAISS's default 10 iterations.
 IVF_MIN_POINTS_PER_LIST = 39
@@ -68,7 +68,7 @@ class MemoryBank(nn.Module):
             storage). (default: ``"flat"``)
         nlist (int, optional): Inverted lists of ``"ivf"``; :obj:`None` for :func:`default_nlist` of the
             filled rows (always at most the number of filled rows). (default: :obj:`None`)
-        nprobe (int, optional): Lists visited per query by ``"ivf"``. (default: ``16``)
+        nprobe (int, optional): Lists visited per query by ``"ivf"``. (default: ``8``)
 
     Shapes:
         - **storage:** embeddings :math:`(S, D)`, labels :math:`(S)` (``-1`` = never filled)
@@ -97,6 +97,7 @@ class MemoryBank(nn.Module):
         self.size, self.dim, self.metric, self.backend = size, dim, metric, backend
         self.index, self.nlist, self.nprobe = index, nlist, nprobe
         self._ivf = self._quantizer = None  # the FAISS index of index="ivf", (re)built lazily after fill()
+        self._last_lists = None  # (queries [Q, D], nearest list [Q]) of the last ivf search, for update()
         self.last_build_s: float | None = None  # seconds the last IVF training + filling took
         self.register_buffer("embeddings", torch.zeros(size, dim, dtype=dtype), persistent=False)
         self.register_buffer("labels", torch.full((size,), -1, dtype=torch.long), persistent=False)
@@ -237,6 +238,7 @@ class MemoryBank(nn.Module):
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
         ivf.add_with_ids(rows, row_ids)
         self._ivf, self._quantizer = ivf, quantizer  # the quantizer must outlive the index
+        self._last_lists = None
         self.last_build_s = time.perf_counter() - start
         logger.debug("MemoryBank: IVF index of %d rows, nlist=%d, built in %.2f s", ids.numel(), nlist,
                      self.last_build_s)
@@ -247,9 +249,24 @@ class MemoryBank(nn.Module):
         if self.embeddings.is_cuda:  # pragma: no cover - the index is CPU only; rebuilt once back on CPU
             self._ivf = None
             return
-        rows, row_ids = self._ivf_rows(torch.unique(indices))
+        ids = torch.unique(indices)  # [n], sorted
+        rows, row_ids = self._ivf_rows(ids)
         self._ivf.remove_ids(faiss.IDSelectorArray(row_ids.size, faiss.swig_ptr(row_ids)))
-        self._ivf.add_with_ids(rows, row_ids)
+        lists = self._searched_lists(indices, ids)
+        if lists is None:
+            self._ivf.add_with_ids(rows, row_ids)
+        else:  # the rows are the last search's queries: skip a second coarse assignment
+            self._ivf.add_core(row_ids.size, faiss.swig_ptr(rows), faiss.swig_ptr(row_ids), faiss.swig_ptr(lists))
+
+    def _searched_lists(self, indices: Tensor, ids: Tensor):
+        """The nearest lists of rows ``ids`` (sorted ``indices``) when the last search's queries are exactly the
+        rows just written at ``indices`` (G-Loss searches a batch, then updates its rows): int64 ``[n]``."""
+        if self._last_lists is None or ids.numel() != indices.numel():  # duplicate ids: which write won?
+            return None
+        queries, nearest = self._last_lists
+        if queries.shape != (indices.numel(), self.dim) or not torch.equal(queries, self.embeddings[indices].float()):
+            return None
+        return nearest[torch.argsort(indices).numpy()]  # [n], in the order of ids
 
     def _ivf_search(self, queries: Tensor, k: int, exclude: Tensor | None,
                     num_filled: int) -> tuple[Tensor, Tensor]:
@@ -261,8 +278,12 @@ class MemoryBank(nn.Module):
         fetch = min(k + (0 if drop is None else drop.size(1)), num_filled)
         if k > fetch:
             raise ValueError(f"Expected 'k' to be at most {fetch} (got {k})")
-        self._ivf.nprobe = min(self.nprobe, self._ivf.nlist)
-        dist, idx = self._ivf.search(queries.float().contiguous().numpy(), fetch)
+        nprobe = min(self.nprobe, self._ivf.nlist)
+        self._ivf.nprobe = nprobe
+        q = queries.float().contiguous()
+        near_dist, near_lists = self._quantizer.search(q.numpy(), nprobe)  # [Q, nprobe] nearest lists
+        self._last_lists = (q, near_lists[:, 0].copy())
+        dist, idx = self._ivf.search_preassigned(q.numpy(), fetch, near_lists, near_dist)
         scores = torch.from_numpy(dist).to(queries.dtype)  # [Q, fetch]
         index = torch.from_numpy(idx).long()  # [Q, fetch], -1 where the probed lists ran out
         bad = index < 0  # [Q, fetch]

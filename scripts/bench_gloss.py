@@ -59,7 +59,7 @@ MODES = {
 }
 BANK_SIZES = {"bank100k": 100_000, "bank1m": 1_000_000}
 BANK_BATCH = 128
-NPROBES = (4, 8, 16, 32, 64)
+NPROBES = (4, 6, 8, 16, 32, 64)
 MIXTURE_NOISE = 0.75
 SENTENCES = [
     "The central bank left its benchmark interest rate unchanged on Thursday.",
@@ -220,6 +220,7 @@ def _worker_bank_index(cfg: dict) -> dict:
     gen = torch.Generator().manual_seed(1)
     queries, qlabels = _bank_rows(centres, centre_labels, 4 * BANK_BATCH, seed=1)
     own = torch.randperm(size, generator=gen)[:4 * BANK_BATCH]
+    out["nprobe_default"] = bank.nprobe  # MemoryBank's default, before the sweep changes it
     out["nprobe_sweep"] = _bank_sweep(bank, queries, qlabels, own, cfg)
     return out
 
@@ -380,9 +381,8 @@ def _bank_index_cases(args) -> None:
 def _bank_summary(results: dict, step: dict, args) -> dict:
     """``bank<size>_ms_B128`` (ivf at the default nprobe), ``overhead_*`` (its ratio to a MiniLM step), and
     per size and index: step ms, search ms and recall@10 per nprobe, IVF build seconds and memory."""
-    from graphs.memory_bank import NPROBE
-
-    summary = {"summary": True, "cases": "bank-index", "threads": args.threads, "nprobe_default": NPROBE,
+    nprobe = next((out["nprobe_default"] for out in results.values() if "nprobe_default" in out), None)
+    summary = {"summary": True, "cases": "bank-index", "threads": args.threads, "nprobe_default": nprobe,
                "minilm_step_s_B128_L128": step.get("median_s"), "minilm_step_cpu_s": step.get("cpu_median_s"),
                "load_average": [round(v, 2) for v in os.getloadavg()]}
     for (mode, index), out in results.items():
@@ -394,7 +394,7 @@ def _bank_summary(results: dict, step: dict, args) -> dict:
                                         "search_ms": round(1000 * e["search"]["median_s"], 1),
                                         "search_cpu_ms": round(1000 * e["search"]["cpu_median_s"], 1),
                                         "recall_at_10": e["recall_at_10"]} for e in out["nprobe_sweep"]}
-        chosen = by_nprobe.get(str(NPROBE) if index == "ivf" else "None")
+        chosen = by_nprobe.get(str(nprobe) if index == "ivf" else "None")
         summary[f"{mode}_{index}"] = {"ms_B128": chosen["step_ms"], "cpu_ms_B128": chosen["step_cpu_ms"],
                                       "search_ms_B128": chosen["search_ms"],
                                       "recall_at_10": chosen["recall_at_10"], "by_nprobe": by_nprobe,

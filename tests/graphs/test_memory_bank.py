@@ -154,10 +154,15 @@ def test_gloss_bank_with_ivf_gives_finite_loss_and_gradient():
     torch.testing.assert_close(bank.embeddings[batch], torch.nn.functional.normalize(emb.detach(), dim=1))
     stored = torch.from_numpy(bank._ivf.reconstruct_batch(batch.numpy()))  # the index moved the rows too
     torch.testing.assert_close(stored, bank.embeddings[batch])
+    import faiss  # each row was filed under its nearest list (taken from the search, not recomputed)
+
+    assert bank._searched_lists(batch, torch.unique(batch)) is not None  # the update reused the search's lists
+    nearest = bank._ivf.quantizer.search(bank.embeddings[batch].numpy(), 1)[1][:, 0]
+    assert [faiss.lo_listno(bank._ivf.direct_map.get(int(i))) for i in batch] == nearest.tolist()
 
 
 def test_ivf_options_errors_and_repr():
-    assert "index='ivf', nlist=None, nprobe=16" in repr(MemoryBank(5, 4, index="ivf"))
+    assert "index='ivf', nlist=None, nprobe=8" in repr(MemoryBank(5, 4, index="ivf"))
     assert "index" not in repr(MemoryBank(5, 4))
     with pytest.raises(ValueError, match=r"Expected 'index' to be one of \('flat', 'ivf'\) \(got 'hnsw'\)"):
         MemoryBank(5, 4, index="hnsw")
