@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 
 INDEXES = ("flat", "ivf")
 NPROBE = 8  # inverted lists visited per query by index="ivf"
-# IVF k-means: at least this many training rows per list (FAISS subsamples above IVF_TRAIN_POINTS_PER_LIST
-# per list, with a fixed seed), and FAISS's default 10 iterations.
+# IVF k-means (FAISS's 10 iterations): default_nlist keeps at least IVF_MIN_POINTS_PER_LIST training rows per
+# list, and FAISS subsamples (seeded) to IVF_TRAIN_POINTS_PER_LIST rows per list.
 IVF_MIN_POINTS_PER_LIST = 39
 IVF_TRAIN_POINTS_PER_LIST = 64
 IVF_SEED = 1234
@@ -46,7 +46,8 @@ class MemoryBank(nn.Module):
     squared L2 for l2), keyed by bank row id (``add_with_ids``, a hash-table direct map so ``remove_ids``
     costs the batch, not the bank). It holds a second copy of the filled rows; it is trained (k-means on
     at most ``64 * nlist`` rows) and filled at the first search after :meth:`fill`, or by
-    :meth:`build_index`, and :meth:`update` moves each updated row (``remove_ids`` + ``add_with_ids``).
+    :meth:`build_index`, and :meth:`update` moves each updated row (``remove_ids``, then ``add_with_ids``;
+    or ``add_core`` under the nearest lists the preceding search computed, when the rows are its queries).
     A search over-fetches ``k + m`` ids and drops the excluded ones; a query whose probed lists hold
     fewer than :obj:`k` usable rows is answered by exact search. Scores stay exact (cosine similarity
     or squared distance of the stored rows); only which rows are found is approximate. HNSW is not
