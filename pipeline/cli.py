@@ -262,6 +262,10 @@ def train_options(func):
                      show_default=True,
                      help="G-Loss batch graph: dense (paper), knn (in batch), bank (batch + memory bank)."),
         click.option("--k", type=click.IntRange(min=1), default=o.K, show_default=True, help="G-Loss kNN neighbours."),
+        click.option("--bank-index", type=click.Choice(o.BANK_INDEXES), default=o.DEFAULT_BANK_INDEX,
+                     show_default=True, help="--graph bank: exact search (flat) or a FAISS IVF index (ivf, CPU)."),
+        click.option("--nprobe", type=int, default=o.NPROBE, show_default=True,
+                     help="--bank-index ivf: inverted lists visited per query (more: better recall, slower)."),
         click.option("--loss-form", type=click.Choice(o.LOSS_FORMS), default=o.DEFAULT_LOSS_FORM, show_default=True,
                      help="G-Loss (--variant gloss): NLL of propagated probabilities (paper) or the released "
                           "code's form."),
@@ -339,7 +343,8 @@ def _train_config(opts: dict):
 
     objective = ObjectiveConfig(
         loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=_parse_sigma(opts["sigma"]),
-        graph=opts["graph_mode"], k=opts["k"], loss_form=opts["loss_form"], variant=opts["variant"],
+        graph=opts["graph_mode"], k=opts["k"], bank_index=opts["bank_index"], nprobe=opts["nprobe"],
+        loss_form=opts["loss_form"], variant=opts["variant"],
         class_weights=opts["class_weights"], temperature=opts["temperature"], margin=opts["margin"],
         lcl_weighting=opts["lcl_weighting"],
     )

@@ -23,6 +23,9 @@ DEFAULT_VARIANT = "gloss"
 GAMMA = 0.6  # share of batch nodes whose labels stay visible
 LAMBDA = 0.8  # weight of the graph/contrastive part
 K = 10  # neighbours: G-Loss kNN batch graphs, the corpus graph, evaluate's propagation, inspect
+BANK_INDEXES = ("flat", "ivf")  # --graph bank's search: exact, or a FAISS IVF index (graphs.memory_bank agrees)
+DEFAULT_BANK_INDEX = "flat"
+NPROBE = 8  # inverted lists an ivf bank search visits (graphs.memory_bank agrees)
 
 # Sigma. The corpus heuristics are computed once by `gloss embed` on the pre-trained train embeddings; the
 # batch heuristics are recomputed by G-Loss on every batch's (L2-normalised) embeddings.

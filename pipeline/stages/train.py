@@ -120,6 +120,8 @@ class TrainConfig:
                 "textgcn": ("method", "gcn"),
                 "bertgcn": ("method", "encoder", "loop", "gcn")}[self.method]
         out = {k: full[k] for k in keep} | {"preset": self.preset}
+        if "objective" in out and self.objective.bank_index == options.DEFAULT_BANK_INDEX:  # earlier runs' hashes
+            out["objective"] = {k: v for k, v in out["objective"].items() if k not in ("bank_index", "nprobe")}
         if not self.write_test_outputs:
             out["write_test_outputs"] = False
         if self.method == "textgcn":
@@ -138,6 +140,11 @@ def check_config(config: TrainConfig) -> None:
     obj = config.objective
     _check_choice("--loss", obj.loss, options.LOSSES)
     _check_choice("--graph", obj.graph, options.GRAPH_MODES)
+    _check_choice("--bank-index", obj.bank_index, options.BANK_INDEXES)
+    if obj.bank_index != options.DEFAULT_BANK_INDEX and obj.graph != "bank":
+        raise GlossError(f"--bank-index {obj.bank_index}: applies to --graph bank only (got --graph {obj.graph})")
+    if obj.nprobe < 1:
+        raise GlossError(f"--nprobe {obj.nprobe}: must be at least 1")
     _check_choice("--loss-form", obj.loss_form, options.LOSS_FORMS)
     _check_choice("--variant", obj.variant, options.VARIANTS)
     _check_choice("--class-weights", obj.class_weights, options.CLASS_WEIGHTS)

@@ -62,6 +62,8 @@ class ObjectiveConfig:
     sigma: float | str = options.DEFAULT_SIGMA
     graph: str = options.DEFAULT_GRAPH_MODE
     k: int = options.K
+    bank_index: str = options.DEFAULT_BANK_INDEX  # graph="bank": "flat" (exact) | "ivf"
+    nprobe: int = options.NPROBE  # bank_index="ivf": inverted lists visited per query
     loss_form: str = options.DEFAULT_LOSS_FORM
     variant: str = options.DEFAULT_VARIANT
     class_weights: str = options.DEFAULT_CLASS_WEIGHTS  # "none" | "balanced", resolved by the train stage
@@ -103,7 +105,7 @@ def _g_loss(config: ObjectiveConfig, ctx: _Context) -> nn.Module:
             raise ValueError("Expected 'train_size' and 'dim' (the memory bank's shape) for graph='bank'")
         from graphs.memory_bank import MemoryBank
 
-        bank = MemoryBank(ctx.train_size, ctx.dim)
+        bank = MemoryBank(ctx.train_size, ctx.dim, index=config.bank_index, nprobe=config.nprobe)
     return GLoss(graph=config.graph, variant=config.variant, sigma=ctx.sigma, gamma=config.gamma, k=config.k,
                  loss_form=config.loss_form, class_weights=ctx.class_weights, num_classes=ctx.num_classes,
                  combined=config.loss == "gloss+ce", seed=ctx.seed, memory_bank=bank,

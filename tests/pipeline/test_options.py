@@ -31,6 +31,14 @@ def test_g_loss_vocabularies_and_defaults_agree():
         options.GAMMA, options.K, options.DEFAULT_GRAPH_MODE, options.DEFAULT_LOSS_FORM, options.DEFAULT_VARIANT)
 
 
+def test_memory_bank_index_vocabulary_and_nprobe_agree():
+    from graphs import memory_bank
+
+    assert options.BANK_INDEXES == memory_bank.INDEXES and options.DEFAULT_BANK_INDEX in options.BANK_INDEXES
+    defaults = _defaults(memory_bank.MemoryBank)
+    assert (defaults["index"], defaults["nprobe"]) == (options.DEFAULT_BANK_INDEX, options.NPROBE)
+
+
 def test_sigma_names_agree():
     from graphs import sigma
 

@@ -82,6 +82,36 @@ def test_gloss_ce_on_the_bank_graph_refills_the_bank_every_epoch(run, monkeypatc
     assert "logits_test.npy" in manifest["outputs"]
 
 
+def test_gloss_ce_on_an_ivf_bank_trains_and_records_the_index(run, monkeypatch):
+    from pipeline.training.objectives import Objective
+
+    banks = []
+    original = Objective.on_epoch_start
+
+    def spy(self, encode_train):
+        original(self, encode_train)
+        banks.append(self.embedding_loss.memory_bank)
+
+    monkeypatch.setattr(Objective, "on_epoch_start", spy)
+    result = _gloss("train", "--run-dir", run, "--loss", "gloss+ce", "--graph", "bank", "--k", "3",
+                    "--bank-index", "ivf", "--nprobe", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert (banks[0].index, banks[0].nprobe) == ("ivf", 2) and banks[0]._ivf is not None  # searched with the index
+    objective = _manifest(run, "train")["config"]["objective"]
+    assert (objective["bank_index"], objective["nprobe"]) == ("ivf", 2)
+    assert _history(run)[0]["train_g_loss"] > 0
+
+
+def test_flat_bank_runs_keep_their_stage_config():
+    """The default --bank-index flat leaves the train stage config (and so every earlier run's hash) as it was."""
+    from pipeline.stages.train import TrainConfig
+    from pipeline.training.objectives import ObjectiveConfig
+
+    assert "bank_index" not in TrainConfig().stage_config()["objective"]
+    ivf = TrainConfig(objective=ObjectiveConfig(graph="bank", bank_index="ivf", nprobe=4)).stage_config()
+    assert (ivf["objective"]["bank_index"], ivf["objective"]["nprobe"]) == ("ivf", 4)
+
+
 def test_standalone_gloss_on_knn_graphs_with_loss_form_and_dicm_from_the_cli(run):
     result = _gloss("train", "--run-dir", run, "--loss", "gloss", "--graph", "knn", "--k", "3",
                     "--loss-form", "released", "--sigma", "dicm", *FAST)
@@ -102,6 +132,8 @@ def test_standalone_gloss_on_knn_graphs_with_loss_form_and_dicm_from_the_cli(run
     (["--variant", "released", "--loss-form", "released"], "--loss-form released: applies to --variant gloss only"),
     (["--variant", "released", "--graph", "knn"], "--variant released: the released code builds dense batch graphs"),
     (["--milestones", "ten"], "--milestones ten: expected a comma list of epochs"),
+    (["--bank-index", "ivf", "--graph", "knn"], "--bank-index ivf: applies to --graph bank only (got --graph knn)"),
+    (["--graph", "bank", "--bank-index", "ivf", "--nprobe", "0"], "--nprobe 0: must be at least 1"),
 ])
 def test_g_loss_option_conflicts_are_one_line_errors(embedded, args, message):
     result = CliRunner().invoke(main, ["train", "--run-dir", str(embedded), *args, *FAST])
