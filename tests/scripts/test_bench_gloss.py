@@ -1,21 +1,16 @@
 """scripts/bench_gloss.py's bank-index cases on a CPU without running them: the mixture rows and the summary keys."""
 
-import importlib.util
 import types
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.script_module import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_gloss", ROOT / "scripts" / "bench_gloss.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_gloss")
 
 
 def test_bank_rows_are_unit_rows_near_their_centres(bench):

@@ -1,7 +1,6 @@
 """The GPU suite's driver (scripts/gpu_suite.py) on a CPU: its spec, the budget stop, the summary and the exit
 code, with stand-in runs (the real tiny suite is a CI step: `bash scripts/gpu_suite.sh --tiny`)."""
 
-import importlib.util
 import json
 import sys
 import time
@@ -10,16 +9,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.compare.spec import read_spec
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts.script_module import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("gpu_suite", ROOT / "scripts" / "gpu_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_suite")
 
 
 def test_tiny_and_full_presets(suite, tmp_path):
