@@ -25,11 +25,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # compare_baselines' helpers
 
 from pipeline.atomic import write_text_atomic  # noqa: E402
 
 OUT = Path("results/tuned")
 SPEC = "scripts/sweep_tuned.toml"
+MR_SPEC = "scripts/sweep_tuned_mr.toml"  # its MR half
 DATASETS = ("mr", "R8")  # MR first: its epochs are the cheaper ones
 LOSSES = ("ce", "scl+ce", "gloss+ce", "lcl+ce")
 # The same for every loss: the budget of the issue, the partial fine-tuning this CPU affords, a pruner that can
@@ -121,12 +123,46 @@ def write_summary(summary: list[dict]) -> None:
     write_text_atomic(OUT / "tuning.md", "\n".join(lines) + "\n")
 
 
-def write_status(done: list[str], todo: list[str]) -> None:
+def write_status() -> None:
+    """status.md: which studies and final runs have finished, read from the run directories."""
+    from pipeline.compare.sweep import is_finished
+
+    done, todo = [], []
+    for dataset in DATASETS:
+        for loss in LOSSES:
+            finished = (tune_run_dir(dataset, loss) / "tune" / "best.json").is_file()
+            (done if finished else todo).append(f"study {dataset} {loss}")
+    for run in final_runs():
+        (done if is_finished(run) else todo).append(f"final run {run.name}")
     lines = ["# Issue 15 measurement: status", "",
-             f"Updated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `scripts/measure_tuned.py`.", "", "Done:", ""]
-    lines += [f"- {item}" for item in done] or ["- nothing yet"]
-    lines += ["", "Still to run:", ""] + ([f"- {item}" for item in todo] or ["- nothing"])
+             f"Updated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `scripts/measure_tuned.py`.", "",
+             f"Done ({len(done)}):", ""] + [f"- {item}" for item in done]
+    lines += ["", f"Still to run ({len(todo)}):", ""] + [f"- {item}" for item in todo]
     write_text_atomic(OUT / "status.md", "\n".join(lines) + "\n")
+
+
+def final_runs() -> list[Path]:
+    """The run directories of the final sweep (the MR half alone while an R8 study is unfinished)."""
+    from pipeline.compare.spec import read_spec
+    from pipeline.errors import GlossError
+
+    try:
+        return [OUT / "runs" / run.run_name for run in read_spec(SPEC)]
+    except GlossError:  # an R8 study has not finished: its runs cannot be named yet
+        return [OUT / "runs" / run.run_name for run in read_spec(MR_SPEC)]
+
+
+def aggregate_finals(data_root: str) -> None:
+    """The comparison table, plots and kept metrics of every final run that has finished so far."""
+    from compare_baselines import grouped_by_dataset, keep_metrics
+
+    from pipeline.compare.stage import run_compare
+    from pipeline.compare.sweep import is_finished
+
+    finished = grouped_by_dataset([str(d) for d in final_runs() if is_finished(d)])
+    if finished:
+        run_compare(None, finished, OUT, data_root, "gloss+ce:ce", echo=print)
+        keep_metrics(finished, OUT / "metrics")
 
 
 def main() -> int:
@@ -137,14 +173,14 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     studies = [(d, loss) for d in DATASETS for loss in LOSSES]
     if not args.aggregate_only:
-        for index, (dataset, loss) in enumerate(studies):
-            write_status([f"tune {d} {x}" for d, x in studies[:index]],
-                         [f"tune {d} {x}" for d, x in studies[index:]] + ["final runs (3 seeds)"])
+        for dataset, loss in studies:
+            write_status()
             tune(dataset, loss, args.data_root)
-        write_status([f"tune {d} {x}" for d, x in studies], ["final runs (3 seeds)"])
+        write_status()
         step(["gloss", "compare", "--spec", SPEC, "--out", str(OUT), "--data-root", args.data_root,
               "--pair", "gloss+ce:ce"], OUT / "logs" / "compare.log")
-        write_status([f"tune {d} {x}" for d, x in studies] + ["final runs (3 seeds)"], [])
+    aggregate_finals(args.data_root)
+    write_status()
     summary = tuned_summary()
     write_text_atomic(OUT / "tuned.json", json.dumps([{k: v for k, v in row.items() if k != "trials_csv"}
                                                       for row in summary], indent=2) + "\n")
