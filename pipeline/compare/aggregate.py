@@ -61,9 +61,11 @@ def method_name(run_dir: Path, train_summary: dict) -> str:
 
 
 def dataset_label(prepare_config: dict) -> str:
-    """The dataset name, marked when a ``--limit`` slice was used (so slices never pass for full data)."""
-    limit = prepare_config.get("limit")
-    return prepare_config["dataset"] + (f" (train<={limit})" if limit else "")
+    """The dataset name, marked when a ``--limit`` / ``--limit-test`` slice was used (so slices never pass for
+    full data, nor a sliced test set for the whole one)."""
+    limits = [f"{split}<={prepare_config[key]}" for split, key in (("train", "limit"), ("test", "limit_test"))
+              if prepare_config.get(key)]
+    return prepare_config["dataset"] + (f" ({', '.join(limits)})" if limits else "")
 
 
 def benchmark_name(label: str) -> str:

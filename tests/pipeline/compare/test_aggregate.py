@@ -130,3 +130,13 @@ def test_run_identity_ignores_the_training_seed_and_places_but_not_the_split_see
     assert moved == run_config_hash(prepare, train)
     assert run_config_hash({**prepare, "seed": 1}, train) != run_config_hash(prepare, train)
     assert run_config_hash(prepare, {**train, "loop": {"seed": 0, "lr": 1e-5}}) != run_config_hash(prepare, train)
+
+
+def test_dataset_label_marks_train_and_test_slices():
+    from pipeline.compare.aggregate import benchmark_name, dataset_label
+
+    assert dataset_label({"dataset": "R8"}) == "R8"
+    assert dataset_label({"dataset": "R8", "limit": 1000}) == "R8 (train<=1000)"
+    assert dataset_label({"dataset": "R8", "limit": 1000, "limit_test": 444}) == "R8 (train<=1000, test<=444)"
+    assert dataset_label({"dataset": "mr", "limit_test": 500}) == "mr (test<=500)"
+    assert benchmark_name(dataset_label({"dataset": "R8", "limit": 10, "limit_test": 5})) == "R8"
