@@ -88,7 +88,7 @@ class _Reader:
         return text
 
     def table(self, path: Path, required: tuple[str, ...]):
-        frame = _read_jsonl(path, self.decode(path)) if path.suffix == ".jsonl" else _read_csv(path, self.decode(path))
+        frame = _read_jsonl(path, self.decode(path)) if path.suffix == ".jsonl" else read_csv_text(path, self.decode(path))
         _check_columns(frame, path, required)
         extra = [str(c) for c in frame.columns if c not in (*required, "source_row")]
         if extra:
@@ -105,7 +105,9 @@ class _Reader:
         return RawDataset(name, frames, files, layout, split_files, self.encodings, self.ignored_columns)
 
 
-def _read_csv(path: Path, text: str):
+def read_csv_text(path: Path, text: str):
+    """The rows of CSV ``text`` (decoded from ``path``) as strings, plus ``source_row`` (1-based); one-line errors
+    naming ``path`` for an unreadable or empty file."""
     import pandas as pd
 
     try:

@@ -28,13 +28,12 @@ def read_documents(path: str | Path, encoding: str = options.ENCODING) -> list[s
         raise GlossError(f"--input {path}: file not found")
     text, _ = decode_file(path, encoding)
     if path.suffix == ".csv":
-        import io
+        from pipeline.datasets import read_csv_text
 
-        import pandas as pd
-
-        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
+        frame = read_csv_text(path, text)
         if "text" not in frame:
-            raise GlossError(f"{path}: missing column 'text' (found: {', '.join(frame.columns)})")
+            columns = [c for c in frame.columns if c != "source_row"]
+            raise GlossError(f"{path}: missing column 'text' (found: {', '.join(columns)})")
         return frame["text"].tolist()
     if path.suffix == ".jsonl":
         docs = []

@@ -44,3 +44,22 @@ def test_predict_input_encoding(tmp_path):
     assert read_documents(path, "cp1252") == ["na\u00efve \u2013 film", "second"]
     with pytest.raises(GlossError, match="docs.txt: line 1: bytes that are not utf-8"):
         read_documents(path, "utf-8")
+
+
+def test_predict_csv_input_errors_name_the_file(tmp_path):
+    """A malformed or empty --input CSV is a one-line GlossError naming it (was a pandas traceback)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text('text,label\n"unclosed quote,a\nb,c,d,e\n')
+    with pytest.raises(GlossError, match=r"bad\.csv: not a readable CSV"):
+        read_documents(bad)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(GlossError, match=r"empty\.csv: the file is empty"):
+        read_documents(empty)
+    other = tmp_path / "other.csv"
+    other.write_text("body\nhello\n")
+    with pytest.raises(GlossError, match=r"other\.csv: missing column 'text' \(found: body\)$"):
+        read_documents(other)
+    good = tmp_path / "good.csv"
+    good.write_text("text\nhello\n")
+    assert read_documents(good) == ["hello"]
