@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -111,8 +112,14 @@ def cost_lines() -> list[str]:
         parts = line.split()
         kind = parts[4] if parts[3].endswith("gloss") else parts[3]
         totals[kind] = totals.get(kind, 0.0) + float(parts[2].rstrip("s"))
+    totals.pop("compare", None)  # a sweep's own wall time; its runs are counted one by one below
+    runs = [float(seconds) for log in sorted((OUT / "logs").glob("compare*.log"))
+            for seconds in re.findall(r": done in (\d+(?:\.\d+)?)s", log.read_text())]
+    totals["final runs"] = sum(runs)
     shown = ", ".join(f"{kind} {seconds / 60:.1f} min" for kind, seconds in totals.items())
-    return [f"Wall time of the steps (`progress.log`): {shown}; in all **{sum(totals.values()) / 3600:.2f} h**."]
+    return [f"Wall time of the steps (`progress.log`; the final runs from the sweeps' logs, {len(runs)} runs): "
+            f"{shown}; in all **{sum(totals.values()) / 3600:.2f} h** of one process (two ran side by side "
+            "for most of it, each with one torch thread, on the 2-core machine)."]
 
 
 def write_summary(summary: list[dict]) -> None:
