@@ -129,8 +129,14 @@ test suite and a benchmark), no GPU; 2026-12-02. Data: `../shared/data/{mr,R8}`,
 validation rows carved from the training file per seed).
 
     GLOSS_DATA=../shared/data python scripts/measure_tuned.py        # the studies, then the final sweep
-    bash scripts/measure_tuned_second_lane.sh                         # a second process beside it (see below)
     python scripts/measure_tuned.py --aggregate-only                  # these tables from what has finished
+
+`measure_tuned.py` alone runs everything in one process. Here two processes ran side by side to fit the
+session: the driver ran the studies in order (MR, then R8), while `gloss compare --spec
+scripts/sweep_tuned_mr.toml` trained the MR final runs; then `scripts/measure_tuned_second_lane.sh` ran R8's
+lcl+ce study and R8's lcl+ce and gloss+ce final runs (`scripts/sweep_tuned_r8_second.toml`), and `gloss compare
+--spec scripts/sweep_tuned_r8_first.toml` R8's ce and scl+ce ones. These specs hold the same runs as
+`scripts/sweep_tuned.toml` (the same run directories), so the driver skips them as finished.
 
 Protocol, the same for every loss: `--train-layers 1` (the top transformer layer trained on cached outputs of
 the 5 frozen lower ones), max length 128, batch 32, one torch thread per process. **Tuning:** `gloss tune`,
@@ -152,6 +158,8 @@ Deviations, said here so no number passes for what it is not:
 - The MR `gloss+ce` study's first trials ran with two torch threads while other jobs held the cores (OpenMP
   stalls: 25 docs/s where one thread gives 160); the driver was restarted with one thread, and that study's
   seconds below include the slow trials. Trials cut by the restarts are not counted in the wall time.
+- R8 `lcl+ce`: for three minutes a second `gloss tune` worked on the same study; it was killed, and its
+  trial (number 2) stays a stale running trial, not counted; the study's 6 counted trials are the other ones.
 - `--train-layers 1`, 2-epoch trials and at most 4 final epochs are what this CPU affords, not the paper's
   protocol (full fine-tuning of BERT-base): compare the losses with each other, not with published numbers.
 """
