@@ -165,12 +165,32 @@ Deviations, said here so no number passes for what it is not:
 """
 
 
+def compact_table(summary: list[dict]) -> list[str]:
+    """Markdown rows: per dataset and loss, the final runs' test accuracy and macro-F1 (mean ± std over the
+    seeds that finished) beside the tuned values and their validation score (the README's table)."""
+    results = OUT / "results.json"
+    aggregated = json.loads(results.read_text())["aggregated"] if results.is_file() else []
+    finals = {(row["dataset"], row["method"]): row for row in aggregated}
+    lines = ["| dataset | loss | test accuracy (%) | test macro-F1 (%) | seeds | tuned values | val macro-F1 |",
+             "|---|---|---|---|---|---|---|"]
+    for row in summary:
+        final = finals.get((row["dataset"], row["loss"]))
+        shown = ["not run yet"] * 2 + ["0"] if final is None else [
+            f"{100 * final[m]['mean']:.2f} ± {100 * (final[m]['std'] or 0):.2f}" for m in ("accuracy", "macro_f1")
+        ] + [str(final["accuracy"]["n"])]
+        lines.append(f"| {row['dataset']} | {row['loss']} | {' | '.join(shown)} | {_params(row['best'])} | "
+                     f"{row['best']['value']:.4f} |")
+    return lines
+
+
 def write_summary(summary: list[dict]) -> None:
     """README.md (protocol, the final runs' table, the studies, the cost) and tuning.md (the studies)."""
     studies = tuning_table(summary) + [""] + cost_lines()
     write_text_atomic(OUT / "tuning.md", "\n".join(["# The studies (`scripts/measure_tuned.py`)", ""] + studies) + "\n")
     table = (OUT / "table.md").read_text() if (OUT / "table.md").is_file() else "No final run has finished yet.\n"
+    write_text_atomic(OUT / "summary.md", "\n".join(compact_table(summary)) + "\n")
     text = ["# Tuned losses on MR and R8: lcl+ce vs scl+ce vs gloss+ce vs ce (issue 15)", "", PROTOCOL,
+            "## In short (`summary.md`)", "", *compact_table(summary), "",
             "## Final runs (test set; mean ± std over the seeds that finished)", "",
             "What has finished is in `status.md`.", "", table,
             "## The studies (validation macro-F1 of the best trial; `runs/tune-*/tune/best.json`)", "", *studies]
