@@ -189,6 +189,14 @@ def write_summary(summary: list[dict]) -> None:
     write_text_atomic(OUT / "tuning.md", "\n".join(["# The studies (`scripts/measure_tuned.py`)", ""] + studies) + "\n")
     table = (OUT / "table.md").read_text() if (OUT / "table.md").is_file() else "No final run has finished yet.\n"
     write_text_atomic(OUT / "summary.md", "\n".join(compact_table(summary)) + "\n")
+    readme = Path("README.md")
+    start, end = "<!-- results/tuned/summary.md", "<!-- end of results/tuned/summary.md -->"
+    text = readme.read_text()
+    if start in text and end in text:  # the project README shows the same table
+        head, rest = text.split(start, 1)
+        marker, _, tail = rest.partition(end)
+        marker_line = start + marker.split("\n", 1)[0] + "\n"
+        write_text_atomic(readme, head + marker_line + "\n".join(compact_table(summary)) + "\n" + end + tail)
     text = ["# Tuned losses on MR and R8: lcl+ce vs scl+ce vs gloss+ce vs ce (issue 15)", "", PROTOCOL,
             "## In short (`summary.md`)", "", *compact_table(summary), "",
             "## Final runs (test set; mean ± std over the seeds that finished)", "",
