@@ -46,20 +46,20 @@ def test_predict_input_encoding(tmp_path):
         read_documents(path, "utf-8")
 
 
-def test_predict_csv_input_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.csv", 'text,label\n"unclosed quote,a\nb,c,d,e\n', r"bad\.csv: not a readable CSV"),
+    ("empty.csv", "", r"empty\.csv: the file is empty"),
+    ("other.csv", "body\nhello\n", r"other\.csv: missing column 'text' \(found: body\)$"),
+])
+def test_predict_csv_input_errors_name_the_file(tmp_path, name, content, message):
     """A malformed or empty --input CSV is a one-line GlossError naming it (was a pandas traceback)."""
-    bad = tmp_path / "bad.csv"
-    bad.write_text('text,label\n"unclosed quote,a\nb,c,d,e\n')
-    with pytest.raises(GlossError, match=r"bad\.csv: not a readable CSV"):
-        read_documents(bad)
-    empty = tmp_path / "empty.csv"
-    empty.write_text("")
-    with pytest.raises(GlossError, match=r"empty\.csv: the file is empty"):
-        read_documents(empty)
-    other = tmp_path / "other.csv"
-    other.write_text("body\nhello\n")
-    with pytest.raises(GlossError, match=r"other\.csv: missing column 'text' \(found: body\)$"):
-        read_documents(other)
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(GlossError, match=message):
+        read_documents(path)
+
+
+def test_predict_csv_input_reads_the_text_column(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("text\nhello\n")
     assert read_documents(good) == ["hello"]
