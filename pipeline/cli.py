@@ -48,9 +48,9 @@ class StageOrderGroup(click.Group):
 
 def _refuse_torchrun_except_train(command: str | None) -> None:
     """Only `gloss train` runs data-parallel: N processes of another stage would write the same files."""
-    import os
+    from pipeline.training.distributed import launched_by_torchrun
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and command not in (None, "train"):
+    if launched_by_torchrun() and command not in (None, "train"):
         raise GlossError(f"gloss {command} under torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}): only `gloss train` "
                          "runs data-parallel; run the other stages in one process")
 

@@ -44,12 +44,11 @@ def launched_by_torchrun() -> bool:
 
 
 def current_ranks() -> Ranks:
-    """The ranks of an initialised process group, else ``Ranks()``."""
-    import torch.distributed as dist
+    """The ranks of an initialised process group of more than one process, else ``Ranks()``."""
+    from graphs.distributed import rank_and_world_size
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return Ranks()
-    return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    rank, world_size = rank_and_world_size()
+    return Ranks(rank, world_size, int(os.environ.get("LOCAL_RANK", rank)))
 
 
 def init_from_environment(device: str) -> Ranks:

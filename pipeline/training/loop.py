@@ -34,7 +34,7 @@ from pipeline.hashing import config_differences
 from pipeline.training.batching import plan_batches
 from pipeline.training.distributed import Ranks, barrier, broadcast, shard, sum_over_ranks
 from pipeline.training.objectives import Objective
-from pipeline.training.partial import FullEncoder
+from pipeline.training.partial import FullEncoder, param_groups
 from pipeline.training.precision import autocast, grad_scaler, resolve_precision
 
 logger = logging.getLogger("gloss")
@@ -216,17 +216,12 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None, fresh: list | None = None,
+def _make_optimizer(config: LoopConfig, model: nn.Module, head: nn.Module | None, encoder=None,
                     objective: Objective | None = None):
-    """AdamW/Adam: the model's trainable pre-trained weights at ``lr``; the head and ``fresh`` (new modules in
-    the model: the adapter of ``--train-layers 0``) at ``head_lr``; then what the objective trains itself (LCL's
-    weighting network)."""
-    fresh_ids = {id(p) for p in fresh or []}
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in fresh_ids],
-               "lr": config.lr}]
-    new = list(fresh or []) + (list(head.parameters()) if head is not None else [])
-    if new:
-        groups.append({"params": new, "lr": config.head_lr})
+    """AdamW/Adam: the model's trainable pre-trained weights at ``lr``; the head and the batch encoder's fresh
+    modules (the adapter of ``--train-layers 0``) at ``head_lr`` (:func:`partial.param_groups`); then what the
+    objective trains itself (LCL's weighting network)."""
+    groups = param_groups(model, encoder, config.lr, config.head_lr, head.parameters() if head is not None else ())
     if objective is not None:
         groups.extend(objective.param_groups(config.lr, config.head_lr))
     if config.optimizer == "adamw":
@@ -355,8 +350,7 @@ class _Fit:
         self.echo(f"train: {len(data.train_texts)} training documents tokenised in "
                   f"{time.perf_counter() - started:.1f}s; {steps_per_epoch} batches per epoch, "
                   f"{len(data.val_texts)} validation documents")
-        self.optimizer = _make_optimizer(config, model, head, list(getattr(encoder, "fresh_parameters", list)()),
-                                         objective)
+        self.optimizer = _make_optimizer(config, model, head, encoder, objective)
         self.schedule = _make_schedule(config, self.optimizer, steps_per_epoch)
         self.second_forward = config.second_forward and objective.combines
         self.precision = resolve_precision(config.precision, self.device)

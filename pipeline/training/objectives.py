@@ -285,11 +285,10 @@ class Objective(nn.Module):
         ``encoder_lr``, its head at ``head_lr``); empty for every other objective."""
         if self.weighting is None:
             return []
-        fresh = list(getattr(self.weighting.batch_encoder, "fresh_parameters", list)())  # the adapter of 0
-        fresh_ids = {id(p) for p in fresh}
-        encoder = [p for p in self.weighting.encoder.parameters() if p.requires_grad and id(p) not in fresh_ids]
-        return [{"params": encoder, "lr": encoder_lr},
-                {"params": list(self.weighting.head.parameters()) + fresh, "lr": head_lr}]
+        from pipeline.training.partial import param_groups
+
+        return param_groups(self.weighting.encoder, self.weighting.batch_encoder, encoder_lr, head_lr,
+                            self.weighting.head.parameters())
 
     def network_state(self) -> dict[str, Tensor]:
         """The state of the networks the objective trains (the weighting network), for checkpoints; ``{}``

@@ -334,6 +334,17 @@ def adapter(dim: int) -> nn.Module:
     return Dense(dim, dim, use_residual=True, init_weight=torch.zeros(dim, dim), init_bias=torch.zeros(dim))
 
 
+def param_groups(model, batch_encoder, lr: float, new_lr: float, new=()) -> list[dict]:
+    """Optimizer groups of ``model`` trained through ``batch_encoder``: its trainable pre-trained weights at
+    ``lr``; the batch encoder's fresh modules (the adapter of ``0``) and ``new`` parameters (a head) at ``new_lr``
+    (that group only when there is something in it)."""
+    fresh = list(getattr(batch_encoder, "fresh_parameters", list)())
+    fresh_ids = {id(p) for p in fresh}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in fresh_ids], "lr": lr}]
+    fresh += list(new)
+    return groups + ([{"params": fresh, "lr": new_lr}] if fresh else [])
+
+
 def encoder_for_copy(built, model):
     """A batch encoder of the same kind and cached inputs as ``built`` (a batch encoder of
     :func:`build_encoder`) for ``model``, another copy of the same pre-trained encoder (LCL's weighting
