@@ -200,14 +200,17 @@ def require_shared_folder(folder: Path, ranks: Ranks) -> None:
         return token
 
     token = from_main(write_token, ranks)
-    with together(ranks):
-        seen = token_file.read_text() if token_file.is_file() else None
-        if seen != token:
-            raise GlossError(
-                f"rank {ranks.rank} cannot see {token_file}, which rank 0 wrote: data-parallel training needs the "
-                "run directory on one filesystem that every process sees at the same path (a shared filesystem "
-                "on every node)")
-    from_main(lambda: token_file.unlink(missing_ok=True), ranks)
+    try:
+        with together(ranks):
+            seen = token_file.read_text() if token_file.is_file() else None
+            if seen != token:
+                raise GlossError(
+                    f"rank {ranks.rank} cannot see {token_file}, which rank 0 wrote: data-parallel training needs "
+                    "the run directory on one filesystem that every process sees at the same path (a shared "
+                    "filesystem on every node)")
+    finally:  # every rank has looked (together is a collective)
+        if ranks.main:
+            token_file.unlink(missing_ok=True)
 
 
 def sum_over_ranks(values: dict[str, float], ranks: Ranks) -> dict[str, float]:
