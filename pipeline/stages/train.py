@@ -28,7 +28,10 @@ so the protocol is part of the run's identity. ``--precision auto`` is resolved 
 
 Under ``torchrun --nproc-per-node N --no-python gloss train ...`` the stage trains data-parallel
 (:mod:`pipeline.training.distributed`): every rank runs it, rank 0 alone writes ``RUN/train`` and says what
-happens; the others train their shards and write nothing.
+happens; the others train their shards and write nothing. Across several machines the run directory must be on
+a filesystem every machine mounts at the same path (rank 0 writes the checkpoints, every rank reads them): this
+is checked before the first epoch and refused in one line otherwise. A failure on one rank (a non-finite loss,
+a validation or write error on rank 0) stops every rank with the same one-line error.
 """
 
 from __future__ import annotations
