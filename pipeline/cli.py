@@ -547,8 +547,16 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
 @main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, probe, propagation.")
 @config_option
 @run_dir_option(required=True)
-@click.option("--knn-k", type=click.IntRange(min=1), default=options.K, show_default=True,
-              help="Neighbours per node of the train+test kNN graph for transductive label propagation.")
+@click.option("--predictor", type=click.Choice(options.PREDICTORS), default=options.DEFAULT_PREDICTOR,
+              show_default=True,
+              help="The headline predictor (all are computed and reported): the head; knn = weighted vote of the k "
+                   "nearest training documents; lpa = label propagation over the kNN graph; mix = alpha * lpa + "
+                   "(1 - alpha) * head. k and alpha are chosen by validation macro-F1.")
+@click.option("--transductive", is_flag=True,
+              help="Headline lpa/mix over the graph of train + val + test (default: inductive, training graph only).")
+@click.option("--knn-k", type=click.IntRange(min=1), default=None,
+              help="Fix k of every kNN graph instead of choosing it on validation among 5, 10, 20, 50 "
+                   "(label_propagation uses 10 unless given).")
 @click.option("--tsne-max", type=click.IntRange(min=0), default=options.TSNE_MAX, show_default=True,
               help="Most test embeddings drawn in tsne.png (a seeded sample; 0 skips the plot).")
 @click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the t-SNE and of the samples.")
@@ -556,13 +564,14 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
               help="Linear probe: scikit-learn's logistic regression, the released code's (full-batch Adam on "
                    "un-normalised embeddings, early stopping on val macro-F1), or both.")
 @force_option
-def evaluate(run_dir, knn_k, tsne_max, seed, probe, force):
+def evaluate(run_dir, predictor, transductive, knn_k, tsne_max, seed, probe, force):
     """Evaluate RUN/train on the test split of RUN/prepare: head accuracy, macro-/weighted-F1, per-class report
     and confusion matrix; cosine macro-silhouette and t-SNE of the test embeddings; a linear probe and
     transductive label propagation on the embeddings. Writes RUN/evaluate/metrics.json and plots."""
     from pipeline.stages import evaluate as stage
 
-    config = stage.EvaluateConfig(knn_k=knn_k, tsne_max=tsne_max, seed=seed, probe=probe)
+    config = stage.EvaluateConfig(knn_k=knn_k, predictor=predictor, transductive=transductive, tsne_max=tsne_max,
+                                  seed=seed, probe=probe)
     manifest = stage.run(config, run_dir, force=force, echo=click.echo)
     for line in stage.summary_lines(manifest.summary):
         click.echo(line)

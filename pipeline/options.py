@@ -131,6 +131,9 @@ DEFAULT_BACKEND = "auto"
 TSNE_MAX = 2000
 PROBES = ("sklearn", "reference", "both")  # scikit-learn logistic regression, the released code's probe, or both
 DEFAULT_PROBE = "sklearn"
+# gloss evaluate / predict: what predicts the labels (the head, or the kNN graph of the embeddings)
+PREDICTORS = ("head", "knn", "lpa", "mix")
+DEFAULT_PREDICTOR = "head"
 REFERENCE_PROBE_LR = 1e-4  # the released code's standalone probe: full-batch Adam on frozen embeddings,
 REFERENCE_PROBE_EPOCHS = 50  # at most this many epochs,
 REFERENCE_PROBE_PATIENCE = 10  # stopping after this many epochs without a better val macro-F1
