@@ -488,14 +488,23 @@ def compare(spec, run_dirs, out_dir, data_root, pair, background):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here (default: standard output).")
 @click.option("--device", default=options.DEVICE, show_default=True)
+@click.option("--predictor", type=click.Choice(options.PREDICTORS), default=None,
+              help="head, knn (vote of the k nearest training documents), lpa (label propagation) or mix "
+                   "(alpha * lpa + (1 - alpha) * head), with the k and alpha `gloss evaluate` chose on validation "
+                   "[default: the predictor `gloss evaluate --predictor` chose, else head].")
+@click.option("--transductive", is_flag=True,
+              help="lpa/mix: propagate over the training documents and all given documents together (default: "
+                   "each document on its own).")
 @encoding_option
-def predict(run_dir, input_path, output, device, encoding):
-    """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
+def predict(run_dir, input_path, output, device, predictor, transductive, encoding):
+    """Predict labels for new documents with a run's fine-tuned encoder and its head or graph (the inductive
+    use)."""
     import json
 
     from pipeline.predict import predict as run_predict
 
-    result = run_predict(run_dir, input_path, device=device, encoding=encoding)
+    result = run_predict(run_dir, input_path, device=device, encoding=encoding, predictor=predictor,
+                         transductive=transductive)
     lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
     if output:
         from pipeline.atomic import write_text_atomic
@@ -504,7 +513,7 @@ def predict(run_dir, input_path, output, device, encoding):
     else:
         click.echo(lines, nl=False)
     click.echo(
-        f"predict: {result['documents']} documents, {result['empty']} empty (no prediction), "
+        f"predict ({result['predictor']}): {result['documents']} documents, {result['empty']} empty (no prediction), "
         f"{result['truncated']} truncated to {result['max_length']} tokens", err=True,
     )
 
