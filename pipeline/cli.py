@@ -262,6 +262,10 @@ def train_options(func):
                      show_default=True,
                      help="G-Loss batch graph: dense (paper), knn (in batch), bank (batch + memory bank)."),
         click.option("--k", type=click.IntRange(min=1), default=o.K, show_default=True, help="G-Loss kNN neighbours."),
+        click.option("--unlabeled", default=None,
+                     help="--graph bank: unlabelled documents join the memory bank (refreshed every epoch) and "
+                          "pass propagation on; never seeds, never scored, their labels never read. test, "
+                          "val+test (the prepared splits' texts) or a FILE as `gloss predict --input` reads."),
         click.option("--bank-index", type=click.Choice(o.BANK_INDEXES), default=o.DEFAULT_BANK_INDEX,
                      show_default=True, help="--graph bank: exact search (flat) or a FAISS IVF index (ivf, CPU)."),
         click.option("--nprobe", type=int, default=o.NPROBE, show_default=True,
@@ -369,8 +373,11 @@ def _train_config(opts: dict):
         bertgcn_schedule=opts["bertgcn_schedule"],
         init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
     )
+    unlabeled = opts.get("unlabeled")
+    if unlabeled is not None and unlabeled not in options.UNLABELED_SPLITS:
+        unlabeled = os.path.abspath(unlabeled)
     return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
-                       preset=opts.get("preset"))
+                       preset=opts.get("preset"), unlabeled=unlabeled)
 
 
 def _echo_train(manifest) -> None:

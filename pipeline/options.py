@@ -15,6 +15,7 @@ G_LOSSES = ("gloss", "gloss+ce")  # the losses that build a G-Loss batch graph (
 
 # --- G-Loss --------------------------------------------------------------------------------------------
 GRAPH_MODES = ("dense", "knn", "bank")
+UNLABELED_SPLITS = ("test", "val+test")  # --unlabeled: these prepared splits' texts (else a file)
 DEFAULT_GRAPH_MODE = "dense"
 LOSS_FORMS = ("nll", "released")  # of --variant gloss only
 DEFAULT_LOSS_FORM = "nll"

@@ -108,6 +108,8 @@ class TrainConfig:
     # False: no test embeddings or logits are computed (tuning trials never look at test data); recorded in
     # the stage config only when False, so the hashes of ordinary runs do not change.
     write_test_outputs: bool = True
+    # --unlabeled: "test", "val+test" or an absolute file path; recorded in the stage config only when set
+    unlabeled: str | None = None
 
     @property
     def loss(self) -> str:
@@ -124,6 +126,12 @@ class TrainConfig:
             out["objective"] = {k: v for k, v in out["objective"].items() if k not in ("bank_index", "nprobe")}
         if not self.write_test_outputs:
             out["write_test_outputs"] = False
+        if self.unlabeled is not None:
+            out["unlabeled"] = self.unlabeled
+            if self.unlabeled not in options.UNLABELED_SPLITS and Path(self.unlabeled).is_file():
+                from pipeline.hashing import sha256_file
+
+                out["unlabeled_sha256"] = sha256_file(self.unlabeled)
         if self.method == "textgcn":
             out["seed"] = self.loop.seed
         return out
@@ -157,6 +165,7 @@ def check_config(config: TrainConfig) -> None:
     if obj.variant == "released" and obj.graph != "dense" and obj.loss in options.G_LOSSES:
         raise GlossError(f"--variant released: the released code builds dense batch graphs only "
                          f"(got --graph {obj.graph})")
+    _check_unlabeled(config)
     _check_choice("--schedule", config.loop.schedule, options.SCHEDULES)
     _check_choice("--bertgcn-activation", config.gcn.bertgcn_activation, options.BERTGCN_ACTIVATIONS)
     _check_choice("--bertgcn-schedule", config.gcn.bertgcn_schedule, options.BERTGCN_SCHEDULES)
@@ -174,6 +183,31 @@ def check_config(config: TrainConfig) -> None:
     parse_train_layers(config.loop.train_layers)
     if config.loop.epochs < 1 or config.loop.batch_size < 2:
         raise GlossError("--epochs must be at least 1 and --batch-size at least 2")
+
+
+def _check_unlabeled(config: TrainConfig) -> None:
+    value, obj = config.unlabeled, config.objective
+    if value is None:
+        return
+    if config.method != "finetune" or obj.loss not in options.G_LOSSES:
+        raise GlossError(f"--unlabeled: needs a G-Loss term in the loss (--loss gloss or gloss+ce; got "
+                         f"{'--loss ' + obj.loss if config.method == 'finetune' else '--method ' + config.method})")
+    if obj.graph != "bank":
+        raise GlossError(f"--unlabeled: applies to --graph bank only (got --graph {obj.graph})")
+    if value not in options.UNLABELED_SPLITS and not Path(value).is_file():
+        raise GlossError(f"--unlabeled {value}: neither {' nor '.join(options.UNLABELED_SPLITS)} nor a file")
+
+
+def unlabeled_texts(value: str | None, frames: dict, encoding: str = options.ENCODING) -> list[str]:
+    """The texts of ``--unlabeled`` (only the ``text`` column of the prepared splits: labels are never read;
+    a file's empty documents are dropped)."""
+    if value is None:
+        return []
+    if value in options.UNLABELED_SPLITS:
+        return [text for split in value.split("+") for text in frames[split]["text"].tolist()]
+    from pipeline.predict import read_documents
+
+    return [doc for doc in read_documents(value, encoding) if doc.strip()]
 
 
 def resolve_protocol(config: TrainConfig) -> TrainConfig:
@@ -303,6 +337,10 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     texts, labels = split_texts(frames), split_labels(frames)
     if len(np.unique(labels["train"])) < 2:
         raise GlossError(f"{prepared.output('train.csv')}: the training split has a single class")
+    unlabeled = unlabeled_texts(config.unlabeled, frames)
+    if unlabeled:
+        texts["unlabeled"] = unlabeled
+        echo(f"train: {len(unlabeled)} unlabelled documents ({config.unlabeled}) join the memory bank")
     class_weights = _class_weights(config, labels["train"], len(label_names))
     torch.manual_seed(config.loop.seed)
     model = load_encoder(config.encoder)
@@ -313,7 +351,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
         weighting = WeightingNetwork.from_encoder_config(config.encoder, len(label_names))
     try:
         objective = Objective(config.objective, len(label_names), sigma_value=sigma and sigma.value,
-                              seed=config.loop.seed, train_size=len(texts["train"]), dim=dim,
+                              seed=config.loop.seed, train_size=len(texts["train"]) + len(unlabeled), dim=dim,
                               class_weights=class_weights, weighting=weighting)
     except ValueError as exc:
         raise GlossError(str(exc)) from None
@@ -324,7 +362,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     objective.to(model.device)
     if not resume and (ctx.scratch_dir / LAST_CHECKPOINT).is_file():
         echo(f"train: an interrupted run left checkpoints in {ctx.scratch_dir}; starting over (--resume continues it)")
-    result = fit(model, head, objective, FitData.from_splits(texts, labels), config.loop,
+    result = fit(model, head, objective, FitData.from_splits(texts, labels, unlabeled), config.loop,
                  Checkpoints(ctx.scratch_dir, run_config=config_dict, resume=resume),
                  val_embeddings_dir=ctx.out_dir / "val_embeddings",
                  callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo, progress=ranks.main),
@@ -342,6 +380,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     summary = _summary(config, result, head is not None, sigma and sigma.value, model.device)
     summary["sigma_fallback"] = None if sigma is None or sigma.fallback_from is None else {
         "heuristic": config.objective.sigma, "value": sigma.fallback_from, "used": "sqrt"}
+    summary["unlabeled_documents"] = len(unlabeled) if unlabeled else None
     summary["class_weights"] = None if class_weights is None else [round(float(w), 6) for w in class_weights]
     summary.update(train_layers=config.loop.train_layers, precision=config.loop.precision,
                    compile=config.loop.compile, trainable_parameters=_trainable(model, head),
