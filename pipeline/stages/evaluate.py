@@ -84,7 +84,7 @@ def _head_metrics(train: Manifest, frames: dict, label_names: list[str]) -> dict
         val_logits = load_matrix(train.output("logits_val.npy"), len(val_y), "val", columns=c, allow_inf=True)
         val_predictions = val_logits.argmax(axis=1)
         check_label_ids(val_predictions, c, str(train.output("logits_val.npy")))
-        head["val"] = accuracy_and_macro_f1(val_y, val_predictions)
+        head["val"] = accuracy_and_macro_f1(val_y, val_predictions, num_classes=c)
     return head
 
 
@@ -119,7 +119,8 @@ def _probes(embeddings: dict, frames: dict, label_names: list[str], config: Eval
     train_y, test_y = frames["train"]["label_id"].to_numpy(), frames["test"]["label_id"].to_numpy()
     found: dict[str, Any] = {"linear_probe": None, "reference_probe": None}
     if config.probe in ("sklearn", "both"):
-        probe = linear_probe(train_x, train_y, test_x, test_y, max_iter=config.probe_max_iter, seed=config.seed)
+        probe = linear_probe(train_x, train_y, test_x, test_y, num_classes=len(label_names),
+                             max_iter=config.probe_max_iter, seed=config.seed)
         found["linear_probe"] = {
             **classification_metrics(test_y, probe.pop("predictions"), label_names, source="linear probe"),
             **{k: v for k, v in probe.items() if k not in ("accuracy", "macro_f1")},
@@ -167,7 +168,7 @@ def _embedding_metrics(
     found.update(_probes(embeddings, frames, label_names, config, train))
     propagation = transductive_propagation(train_x, train_y, test_x, len(label_names), k=config.knn_k)
     found["label_propagation"] = {
-        **accuracy_and_macro_f1(test_y, propagation.pop("predictions")),
+        **accuracy_and_macro_f1(test_y, propagation.pop("predictions"), num_classes=len(label_names)),
         **propagation,
     }
     return found
@@ -196,7 +197,8 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
     chosen = head if head is not None else embedding[headline_source]
     if head is not None:
         head.pop("predictions")
-    headline = {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"], "source": headline_source}
+    headline = {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"],
+                "absent_classes": chosen["absent_classes"], "source": headline_source}
     plot_confusion_matrix(
         chosen["confusion_matrix"], label_names, ctx.output("confusion_matrix.png"),
         title=f"{_method_name(train)}: test confusion ({headline_source.replace('_', ' ')}, rows normalised)",

@@ -266,7 +266,9 @@ def score_embeddings(embeddings: np.ndarray, labels: np.ndarray, head: nn.Module
         with torch.inference_mode():
             logits = head(torch.from_numpy(embeddings).to(next(head.parameters()).device))
         predictions = logits.argmax(dim=1).cpu().numpy()
-        scores.update({f"val_{k}": v for k, v in accuracy_and_macro_f1(labels, predictions).items()})
+        # macro-F1 over the head's C classes (the training label set), however many the val split holds
+        scores.update({f"val_{k}": v
+                       for k, v in accuracy_and_macro_f1(labels, predictions, num_classes=logits.shape[1]).items()})
     return scores
 
 

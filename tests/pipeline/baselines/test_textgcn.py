@@ -159,5 +159,6 @@ def test_macro_f1_matches_sklearn():
     rng = np.random.default_rng(0)
     for _ in range(20):
         y, p = rng.integers(0, 6, size=40), rng.integers(0, 7, size=40)
-        assert macro_f1(y, p) == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
-    assert macro_f1(np.array([1, 1]), np.array([1, 1])) == 1.0
+        expected = f1_score(y, p, labels=range(8), average="macro", zero_division=0)
+        assert macro_f1(y, p, 8) == pytest.approx(expected)
+    assert macro_f1(np.array([1, 1]), np.array([1, 1]), 2) == 0.5  # class 0 absent from both: counts as 0
