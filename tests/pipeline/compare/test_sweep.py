@@ -28,11 +28,13 @@ def test_sweep_runs_then_skips(data, tmp_path):
     first = CliRunner().invoke(main, ["compare", "--spec", str(spec), "--out", str(out), "--data-root", data])
     assert first.exit_code == 0, first.output
     assert first.output.count(": running") == 2
-    for name in ("table.md", "table.csv", "results.json", "accuracy.png", "convergence.png", "silhouette.png"):
+    for name in ("table.md", "table.csv", "results.json", "accuracy.png", "convergence.png", "silhouette.png",
+                 "predictors.png"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     [row] = results["aggregated"]
     assert row["method"] == "textgcn" and row["accuracy"]["n"] == 2 and row["seeds"] == [0, 1]
+    assert row["split_seeds"] == [0, 1]  # replicate s on split s, pooled in one row
     table = (out / "table.md").read_text()
     assert "not measured by gloss" in table and "97.07" in table  # published TextGCN R8, marked as such
     assert (out / "logs" / "R8-textgcn-seed0.log").is_file()
