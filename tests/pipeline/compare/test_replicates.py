@@ -104,3 +104,28 @@ def test_holm_by_hand():
     assert holm([0.04, 0.01, None, 0.03]) == pytest.approx([0.06, 0.03, None, 0.06])
     assert holm([0.6, 0.9]) == [1.0, 1.0]
     assert holm([]) == []
+
+
+def test_reference_against_every_method_into_results_json(tmp_path):
+    from pipeline.compare.stage import run_compare
+    from pipeline.errors import GlossError
+
+    dirs = []
+    for s in range(3):
+        dirs.append(fake_run(tmp_path / f"ce-{s}", split_seed=s, seed=s, accuracy=0.90 + 0.01 * s, tier="B"))
+        dirs.append(fake_run(tmp_path / f"gl-{s}", split_seed=s, seed=s, accuracy=0.92 + 0.02 * s, loss="gloss+ce",
+                             tier="B"))
+        dirs.append(fake_run(tmp_path / f"scl-{s}", split_seed=s, seed=s, accuracy=0.5, loss="scl+ce", tier="B"))
+    out = tmp_path / "out"
+    run_compare(None, [str(d) for d in dirs], out, None, "gloss+ce:ce", echo=lambda _: None, reference="gloss+ce")
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["method"]: r for r in results["aggregated"]}
+    assert rows["ce"]["tier"] == "B" and rows["ce"]["accuracy"] == pytest.approx({"mean": 0.91, "std": 0.01, "n": 3})
+    assert len(results["runs"]) == 9 and results["published"]["note"] == "published, not measured"
+    accuracy = {p["baseline"]: p for p in results["paired"] if p["metric"] == "accuracy"}
+    assert set(accuracy) == {"ce", "scl+ce"} and accuracy["ce"]["mean_difference"] == pytest.approx(0.03)
+    assert accuracy["ce"]["p_holm"] == pytest.approx(accuracy["ce"]["p_value"])  # one dataset: nothing to correct
+    assert {p["metric"] for p in results["paired"]} == {"accuracy", "macro_f1", "epochs_to_99", "seconds_to_99"}
+    assert (out / "predictors.png").is_file() and "| R8 | ce | 3 | B | 0, 1, 2 |" in (out / "table.md").read_text()
+    with pytest.raises(GlossError, match="--reference lcl\\+ce: no finished run of that method"):
+        run_compare(None, [str(d) for d in dirs], out, None, "gloss+ce:ce", echo=lambda _: None, reference="lcl+ce")
