@@ -130,8 +130,9 @@ def epochs_to_share(history: list[dict], share: float = CONVERGED_SHARE) -> tupl
     if not present:
         return None, None
     target = share * max(present)
-    epoch = next(i for i, v in enumerate(scores, start=1) if v is not None and v >= target)
-    seconds = [h.get("seconds") for h in history[:epoch]]
+    reached = next(i for i, v in enumerate(scores) if v is not None and v >= target)
+    seconds = [h.get("seconds") for h in history[: reached + 1]]
+    epoch = int(history[reached].get("epoch", reached + 1))  # the record's own number (1-based)
     return epoch, (float(sum(seconds)) if all(isinstance(t, int | float) for t in seconds) else None)
 
 
