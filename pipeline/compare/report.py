@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomic
@@ -81,6 +82,31 @@ def value_limits(cells: list[dict], scale: float, floor: float | None = 0.0, mar
     return (low if floor is None else max(floor, low)), high
 
 
+MIN_ACCURACY_SPAN = 20.0  # points of accuracy an accuracy plot shows at least, so seed noise looks small
+
+
+def accuracy_limits(cells: list[dict], scale: float = 100.0) -> tuple[float, float] | None:
+    """y-axis limits of an accuracy plot: every whole error bar, the lower limit at least
+    ``MIN_ACCURACY_SPAN`` points below the top and rounded down to a multiple of 10, never below 0; ``None`` without
+    values. A plot whose axis does not start at 0 marks the break (:func:`mark_axis_break`)."""
+    limits = value_limits(cells, scale, margin=1.0)
+    if limits is None:
+        return None
+    low, high = limits
+    high = min(high, 100.0) if scale == 100.0 else high
+    low = 10.0 * math.floor(min(low, high - MIN_ACCURACY_SPAN) / 10.0)
+    return max(0.0, low), high
+
+
+def mark_axis_break(ax, low: float) -> None:
+    """A broken-axis mark (two short slanted strokes) at the bottom of the y axis, and the axis label says
+    where it starts: bars that do not start at 0 are not read as proportions."""
+    kwargs = {"transform": ax.transAxes, "color": "k", "clip_on": False, "lw": 1}
+    for offset in (0.0, 0.025):
+        ax.plot((-0.015, 0.015), (0.01 + offset, 0.035 + offset), **kwargs)
+    ax.set_ylabel(f"{ax.get_ylabel()}, axis from {low:g}")
+
+
 def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
     """accuracy.png (error bars), convergence.png (val macro-F1 by epoch), silhouette.png."""
     import matplotlib
@@ -108,9 +134,11 @@ def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
         ax.set_xticks(np.arange(len(datasets)), datasets)
         ax.set_ylabel(label)
         if metric == "accuracy":
-            limits = value_limits([r[metric] for r in rows], scale, margin=3.0)
+            limits = accuracy_limits([r[metric] for r in rows], scale)
             if limits is not None:
                 ax.set_ylim(*limits)
+                if limits[0] > 0:
+                    mark_axis_break(ax, limits[0])
         ax.legend(fontsize=8, ncol=min(3, len(methods)))
         ax.set_title(f"{label}: mean ± std over seeds")
         fig.tight_layout()
