@@ -389,7 +389,7 @@ def train(resume, run_dir, force, **opts):
     """Fine-tune the encoder (linear head on the pooled embedding unless the loss is standalone), with early
     stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept.
     Under `torchrun --nproc-per-node N --no-python gloss train ...`: data-parallel over N processes (see
-    README, Distributed training)."""
+    the documentation, Distributed training)."""
     from pipeline.stages import train as stage
 
     config = _train_config(opts)
@@ -409,7 +409,7 @@ def tune_options(func):
                      help="Seconds after which no new trial starts (rerun the command to continue)."),
         click.option("--space", type=click.Path(dir_okay=False), default=None,
                      help="TOML of search spaces, one [loss] table (default: the shipped "
-                          "pipeline/tuning/spaces.toml; see README, Tuning)."),
+                          "pipeline/tuning/spaces.toml; see the documentation, Tuning)."),
         click.option("--tune-epochs", type=click.IntRange(min=1), default=None,
                      help="Epoch budget of each trial (default: --epochs)."),
         click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True, help="Seed of the TPE sampler."),

@@ -11,6 +11,7 @@ matplotlib runs on the non-interactive Agg backend (no display needed).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +42,31 @@ def value_limits(cells: list[dict], scale: float, floor: float | None = 0.0, mar
     return (low if floor is None else max(floor, low)), high
 
 
+MIN_ACCURACY_SPAN = 20.0  # points of accuracy an accuracy plot shows at least, so seed noise looks small
+
+
+def accuracy_limits(cells: list[dict], scale: float = 100.0) -> tuple[float, float] | None:
+    """y-axis limits of an accuracy plot: every whole error bar, the lower limit at least
+    ``MIN_ACCURACY_SPAN`` points below the top and rounded down to a multiple of 10, never below 0; ``None``
+    without values. A plot whose axis does not start at 0 marks the break (:func:`mark_axis_break`)."""
+    limits = value_limits(cells, scale, margin=1.0)
+    if limits is None:
+        return None
+    low, high = limits
+    high = min(high, 100.0) if scale == 100.0 else high
+    low = 10.0 * math.floor(min(low, high - MIN_ACCURACY_SPAN) / 10.0)
+    return max(0.0, low), high
+
+
+def mark_axis_break(ax, low: float) -> None:
+    """A broken-axis mark (two short slanted strokes) at the bottom of the y axis, and the axis label says
+    where it starts: bars that do not start at 0 are not read as proportions."""
+    kwargs = {"transform": ax.transAxes, "color": "k", "clip_on": False, "lw": 1}
+    for offset in (0.0, 0.025):
+        ax.plot((-0.015, 0.015), (0.01 + offset, 0.035 + offset), **kwargs)
+    ax.set_ylabel(f"{ax.get_ylabel()}, axis from {low:g}")
+
+
 def _mean_std(cell: dict | None, scale: float) -> tuple[float, float]:
     if not cell or cell["mean"] is None:
         return np.nan, 0.0
@@ -67,9 +93,11 @@ def plot_metric_bars(rows: list[dict], metric: str, label: str, scale: float, pa
     _grouped_bars(ax, datasets, series, scale)
     ax.set_ylabel(label)
     if scale == 100.0:
-        limits = value_limits([r[metric] for r in rows], scale, margin=3.0)
+        limits = accuracy_limits([r[metric] for r in rows], scale)
         if limits is not None:
             ax.set_ylim(*limits)
+            if limits[0] > 0:
+                mark_axis_break(ax, limits[0])
     ax.legend(fontsize=8, ncol=min(3, len(names)))
     ax.set_title(f"{label}: mean ± std over replicates")
     fig.tight_layout()

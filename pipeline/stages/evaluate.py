@@ -8,6 +8,8 @@ embeddings of the best checkpoint) and ``history.jsonl``. Writes ``RUN/evaluate/
   cosine macro-silhouette of the test embeddings, linear probes (train -> test embeddings; `--probe`), transductive
   label propagation over the kNN graph of train + test embeddings, the ``headline`` (head if there is one,
   else the linear probe) and the training cost copied from the train manifest. Plain JSON: NaN is null.
+* ``test_results.json``: the headline test scores (source, accuracy, macro-F1, macro-silhouette), which
+  ``gloss run`` adds to the model card (:mod:`pipeline.model_card`).
 * ``confusion_matrix.png`` (row-normalised, of the headline's predictions) and ``tsne.png`` (test embeddings).
 """
 
@@ -25,6 +27,7 @@ from pipeline import options
 from pipeline.artifacts import HISTORY_FILE, history_summary, load_matrix, load_splits, read_history
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+from pipeline.model_card import TEST_RESULTS_FILE
 
 STAGE = "evaluate"
 TRAIN_SUMMARY_KEYS = ("best_epoch", "seconds_per_epoch", "peak_rss_mb", "has_head")
@@ -258,6 +261,9 @@ def run(config: EvaluateConfig, run_dir: str | Path, force: bool = False, echo=p
     def body(ctx: StageContext) -> dict[str, Any]:
         metrics = json_ready(evaluate(prepare, train, config, ctx))
         ctx.output("metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        test_results = {"dataset": prepare.config["dataset"], "split": "test", "documents": metrics["test_documents"],
+                        **metrics["headline"], "macro_silhouette": _summary(metrics)["macro_silhouette"]}
+        ctx.output(TEST_RESULTS_FILE).write_text(json.dumps(test_results, indent=2) + "\n")  # the model card's
         return _summary(metrics)
 
     return run_stage(
@@ -283,4 +289,27 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         + (f" | reference probe: {pair(summary['reference_probe'])}" if summary.get("reference_probe") else ""),
         f"  label propagation: {pair(summary['label_propagation'])} | "
         f"macro-silhouette: {fmt(summary['macro_silhouette'])}",
-    ]
+    ] + ([warning] if (warning := undertrained_head_line(summary)) else [])
+
+
+UNDERTRAINED_POINTS = 5.0  # the head's test accuracy this far below a probe's or propagation's: say so
+RIVALS = {"linear_probe": "linear probe", "reference_probe": "reference probe", "label_propagation": "label propagation"}
+
+
+def undertrained_head_line(summary: dict[str, Any]) -> str | None:
+    """One line when the head's test accuracy is more than ``UNDERTRAINED_POINTS`` below the best of the
+    linear probes and label propagation on the same embeddings: the head, not the embeddings, is behind."""
+    head = summary.get("head")
+    if head is None or head.get("accuracy") is None:
+        return None
+    rivals = {name: summary[key]["accuracy"] for key, name in RIVALS.items()
+              if summary.get(key) and summary[key].get("accuracy") is not None}
+    if not rivals:
+        return None
+    best = max(rivals, key=rivals.get)
+    gap = 100 * (rivals[best] - head["accuracy"])
+    if gap <= UNDERTRAINED_POINTS:
+        return None
+    return (f"evaluate: the head looks under-trained: its test accuracy is {gap:.1f} points below the {best}'s "
+            f"({head['accuracy']:.4f} vs {rivals[best]:.4f}); read the {best}'s number for what the embeddings "
+            f"hold, or train longer (--epochs, --head-lr)")

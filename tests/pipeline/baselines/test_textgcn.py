@@ -1,14 +1,11 @@
-import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.baselines import TextGCNConfig, stratified_val_split, train_textgcn
-
-DATA = Path(os.environ.get("GLOSS_DATA", "data"))
+from tests.conftest import require_benchmark_data
 
 
 def _toy_corpus(n_per_class: int, seed: int) -> tuple[list[str], list[str]]:
@@ -129,9 +126,7 @@ def test_train_textgcn_rejects_unseen_labels():
 
 @pytest.mark.slow
 def test_textgcn_learns_on_r8_slice():
-    root = DATA / "R8"
-    if not (root / "train.csv").exists():
-        pytest.skip(f"R8 not found under {DATA} (set GLOSS_DATA)")
+    root = require_benchmark_data() / "R8"
     train = pd.read_csv(root / "train.csv", keep_default_na=False, dtype=str).iloc[:250]
     test = pd.read_csv(root / "test.csv", keep_default_na=False, dtype=str).iloc[:200]
     tr, va = train.iloc[:200], train.iloc[200:]

@@ -1,20 +1,17 @@
 """A sweep of two tiny TextGCN runs produces every output; a second invocation runs nothing new."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from tests.conftest import require_benchmark_data
 
 
 @pytest.fixture
 def data():
-    root = os.environ.get("GLOSS_DATA")
-    if not root or not Path(root, "R8", "train.csv").is_file():
-        pytest.skip("GLOSS_DATA does not point at the benchmark data")
+    root = str(require_benchmark_data())
     return root
 
 
