@@ -71,11 +71,13 @@ def _as_tensor(x: np.ndarray) -> Tensor:
 
 def neighbours(queries: Tensor, database: Tensor, k: int, *, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest database rows of every query (cosine, exact: :func:`graphs.knn.knn_search`) and their
-    ``clipped-cosine`` edge weights. Shapes: queries [Q, D], database [N, D] -> weights [Q, k], ids [Q, k]."""
+    ``clipped-cosine`` edge weights. The database must be L2-normalised already (it is searched by inner
+    product, so a large one is not copied per call). Shapes: queries [Q, D], database [N, D] -> [Q, k] each."""
     from graphs.edge_weights import knn_edge_weight
     from graphs.knn import knn_search
 
-    scores, ids = knn_search(queries, database, k, metric="cosine", exclude_self=exclude_self)  # [Q, k] each
+    queries = torch.nn.functional.normalize(queries, dim=-1)
+    scores, ids = knn_search(queries, database, k, metric="ip", exclude_self=exclude_self)  # [Q, k] each
     return knn_edge_weight(scores, "cosine"), ids
 
 
@@ -98,7 +100,7 @@ class TrainingGraph:
 
     def __post_init__(self) -> None:
         self.y = np.asarray(self.y, dtype=np.int64)
-        self._x = _as_tensor(self.x)  # [N_train, D]
+        self._x = torch.nn.functional.normalize(_as_tensor(self.x), dim=-1)  # [N_train, D], unit rows
         self._own: tuple[Tensor, Tensor] | None = None  # the training graph's neighbour lists, at the largest k
         self.majority = int(np.bincount(self.y, minlength=self.num_classes).argmax())
 
@@ -148,7 +150,7 @@ def transductive_scores(graph: TrainingGraph, others: np.ndarray, ks: list[int])
     others. Shapes: others [M, D] -> {k: [M, C]}."""
     from graphs.propagation import knn_label_propagation
 
-    x = torch.cat([graph._x, _as_tensor(others)])  # [N, D]
+    x = torch.cat([graph._x, torch.nn.functional.normalize(_as_tensor(others), dim=-1)])  # [N, D], unit rows
     n = x.size(0)
     labels = torch.zeros(n, dtype=torch.long)  # [N]; rows of `others` are hidden, never read
     labels[:graph.size] = torch.from_numpy(graph.y)
@@ -187,12 +189,12 @@ class Choice:
 
 
 def _best(candidates: list[tuple[int | None, float | None, np.ndarray, np.ndarray]], val_y: np.ndarray,
-          fallback: int) -> tuple[int | None, float | None, dict[str, float], np.ndarray]:
+          fallback: int, num_classes: int) -> tuple[int | None, float | None, dict[str, float], np.ndarray]:
     """The candidate ``(k, alpha, val_scores, test_scores)`` with the highest val macro-F1, ties to the first
     (candidates come in increasing ``k``, then ``alpha``). Returns ``(k, alpha, val metrics, test_scores)``."""
     best = None
     for k, alpha, val_scores, test_scores in candidates:
-        metrics = accuracy_and_macro_f1(val_y, labels_of(val_scores, fallback))
+        metrics = accuracy_and_macro_f1(val_y, labels_of(val_scores, fallback), num_classes=num_classes)
         if best is None or metrics["macro_f1"] > best[2]["macro_f1"]:
             best = (k, alpha, metrics, test_scores)
     return best
@@ -244,6 +246,7 @@ def choose_predictors(
 
 
 def _choice(key: str, candidates: list, val_y: np.ndarray, fallback: int, k_given: bool) -> Choice:
-    k, alpha, metrics, test_scores = _best(candidates, val_y, fallback)
+    num_classes = candidates[0][2].shape[1]
+    k, alpha, metrics, test_scores = _best(candidates, val_y, fallback, num_classes)
     return Choice(key, k, alpha, k_given, metrics["accuracy"], metrics["macro_f1"],
                   labels_of(test_scores, fallback), test_scores)

@@ -15,6 +15,8 @@ embeddings of the best checkpoint) and ``history.jsonl``. Writes ``RUN/evaluate/
 * ``predictions_test.npz``: the test label ids of every predictor (one int64 array per ``predictors`` key).
 * ``spread_scores.npz``: the training documents' label-spreading scores (``k<K>``: [N_train, C]) for the ``k`` the
   inductive ``lpa``/``mix`` chose, which ``gloss predict`` reuses.
+* ``test_results.json``: the headline test scores (source, accuracy, macro-F1, macro-silhouette), which
+  ``gloss run`` adds to the model card (:mod:`pipeline.model_card`).
 * ``confusion_matrix.png`` (row-normalised, of the headline's predictions) and ``tsne.png`` (test embeddings).
 """
 
@@ -39,6 +41,7 @@ from pipeline.artifacts import (
 )
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+from pipeline.model_card import TEST_RESULTS_FILE
 
 STAGE = "evaluate"
 TRAIN_SUMMARY_KEYS = ("best_epoch", "seconds_per_epoch", "peak_rss_mb", "has_head")
@@ -103,7 +106,7 @@ def _head_metrics(train: Manifest, frames: dict, label_names: list[str]) -> dict
         val_logits = load_matrix(train.output("logits_val.npy"), len(val_y), "val", columns=c, allow_inf=True)
         val_predictions = val_logits.argmax(axis=1)
         check_label_ids(val_predictions, c, str(train.output("logits_val.npy")))
-        head["val"] = accuracy_and_macro_f1(val_y, val_predictions)
+        head["val"] = accuracy_and_macro_f1(val_y, val_predictions, num_classes=c)
     return head
 
 
@@ -138,7 +141,8 @@ def _probes(embeddings: dict, frames: dict, label_names: list[str], config: Eval
     train_y, test_y = frames["train"]["label_id"].to_numpy(), frames["test"]["label_id"].to_numpy()
     found: dict[str, Any] = {"linear_probe": None, "reference_probe": None}
     if config.probe in ("sklearn", "both"):
-        probe = linear_probe(train_x, train_y, test_x, test_y, max_iter=config.probe_max_iter, seed=config.seed)
+        probe = linear_probe(train_x, train_y, test_x, test_y, num_classes=len(label_names),
+                             max_iter=config.probe_max_iter, seed=config.seed)
         found["linear_probe"] = {
             **classification_metrics(test_y, probe.pop("predictions"), label_names, source="linear probe"),
             **{k: v for k, v in probe.items() if k not in ("accuracy", "macro_f1")},
@@ -187,7 +191,7 @@ def _embedding_metrics(
     found.update(_probes(embeddings, frames, label_names, config, train))
     propagation = transductive_propagation(train_x, train_y, test_x, len(label_names), k=config.knn_k or options.K)
     found["label_propagation"] = {
-        **accuracy_and_macro_f1(test_y, propagation.pop("predictions")),
+        **accuracy_and_macro_f1(test_y, propagation.pop("predictions"), num_classes=len(label_names)),
         **propagation,
     }
     return found
@@ -232,9 +236,11 @@ def _predictor_table(head: dict | None, chosen: dict, test_y: np.ndarray) -> dic
         val = head.get("val") or {}
         table["head"] = {"predictor": "head", "setting": "inductive", "k": None, "k_given": False, "alpha": None,
                          "val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1"),
-                         "accuracy": head["accuracy"], "macro_f1": head["macro_f1"]}
+                         "accuracy": head["accuracy"], "macro_f1": head["macro_f1"],
+                         "absent_classes": head.get("absent_classes")}
     for key, choice in chosen.items():
-        table[key] = {**choice.summary(), **accuracy_and_macro_f1(test_y, choice.test_predictions)}
+        table[key] = {**choice.summary(),
+                      **accuracy_and_macro_f1(test_y, choice.test_predictions, num_classes=choice.test_scores.shape[1])}
     if "knn" in chosen and "lpa-inductive" in chosen:  # does inductive lpa differ from the plain vote here?
         same = chosen["knn"].test_predictions == chosen["lpa-inductive"].test_predictions
         table["lpa-inductive"]["test_agreement_with_knn"] = float(same.mean()) if same.size else None
@@ -295,7 +301,8 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
                                         source=headline_source)["confusion_matrix"]
     if head is not None:
         head.pop("predictions")
-    headline = {"accuracy": best["accuracy"], "macro_f1": best["macro_f1"], "source": headline_source}
+    headline = {"accuracy": best["accuracy"], "macro_f1": best["macro_f1"],
+                "absent_classes": best["absent_classes"], "source": headline_source}
     plot_confusion_matrix(
         matrix, label_names, ctx.output("confusion_matrix.png"),
         title=f"{_method_name(train)}: test confusion ({headline_source.replace('_', ' ')}, rows normalised)",
@@ -368,6 +375,9 @@ def run(config: EvaluateConfig, run_dir: str | Path, force: bool = False, echo=p
     def body(ctx: StageContext) -> dict[str, Any]:
         metrics = json_ready(evaluate(prepare, train, config, ctx))
         ctx.output("metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        test_results = {"dataset": prepare.config["dataset"], "split": "test", "documents": metrics["test_documents"],
+                        **metrics["headline"], "macro_silhouette": _summary(metrics)["macro_silhouette"]}
+        ctx.output(TEST_RESULTS_FILE).write_text(json.dumps(test_results, indent=2) + "\n")  # the model card's
         return _summary(metrics)
 
     return run_stage(
@@ -396,4 +406,27 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         *(["  graph predictors (k, alpha chosen on val): " + " | ".join(
             f"{key}: {pair(block)}" for key, block in summary["predictors"].items() if key != "head")]
           if len(summary.get("predictors") or {}) > 1 else []),
-    ]
+    ] + ([warning] if (warning := undertrained_head_line(summary)) else [])
+
+
+UNDERTRAINED_POINTS = 5.0  # the head's test accuracy this far below a probe's or propagation's: say so
+RIVALS = {"linear_probe": "linear probe", "reference_probe": "reference probe", "label_propagation": "label propagation"}
+
+
+def undertrained_head_line(summary: dict[str, Any]) -> str | None:
+    """One line when the head's test accuracy is more than ``UNDERTRAINED_POINTS`` below the best of the
+    linear probes and label propagation on the same embeddings: the head, not the embeddings, is behind."""
+    head = summary.get("head")
+    if head is None or head.get("accuracy") is None:
+        return None
+    rivals = {name: summary[key]["accuracy"] for key, name in RIVALS.items()
+              if summary.get(key) and summary[key].get("accuracy") is not None}
+    if not rivals:
+        return None
+    best = max(rivals, key=rivals.get)
+    gap = 100 * (rivals[best] - head["accuracy"])
+    if gap <= UNDERTRAINED_POINTS:
+        return None
+    return (f"evaluate: the head looks under-trained: its test accuracy is {gap:.1f} points below the {best}'s "
+            f"({head['accuracy']:.4f} vs {rivals[best]:.4f}); read the {best}'s number for what the embeddings "
+            f"hold, or train longer (--epochs, --head-lr)")

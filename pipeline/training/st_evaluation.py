@@ -67,7 +67,9 @@ class _ClassificationEvaluator(BaseEvaluator):
         encode = lambda texts: model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,  # noqa: E731
                                             show_progress_bar=False)
         predictions = self.predict(encode(self.train_texts), encode(self.eval_texts))
-        metrics = self.prefix_name_to_metrics(accuracy_and_macro_f1(self.eval_labels, predictions), self.name)
+        scores = accuracy_and_macro_f1(self.eval_labels, predictions, num_classes=self.num_classes)
+        scores = {key: scores[key] for key in ("accuracy", "macro_f1")}
+        metrics = self.prefix_name_to_metrics(scores, self.name)
         logger.info("%s (epoch %s, steps %s): %s", type(self).__name__, epoch, steps, metrics)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics
