@@ -246,7 +246,7 @@ def test_predictor_headline_and_given_k(run):
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     chosen = metrics["predictors"]["mix-transductive"]
     assert metrics["headline"] == {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"],
-                                   "source": "mix-transductive"}
+                                   "absent_classes": chosen["absent_classes"], "source": "mix-transductive"}
     assert (metrics["predictor"], metrics["setting"], metrics["k"]) == ("mix", "transductive", 5)
     assert metrics["alpha"] == chosen["alpha"] and chosen["k_given"] is True
     assert all(block["k"] in (None, 5) for block in metrics["predictors"].values())
