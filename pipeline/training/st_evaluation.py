@@ -138,8 +138,8 @@ class LinearProbeEvaluator(_ClassificationEvaluator):
     def predict(self, train_x: np.ndarray, eval_x: np.ndarray) -> np.ndarray:
         from pipeline.evaluation.probe import linear_probe
 
-        return linear_probe(train_x, self.train_labels, eval_x, self.eval_labels, max_iter=self.max_iter,
-                            seed=self.seed)["predictions"]
+        return linear_probe(train_x, self.train_labels, eval_x, self.eval_labels, num_classes=self.num_classes,
+                            max_iter=self.max_iter, seed=self.seed)["predictions"]
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"max_iter": self.max_iter}
