@@ -106,7 +106,11 @@ def encoding_option(func):
 
 
 def input_options(func):
-    """``--limit-test``, ``--encoding`` and ``--drop-unseen-labels`` of `gloss prepare` and `gloss run`."""
+    """``--limit-test``, ``--encoding``, ``--drop-unseen-labels`` and ``--keep-nan-labels`` of `gloss prepare`
+    and `gloss run`."""
+    func = click.option("--keep-nan-labels", is_flag=True,
+                        help="Keep a label spelled nan, NaN, None or null as a class (refused by default, like "
+                             "an empty label).")(func)
     func = click.option("--drop-unseen-labels", is_flag=True,
                         help="Drop val/test rows whose label is not in train (counted in the manifest) "
                              "instead of stopping.")(func)
@@ -129,7 +133,8 @@ def input_options(func):
 @input_options
 @run_dir_option
 @force_option
-def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, run_dir, force):
+def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels,
+            run_dir, force):
     """Read DATA_ROOT/DATASET/{train,test}.csv (or a CSV/JSONL with a split column, or the TextGCN layout),
     validate it, carve a seeded stratified validation split and save the splits and label names."""
     from pipeline.stages import prepare as stage
@@ -143,6 +148,7 @@ def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding,
         limit_test=limit_test,
         encoding=encoding,
         drop_unseen_labels=drop_unseen_labels,
+        keep_nan_labels=keep_nan_labels,
     )
     manifest = stage.run(config, run_dir or os.path.join("runs", dataset), force=force, echo=click.echo)
     rows = manifest.summary["rows"]
@@ -526,8 +532,8 @@ def predict(run_dir, input_path, output, device, encoding):
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-<method>-seed<seed>-<config hash>).")
 @force_option
-def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, probe, resume,
-        run_dir, force, **opts):
+def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels,
+        probe, resume, run_dir, force, **opts):
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
     G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
     reads it); `gloss graph` builds it on its own."""
@@ -536,7 +542,7 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
     from pipeline.stages.prepare import PrepareConfig
 
     prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
-                                   split_seed, limit, limit_test, encoding, drop_unseen_labels)
+                                   split_seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels)
     config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts), evaluate=EvaluateConfig(probe=probe))
     manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifests["train"])

@@ -17,7 +17,7 @@ so it is a stage to run on its own when its edge list is wanted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.artifacts import default_run_name, run_config_hash
@@ -46,7 +46,7 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """:func:`pipeline.artifacts.run_config_hash` of this run's prepare and train configs."""
-        return run_config_hash(asdict(self.prepare), self.train.stage_config())
+        return run_config_hash(self.prepare.stage_config(), self.train.stage_config())
 
     def default_run_dir(self) -> Path:
         """``runs/<dataset>-<method>-seed<seed>-<first 8 hex digits of config_hash>``."""
