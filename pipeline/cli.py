@@ -499,8 +499,11 @@ def predict(run_dir, input_path, output, device, encoding):
     """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
     import json
 
+    from pipeline.output_paths import check_output_file
     from pipeline.predict import predict as run_predict
 
+    if output:
+        check_output_file(output)
     result = run_predict(run_dir, input_path, device=device, encoding=encoding)
     lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
     if output:

@@ -71,6 +71,7 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
     """Predict every document of ``input_path``; returns rows and a report of skipped/truncated documents."""
     from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, token_lengths
 
+    docs = read_documents(input_path, encoding)  # bad input stops before the model is loaded
     trained = load_manifest(run_dir, "train")
     if trained.config.get("method", "finetune") != "finetune":
         raise GlossError(
@@ -82,7 +83,6 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
     encoder = trained.config["encoder"]
     model = load_encoder(EncoderConfig(model=str(folder), pooling=encoder["pooling"],
                                        max_length=encoder["max_length"], device=device))
-    docs = read_documents(input_path, encoding)
     keep = [i for i, d in enumerate(docs) if d.strip()]
     texts = [docs[i] for i in keep]
     lengths = token_lengths(model, texts) if texts else []

@@ -22,6 +22,7 @@ from pipeline.datasets import CSV_FIELD_LIMIT, load_dataset
 from pipeline.errors import GlossError
 from pipeline.labels import closest_label, describe_pairs, suspect_pairs
 from pipeline.manifest import Manifest, StageContext, run_stage
+from pipeline.output_paths import check_output_dir
 from pipeline.splits import stratified_holdout, stratified_sample
 from pipeline.textfile import check_encoding
 
@@ -171,6 +172,7 @@ def run(config: PrepareConfig, run_dir: str | Path, force: bool = False, echo=pr
     if config.limit_test is not None and config.limit_test < 1:
         raise GlossError(f"--limit-test must be at least 1 (got {config.limit_test})")
     check_encoding(config.encoding)
+    check_output_dir(run_dir)
     raw = load_dataset(config.dataset, config.data_root, encoding=config.encoding,
                        keep_nan_labels=config.keep_nan_labels)
     names = [path.name for path in raw.files]

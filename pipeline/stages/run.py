@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.artifacts import default_run_name, run_config_hash
+from pipeline.encoder import resolve_model_path
 from pipeline.manifest import Manifest
+from pipeline.output_paths import check_output_dir
 from pipeline.stages import embed as embed_stage
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import prepare as prepare_stage
@@ -72,7 +74,11 @@ def run(config: RunConfig, run_dir: str | Path | None = None, force: bool = Fals
 
     Returns the manifest of each stage, by stage name.
     """
+    train_stage.check_config(config.train)  # every option checked before any stage runs
+    if config.train.method != "textgcn":
+        resolve_model_path(config.train.encoder.model)
     run_dir = Path(run_dir) if run_dir is not None else config.default_run_dir()
+    check_output_dir(run_dir)
     protocol = ""
     if config.train.method == "finetune":  # what --train-layers/--precision auto mean here, said up front
         resolved = train_stage.resolve_protocol(config.train).loop

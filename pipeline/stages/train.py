@@ -192,6 +192,9 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     """Train into ``RUN/train``. ``on_epoch_end(epoch, record)`` (fine-tuning only) is the loop's per-epoch
     callback: raising from it stops training (``gloss tune`` prunes trials with it)."""
     check_config(config)
+    prepared = load_manifest(run_dir, "prepare")  # a missing stage stops before any model is loaded
+    embedded = load_manifest(run_dir, "embed") if config.method == "finetune" and \
+        config.objective.reads_corpus_sigma else None
     if config.method != "finetune":
         if distributed.launched_by_torchrun():
             raise GlossError(f"--method {config.method}: data-parallel training (torchrun) is for --method finetune")
@@ -208,11 +211,9 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
          f"{' (auto on ' + resolve_device(config.encoder.device) + ')' if requested == options.TRAIN_LAYERS_AUTO else ''}"
          f": {describe(config.loop.train_layers)}; precision {config.loop.precision}"
          f"{', torch.compile' if config.loop.compile else ''}")
-    prepared = load_manifest(run_dir, "prepare")
     upstream = {"prepare": prepared}
     sigma = None
-    if config.objective.reads_corpus_sigma:
-        embedded = load_manifest(run_dir, "embed")
+    if embedded is not None:
         upstream["embed"] = embedded
         sigma = corpus_sigma(json.loads(embedded.output("sigma.json").read_text()), config.objective.sigma, echo)
     config_dict = config.stage_config()
