@@ -33,6 +33,8 @@ CORPUS_SIGMA_HEURISTICS = ("sqrt", "dicm")
 BATCH_SIGMA_HEURISTICS = ("batch-sqrt", "batch-dicm")
 SIGMA_HEURISTICS = CORPUS_SIGMA_HEURISTICS + BATCH_SIGMA_HEURISTICS
 DEFAULT_SIGMA = "sqrt"
+# The library losses' default (GLoss, GLossST): the per-batch form of DEFAULT_SIGMA, as a loss sees no corpus.
+LIBRARY_SIGMA = "batch-sqrt"
 
 # Class weights of CE, G-Loss and SupCon: none, or scikit-learn's "balanced" (n / (C * n_c)) computed once on
 # the whole training split (as the released code does).
