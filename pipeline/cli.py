@@ -19,8 +19,9 @@ from pipeline.errors import GlossError
 from pipeline.stages import STAGE_ORDER
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
-INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped, and `--resume` "
-                    "continues training from its last checkpoint in RUN/.scratch/train")
+INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped; training continues "
+                    "from its last checkpoint (RUN/.scratch/train) only with `--resume` added, and starts over "
+                    "without it")
 
 
 class StageOrderGroup(click.Group):
@@ -30,8 +31,7 @@ class StageOrderGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            command = f"gloss {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else "gloss --help"
-            raise GlossError(f"{exc.format_message()} (see `{command}`)") from None
+            raise GlossError(f"{exc.format_message()} (see `{_command_path(exc.ctx)} --help`)") from None
         except KeyboardInterrupt:
             click.echo(f"\ngloss: interrupted; {INTERRUPTED_HINT}", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -44,6 +44,15 @@ class StageOrderGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(STAGE_ORDER)}
         return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
+
+
+def _command_path(ctx: click.Context | None) -> str:
+    """``gloss cache clear`` for the context of `gloss cache clear` (whatever the program was called)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["gloss", *reversed(names)])
 
 
 def _refuse_torchrun_except_train(command: str | None) -> None:

@@ -44,7 +44,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise GlossError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise GlossError(f"{path}: not valid YAML ({where}{what})") from None
     else:
         raise GlossError(f"--config: {path} must end in .toml, .yaml or .yml")
     if not isinstance(data, dict):

@@ -135,11 +135,28 @@ def _read_jsonl(path: Path, text: str):
     return frame
 
 
+def column_hint(columns: list[str], missing: list[str]) -> str:
+    """``"; ..."``: the likely cause of ``missing`` columns among the ``columns`` found (names that differ in
+    case only, as ``Text,Label``; a header separated by ``;`` or tabs, read as one column), else ``""``."""
+    hints = []
+    cased = {c.lower(): c for c in columns}
+    renames = [f"'{cased[m.lower()]}' -> '{m}'" for m in missing if m.lower() in cased]
+    if renames:
+        hints.append(f"column names are case-sensitive: rename {', '.join(renames)}")
+    if len(columns) == 1:
+        separator = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'"))
+                          if sep in columns[0]), None)
+        if separator:
+            hints.append(f"the header looks separated by {separator}: a .csv must be comma-separated")
+    return f"; {'; '.join(hints)}" if hints else ""
+
+
 def _check_columns(frame, path: Path, required: tuple[str, ...]) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        found = ", ".join(c for c in frame.columns if c != "source_row") or "none"
-        raise GlossError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} (found: {found})")
+        columns = [str(c) for c in frame.columns if c != "source_row"]
+        raise GlossError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} "
+                         f"(found: {', '.join(columns) or 'none'}){column_hint(columns, missing)}")
 
 
 def _clean_frame(frame, path: Path, keep_nan_labels: bool = False):

@@ -28,12 +28,13 @@ def read_documents(path: str | Path, encoding: str = options.ENCODING) -> list[s
         raise GlossError(f"--input {path}: file not found")
     text, _ = decode_file(path, encoding)
     if path.suffix == ".csv":
-        from pipeline.datasets import read_csv_text
+        from pipeline.datasets import column_hint, read_csv_text
 
         frame = read_csv_text(path, text)
         if "text" not in frame:
             columns = [c for c in frame.columns if c != "source_row"]
-            raise GlossError(f"{path}: missing column 'text' (found: {', '.join(columns)})")
+            raise GlossError(f"{path}: missing column 'text' (found: {', '.join(columns)})"
+                             f"{column_hint(columns, ['text'])}")
         return frame["text"].tolist()
     if path.suffix == ".jsonl":
         docs = []
