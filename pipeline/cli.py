@@ -338,11 +338,15 @@ def train_options(func):
 
 
 def _parse_sigma(value: str) -> float | str:
-    """A number, or the name of a sigma heuristic (checked by the train stage)."""
+    """A number, or the name of a sigma heuristic; a one-line error for anything else, before the heavy
+    imports of the stages."""
     try:
-        return float(value)
+        sigma: float | str = float(value)
     except ValueError:
-        return value
+        sigma = value
+    if options.sigma_error(sigma):
+        raise GlossError(options.sigma_error(sigma))
+    return sigma
 
 
 def _parse_train_layers(value: str) -> str:
@@ -352,12 +356,13 @@ def _parse_train_layers(value: str) -> str:
 
 
 def _train_config(opts: dict):
+    sigma = _parse_sigma(opts["sigma"])  # before the stages' heavy imports
     from pipeline.stages.train import GCNConfig, TrainConfig
     from pipeline.training.loop import LoopConfig, parse_milestones
     from pipeline.training.objectives import ObjectiveConfig
 
     objective = ObjectiveConfig(
-        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=_parse_sigma(opts["sigma"]),
+        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=sigma,
         graph=opts["graph_mode"], k=opts["k"], bank_index=opts["bank_index"], nprobe=opts["nprobe"],
         loss_form=opts["loss_form"], variant=opts["variant"],
         class_weights=opts["class_weights"], temperature=opts["temperature"], margin=opts["margin"],
@@ -405,9 +410,9 @@ def train(resume, run_dir, force, **opts):
     stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept.
     Under `torchrun --nproc-per-node N --no-python gloss train ...`: data-parallel over N processes (see
     README, Distributed training)."""
+    config = _train_config(opts)  # first: it checks --sigma before the stages' heavy imports
     from pipeline.stages import train as stage
 
-    config = _train_config(opts)
     manifest = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     if manifest is not None:  # None: a data-parallel rank other than 0, which writes and says nothing
         _echo_train(manifest)
@@ -549,13 +554,14 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
     G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
     reads it); `gloss graph` builds it on its own."""
+    train_config = _train_config(opts)  # first: it checks --sigma before the stages' heavy imports
     from pipeline.stages import run as stage
     from pipeline.stages.evaluate import EvaluateConfig, summary_lines
     from pipeline.stages.prepare import PrepareConfig
 
     prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
                                    split_seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels)
-    config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts), evaluate=EvaluateConfig(probe=probe))
+    config = stage.RunConfig(prepare=prepare_config, train=train_config, evaluate=EvaluateConfig(probe=probe))
     manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifests["train"])
     for line in summary_lines(manifests["evaluate"].summary):

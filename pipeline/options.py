@@ -189,6 +189,15 @@ def choice_error(option: str, value: object, choices: tuple[str, ...]) -> str:
     return f"{option} {value}: expected one of {', '.join(choices)}"
 
 
+def sigma_error(sigma: float | str) -> str | None:
+    """The one-line message for a ``--sigma`` that is neither a heuristic's name nor a positive number, else
+    ``None`` (checked by the command line before anything heavy is imported, and by the train stage)."""
+    if isinstance(sigma, str):
+        return None if sigma in SIGMA_HEURISTICS else choice_error("--sigma", sigma, SIGMA_HEURISTICS) + \
+            ", or a positive number"
+    return None if sigma > 0 else f"--sigma {sigma}: must be positive"
+
+
 # --- reading user files (prepare, run, predict) --------------------------------------------------------
 ENCODING = "auto"  # UTF-8, else the encoding charset-normalizer detects (logged); or any Python codec name
 ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a detected decoding may show

@@ -166,10 +166,8 @@ def check_config(config: TrainConfig) -> None:
         raise GlossError(f"--lambda {obj.lam}: must be between 0 and 1")
     if obj.temperature <= 0:
         raise GlossError(f"--temperature {obj.temperature}: must be positive")
-    if isinstance(obj.sigma, str) and obj.sigma not in options.SIGMA_HEURISTICS:
-        raise GlossError(options.choice_error("--sigma", obj.sigma, options.SIGMA_HEURISTICS) + ", or a positive number")
-    if not isinstance(obj.sigma, str) and obj.sigma <= 0:
-        raise GlossError(f"--sigma {obj.sigma}: must be positive")
+    if options.sigma_error(obj.sigma):
+        raise GlossError(options.sigma_error(obj.sigma))
     _check_choice("--precision", config.loop.precision, options.PRECISIONS)
     parse_train_layers(config.loop.train_layers)
     if config.loop.epochs < 1 or config.loop.batch_size < 2:

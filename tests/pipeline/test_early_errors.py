@@ -101,3 +101,16 @@ def test_predict_checks_its_output_and_input_before_loading_anything(tmp_path, n
 def test_train_before_prepare_stops_before_loading_the_model(tmp_path, no_work):
     line = _one_line_error("train", "--run-dir", tmp_path)
     assert "prepare/manifest.json not found: run `gloss prepare" in line
+
+
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_an_unknown_sigma_is_refused_before_torch_is_imported(command):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pipeline.cli import main\nfrom pipeline.errors import GlossError\ntry:\n"
+            f"    main(['{command}', '--sigma', 'foo', '--run-dir', 'r'], standalone_mode=False)\n"
+            "except GlossError as exc:\n    print(exc.message, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ("--sigma foo: expected one of sqrt, dicm, batch-sqrt, batch-dicm, or a positive number "
+                           "False")
