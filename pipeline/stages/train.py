@@ -191,8 +191,6 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     callback: raising from it stops training (``gloss tune`` prunes trials with it)."""
     check_config(config)
     prepared = load_manifest(run_dir, "prepare")  # a missing stage stops before any model is loaded
-    embedded = load_manifest(run_dir, "embed") if config.method == "finetune" and \
-        config.objective.reads_corpus_sigma else None
     if config.method != "finetune":
         if distributed.launched_by_torchrun():
             raise GlossError(f"--method {config.method}: data-parallel training (torchrun) is for --method finetune")
@@ -200,6 +198,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
 
         return run_baseline(config, run_dir, force=force, echo=echo)
     resolve_model_path(config.encoder.model)
+    embedded = load_manifest(run_dir, "embed") if config.objective.reads_corpus_sigma else None
     requested = config.loop.train_layers
     config = resolve_protocol(config)
     config, ranks = _join_data_parallel(config)
