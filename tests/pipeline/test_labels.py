@@ -68,3 +68,10 @@ def test_a_nan_label_is_refused_unless_kept(tmp_path, missing):
     assert "--keep-nan-labels" in result.output and not run.exists()
     result, run = _prepare(tmp_path, train, TRAIN, "--keep-nan-labels")
     assert result.exit_code == 0 and "4 classes" in result.output, result.output
+
+
+def test_keep_nan_labels_enters_the_config_only_when_set():
+    from pipeline.stages.prepare import PrepareConfig
+
+    assert "keep_nan_labels" not in PrepareConfig("d", "r").stage_config()  # earlier runs keep their hashes
+    assert PrepareConfig("d", "r", keep_nan_labels=True).stage_config()["keep_nan_labels"] is True
