@@ -369,8 +369,36 @@ def _train_config(opts: dict):
         bertgcn_schedule=opts["bertgcn_schedule"],
         init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
     )
-    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
-                       preset=opts.get("preset"))
+    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
+                         preset=opts.get("preset"))
+    return _lr_where_it_trains(config)
+
+
+def _lr_where_it_trains(config):
+    """``config``, checked that a given ``--lr`` trains something: at ``--train-layers 0`` (``auto`` on a CPU
+    included) no pre-trained weight trains and the adapter and head learn at ``--head-lr``, so ``--lr`` from the
+    command line or a ``--config`` file is a one-line error, and a preset's lr is reported and not applied."""
+    from dataclasses import replace
+
+    from pipeline.config_file import option_source
+
+    source = option_source(click.get_current_context(), "lr")
+    if config.method != "finetune" or source is None:
+        return config
+    from pipeline.encoder import resolve_device
+    from pipeline.training.partial import resolve_train_layers
+
+    requested = config.loop.train_layers
+    if resolve_train_layers(requested, resolve_device(config.encoder.device)) != "0":
+        return config
+    layers = "--train-layers 0" + (f" ({requested} on this machine)" if requested != "0" else "")
+    if source == "--preset":
+        click.echo(f"train: --preset {config.preset}: its lr {config.loop.lr:g} is not applied: {layers} trains "
+                   f"only the adapter and head, at --head-lr {config.loop.head_lr:g}")
+        return replace(config, loop=replace(config.loop, lr=options.LR))
+    where = "on the command line" if source == "command line" else "in the --config file"
+    raise GlossError(f"--lr {config.loop.lr:g} (given {where}): {layers} trains no pre-trained weight; the "
+                     "adapter and head learn at --head-lr, so set that instead")
 
 
 def _echo_train(manifest) -> None:
