@@ -430,21 +430,31 @@ def tune_options(func):
     """The study options of `gloss tune` (besides every train option)."""
     o = options
     decorators = [
+        click.option("--lr-grid", default=None, show_default=o.TUNE_LR_GRID,
+                     help="Phase 1: one trial per learning rate of this comma list, the same for every loss, the "
+                          "loss's own parameters at the command line's values."),
+        click.option("--head-lr-grid", default=None, show_default=o.TUNE_HEAD_LR_GRID,
+                     help="Phase 1 at --train-layers 0 (where the adapter and head learn at --head-lr): the "
+                          "--head-lr values instead."),
         click.option("--trials", type=int, default=o.TUNE_TRIALS, show_default=True,
-                     help="Trials of the study in all (complete, pruned or failed; a resumed study counts "
-                          "the earlier ones). Give every loss the same budget."),
+                     help="Phase 2: trials of the loss's own parameters (--space) at the best grid value "
+                          "(complete, pruned or failed; a resumed study counts the earlier ones; 0: the grid "
+                          "only). Give every loss the same N."),
         click.option("--timeout", type=float, default=None,
                      help="Seconds after which no new trial starts (rerun the command to continue)."),
         click.option("--space", type=click.Path(dir_okay=False), default=None,
                      help="TOML of search spaces, one [loss] table (default: the shipped "
                           "pipeline/tuning/spaces.toml; see README, Tuning)."),
         click.option("--tune-epochs", type=click.IntRange(min=1), default=None,
-                     help="Epoch budget of each trial (default: --epochs)."),
-        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True, help="Seed of the TPE sampler."),
+                     help="Epoch budget E of each trial (default: --epochs); under --schedule constant a trial "
+                          "is the first E epochs of a final run."),
+        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True,
+                     help="Seed of phase 2's scrambled Sobol sequence."),
         click.option("--pruner-startup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_STARTUP,
                      show_default=True, help="Median pruner: complete trials before it prunes."),
         click.option("--pruner-warmup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_WARMUP,
-                     show_default=True, help="Median pruner: epochs of a trial before it may be pruned."),
+                     show_default=True,
+                     help="Median pruner: epochs of a trial before it may be pruned (never at its last epoch)."),
         click.option("--heartbeat", type=click.IntRange(min=1), default=o.TUNE_HEARTBEAT, show_default=True,
                      help="Seconds between a trial's heartbeats; one silent for twice this (a killed tune) "
                           "is retried on resuming."),
@@ -461,16 +471,20 @@ def tune_options(func):
 @train_options
 @tune_options
 @run_dir_option(required=True)
-def tune(run_dir, trials, timeout, space, tune_epochs, tune_seed, pruner_startup, pruner_warmup, heartbeat, plots,
-         **opts):
-    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic):
-    seeded TPE, median pruning on the validation score after every epoch, each trial a run directory of its
-    own under RUN/tune/trials/, no test data looked at. Writes RUN/tune/{study.db, best.json, trials.csv,
-    plots}; `gloss compare` trains best.json's values over seeds (a `tuned` method entry)."""
+def tune(run_dir, lr_grid, head_lr_grid, trials, timeout, space, tune_epochs, tune_seed, pruner_startup,
+         pruner_warmup, heartbeat, plots, **opts):
+    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic),
+    the same protocol for every loss: one trial per --lr-grid value, then --trials N trials of the loss's own
+    parameters (a scrambled Sobol sequence) at the best of them. Needs --schedule constant or multistep (a
+    trial is then the first --tune-epochs epochs of a final run); median pruning on the validation score before
+    a trial's last epoch; each trial a run directory of its own under RUN/tune/trials/; the test split is never
+    read. Writes RUN/tune/{study.db, best.json, trials.csv, plots}; `gloss compare` trains best.json's values
+    over seeds (a `tuned` method entry)."""
     from pipeline.stages import tune as stage
 
-    config = stage.TuneConfig(train=_train_config(opts), trials=trials, epochs=tune_epochs, timeout=timeout,
-                              space=space, seed=tune_seed, pruner_startup=pruner_startup,
+    config = stage.TuneConfig(train=_train_config(opts), trials=trials, lr_grid=lr_grid, head_lr_grid=head_lr_grid,
+                              epochs=tune_epochs, timeout=timeout, space=space, seed=tune_seed,
+                              pruner_startup=pruner_startup,
                               pruner_warmup=pruner_warmup, heartbeat=heartbeat, plots=plots)
     summary = stage.run(config, run_dir, echo=click.echo)
     counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
