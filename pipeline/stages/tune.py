@@ -228,7 +228,7 @@ def _optimize(study, objective, config: TuneConfig, protocol: Protocol, monitor:
                 if best is None:
                     return (f"no trial of the {protocol.grid_param} grid completed (see {out.TRIALS_CSV}): nothing to "
                             "fix the learning rate at for the trials of the own parameters")
-                study.sampler = own_sampler(protocol, best)
+                study.sampler = own_sampler(protocol, best, len(study.get_trials(deepcopy=False)))
             if deadline is not None and time.monotonic() >= deadline:
                 echo(f"tune: --timeout {config.timeout:g}s reached after {done(study)} of {budget} trials; "
                      "rerun the command to continue")

@@ -20,7 +20,7 @@ Why not a seeded random sampler: rebuilt on resuming it draws its first values a
 would repeat earlier parameter sets. The QMC sampler keeps its position in the sequence in the study's
 storage, so a resumed study continues the sequence and never repeats a point. Categorical parameters take a
 Sobol coordinate of their own; a parameter that exists only for some choices (sigma's number, when sigma is
-``range``) is drawn by a random sampler seeded alike.
+``range``) is drawn by a random sampler seeded by the seed and the trial's number.
 
 **Pruning.** The median pruner compares a trial's validation score after each epoch with the other trials'
 at that epoch, but never at the trial's last epoch: a trial that reached it has spent its budget and is kept.
@@ -150,13 +150,16 @@ def grid_sampler(seed: int):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def own_sampler(protocol: Protocol, best_grid_value: float):
-    """Phase 2's sampler: the scrambled Sobol sequence over the own parameters, the grid parameter fixed."""
+def own_sampler(protocol: Protocol, best_grid_value: float, trial_number: int):
+    """Phase 2's sampler for trial ``trial_number``: the scrambled Sobol sequence over the own parameters (its
+    position is kept in the study), the grid parameter fixed; conditional parameters drawn at random, seeded
+    by the seed and the trial number (so neither a later trial nor a resumed study draws them again)."""
     import optuna
 
     from pipeline.tuning.study import quiet
 
     with quiet():
+        draws = optuna.samplers.RandomSampler(seed=protocol.seed + trial_number)
         qmc = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=protocol.seed,
-                                         warn_independent_sampling=False)
+                                         independent_sampler=draws, warn_independent_sampling=False)
         return optuna.samplers.PartialFixedSampler({protocol.grid_param: best_grid_value}, qmc)
