@@ -389,8 +389,36 @@ def _train_config(opts: dict):
         bertgcn_schedule=opts["bertgcn_schedule"],
         init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
     )
-    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
-                       preset=opts.get("preset"))
+    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
+                         preset=opts.get("preset"))
+    return _lr_where_it_trains(config)
+
+
+def _lr_where_it_trains(config):
+    """``config``, checked that a given ``--lr`` trains something: at ``--train-layers 0`` (``auto`` on a CPU
+    included) no pre-trained weight trains and the adapter and head learn at ``--head-lr``, so ``--lr`` from the
+    command line or a ``--config`` file is a one-line error, and a preset's lr is reported and not applied."""
+    from dataclasses import replace
+
+    from pipeline.config_file import option_source
+
+    source = option_source(click.get_current_context(), "lr")
+    if config.method != "finetune" or source is None:
+        return config
+    from pipeline.encoder import resolve_device
+    from pipeline.training.partial import resolve_train_layers
+
+    requested = config.loop.train_layers
+    if resolve_train_layers(requested, resolve_device(config.encoder.device)) != "0":
+        return config
+    layers = "--train-layers 0" + (f" ({requested} on this machine)" if requested != "0" else "")
+    if source == "--preset":
+        click.echo(f"train: --preset {config.preset}: its lr {config.loop.lr:g} is not applied: {layers} trains "
+                   f"only the adapter and head, at --head-lr {config.loop.head_lr:g}")
+        return replace(config, loop=replace(config.loop, lr=options.LR))
+    where = "on the command line" if source == "command line" else "in the --config file"
+    raise GlossError(f"--lr {config.loop.lr:g} (given {where}): {layers} trains no pre-trained weight; the "
+                     "adapter and head learn at --head-lr, so set that instead")
 
 
 def _echo_train(manifest) -> None:
@@ -422,21 +450,31 @@ def tune_options(func):
     """The study options of `gloss tune` (besides every train option)."""
     o = options
     decorators = [
+        click.option("--lr-grid", default=None, show_default=o.TUNE_LR_GRID,
+                     help="Phase 1: one trial per learning rate of this comma list, the same for every loss, the "
+                          "loss's own parameters at the command line's values."),
+        click.option("--head-lr-grid", default=None, show_default=o.TUNE_HEAD_LR_GRID,
+                     help="Phase 1 at --train-layers 0 (where the adapter and head learn at --head-lr): the "
+                          "--head-lr values instead."),
         click.option("--trials", type=int, default=o.TUNE_TRIALS, show_default=True,
-                     help="Trials of the study in all (complete, pruned or failed; a resumed study counts "
-                          "the earlier ones). Give every loss the same budget."),
+                     help="Phase 2: trials of the loss's own parameters (--space) at the best grid value "
+                          "(complete, pruned or failed; a resumed study counts the earlier ones; 0: the grid "
+                          "only). Give every loss the same N."),
         click.option("--timeout", type=float, default=None,
                      help="Seconds after which no new trial starts (rerun the command to continue)."),
         click.option("--space", type=click.Path(dir_okay=False), default=None,
                      help="TOML of search spaces, one [loss] table (default: the shipped "
                           "pipeline/tuning/spaces.toml; see the documentation, Tuning)."),
         click.option("--tune-epochs", type=click.IntRange(min=1), default=None,
-                     help="Epoch budget of each trial (default: --epochs)."),
-        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True, help="Seed of the TPE sampler."),
+                     help="Epoch budget E of each trial (default: --epochs); under --schedule constant a trial "
+                          "is the first E epochs of a final run."),
+        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True,
+                     help="Seed of phase 2's scrambled Sobol sequence."),
         click.option("--pruner-startup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_STARTUP,
                      show_default=True, help="Median pruner: complete trials before it prunes."),
         click.option("--pruner-warmup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_WARMUP,
-                     show_default=True, help="Median pruner: epochs of a trial before it may be pruned."),
+                     show_default=True,
+                     help="Median pruner: epochs of a trial before it may be pruned (never at its last epoch)."),
         click.option("--heartbeat", type=click.IntRange(min=1), default=o.TUNE_HEARTBEAT, show_default=True,
                      help="Seconds between a trial's heartbeats; one silent for twice this (a killed tune) "
                           "is retried on resuming."),
@@ -453,16 +491,20 @@ def tune_options(func):
 @train_options
 @tune_options
 @run_dir_option(required=True)
-def tune(run_dir, trials, timeout, space, tune_epochs, tune_seed, pruner_startup, pruner_warmup, heartbeat, plots,
-         **opts):
-    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic):
-    seeded TPE, median pruning on the validation score after every epoch, each trial a run directory of its
-    own under RUN/tune/trials/, no test data looked at. Writes RUN/tune/{study.db, best.json, trials.csv,
-    plots}; `gloss compare` trains best.json's values over seeds (a `tuned` method entry)."""
+def tune(run_dir, lr_grid, head_lr_grid, trials, timeout, space, tune_epochs, tune_seed, pruner_startup,
+         pruner_warmup, heartbeat, plots, **opts):
+    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic),
+    the same protocol for every loss: one trial per --lr-grid value, then --trials N trials of the loss's own
+    parameters (a scrambled Sobol sequence) at the best of them. Needs --schedule constant or multistep (a
+    trial is then the first --tune-epochs epochs of a final run); median pruning on the validation score before
+    a trial's last epoch; each trial a run directory of its own under RUN/tune/trials/; the test split is never
+    read. Writes RUN/tune/{study.db, best.json, trials.csv, plots}; `gloss compare` trains best.json's values
+    over seeds (a `tuned` method entry)."""
     from pipeline.stages import tune as stage
 
-    config = stage.TuneConfig(train=_train_config(opts), trials=trials, epochs=tune_epochs, timeout=timeout,
-                              space=space, seed=tune_seed, pruner_startup=pruner_startup,
+    config = stage.TuneConfig(train=_train_config(opts), trials=trials, lr_grid=lr_grid, head_lr_grid=head_lr_grid,
+                              epochs=tune_epochs, timeout=timeout, space=space, seed=tune_seed,
+                              pruner_startup=pruner_startup,
                               pruner_warmup=pruner_warmup, heartbeat=heartbeat, plots=plots)
     summary = stage.run(config, run_dir, echo=click.echo)
     counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())

@@ -24,6 +24,20 @@ import click
 from pipeline import options
 from pipeline.errors import GlossError, did_you_mean
 
+CONFIG_KEYS = "gloss.config_keys"  # ctx.meta: the parameters a --config file set
+PRESET_KEYS = "gloss.preset_keys"  # ctx.meta: the parameters a --preset set
+
+
+def option_source(ctx: click.Context, name: str) -> str | None:
+    """Where parameter ``name`` of ``ctx``'s command got its value: ``"command line"``, ``"--config"``,
+    ``"--preset"``, or ``None`` (the built-in default)."""
+    source = ctx.get_parameter_source(name)
+    if source == click.core.ParameterSource.COMMANDLINE:
+        return "command line"
+    if source == click.core.ParameterSource.DEFAULT_MAP:
+        return "--config" if name in ctx.meta.get(CONFIG_KEYS, ()) else "--preset"
+    return None
+
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict."""
@@ -186,7 +200,9 @@ def config_option(func):
             return None
         data = read_config_file(value)
         group = ctx.parent.command if ctx.parent and isinstance(ctx.parent.command, click.Group) else None
-        ctx.default_map = {**(ctx.default_map or {}), **defaults_for_command(data, ctx.command, value, group)}
+        given = defaults_for_command(data, ctx.command, value, group)
+        ctx.meta[CONFIG_KEYS] = set(given)
+        ctx.default_map = {**(ctx.default_map or {}), **given}
         return value
 
     return click.option(
@@ -209,6 +225,7 @@ def preset_option(func):
             return None
         names = {p.name for p in ctx.command.params if p.name}
         values = {k: v for k, v in options.PRESETS[value].items() if k in names}
+        ctx.meta[PRESET_KEYS] = set(values)
         # Eager options run in command-line order: a --config processed earlier already filled default_map,
         # and a later one overrides; either way the file's values win over the preset's.
         ctx.default_map = {**values, **(ctx.default_map or {})}

@@ -215,14 +215,21 @@ CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH, CACHE_FROZEN_LAYERS)
 # Listing lcl+ce is harmless where that loss is absent: spaces are validated against LOSSES.
 TUNE_PARAM_FIELDS: dict[str, tuple[str, str]] = {
     "lr": ("loop", "lr"),
+    "head-lr": ("loop", "head_lr"),
     "sigma": ("objective", "sigma"),
     "lambda": ("objective", "lam"),
     "gamma": ("objective", "gamma"),
     "temperature": ("objective", "temperature"),
 }
 TUNE_PARAMS = tuple(TUNE_PARAM_FIELDS)
+# The learning rate the shared grid searches (phase 1): --lr, or --head-lr at --train-layers 0 (the adapter and
+# head learn at --head-lr). "lr" is never a parameter of a space: every loss is offered the same values.
+TUNE_GRID_PARAM = "lr"
+TUNE_GRID_PARAM_ADAPTER = "head-lr"
+SPACE_PARAMS = tuple(name for name in TUNE_PARAMS if name != TUNE_GRID_PARAM)
 TUNE_PARAM_LOSSES: dict[str, tuple[str, ...] | None] = {
     "lr": None,
+    "head-lr": None,
     "sigma": G_LOSSES,
     "gamma": G_LOSSES,
     "lambda": ("gloss+ce", "scl+ce", "lcl+ce"),
@@ -231,17 +238,23 @@ TUNE_PARAM_LOSSES: dict[str, tuple[str, ...] | None] = {
 # Open/closed bounds a range must stay within: (lowest, highest, low exclusive, high exclusive).
 TUNE_PARAM_LIMITS: dict[str, tuple[float, float | None, bool, bool]] = {
     "lr": (0.0, None, True, False),
+    "head-lr": (0.0, None, True, False),
     "sigma": (0.0, None, True, False),
     "lambda": (0.0, 1.0, False, False),
     "gamma": (0.0, 1.0, True, True),
     "temperature": (0.0, None, True, False),
 }
-TUNE_TRIALS = 20  # the same budget for every loss, so a comparison of tuned losses is fair
-TUNE_SEED = 0  # of the TPE sampler
+TUNE_LR_GRID = "1e-5,3e-5,1e-4,3e-4"  # phase 1: half-decades around the paper's 2e-5, for every loss
+TUNE_HEAD_LR_GRID = "3e-4,1e-3,3e-3,1e-2"  # phase 1 at --train-layers 0 (around the default --head-lr 1e-3)
+TUNE_TRIALS = 8  # phase 2: trials of each loss's own parameters at the best grid value (the same N for every loss)
+TUNE_SEED = 0  # of the scrambled Sobol sequence (and the random draws of conditional parameters)
 TUNE_PRUNER_STARTUP = 5  # median pruner: completed trials before it prunes (optuna's default)
-TUNE_PRUNER_WARMUP = 0  # median pruner: epochs of a trial before it may be pruned
+TUNE_PRUNER_WARMUP = 0  # median pruner: epochs of a trial before it may be pruned (never at its last epoch)
 TUNE_HEARTBEAT = 30  # seconds; a running trial silent for twice this is taken as killed and retried
 TUNE_MAX_RETRIES = 2  # of one killed or interrupted trial
+# Schedules whose learning rate at an epoch does not depend on --epochs, so a trial of E epochs is exactly the
+# first E epochs of a final run (linear and cosine decay to zero at --epochs).
+CAP_FREE_SCHEDULES = ("constant", "multistep")
 
 # --- fast fine-tuning (issue 14): partial fine-tuning on cached frozen layers, mixed precision -----------
 # --train-layers: "all" (full fine-tuning), N (freeze the embeddings and all but the top N transformer layers;

@@ -300,7 +300,8 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
               ranks: distributed.Ranks = distributed.Ranks()) -> dict:
     import torch
 
-    frames, label_names = load_splits(prepared)
+    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
+    frames, label_names = load_splits(prepared, splits)  # a tuning trial never reads, encodes or caches test
     texts, labels = split_texts(frames), split_labels(frames)
     if len(np.unique(labels["train"])) < 2:
         raise GlossError(f"{prepared.output('train.csv')}: the training split has a single class")
@@ -336,7 +337,6 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     _save_encoder(model_dir(ctx.out_dir), model, head, label_names)
     if objective.weighting is not None:
         _save_encoder(ctx.out_dir / WEIGHTING_DIR, objective.weighting.encoder, objective.weighting.head, label_names)
-    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
     _save_embeddings(ctx, built.encoder, head, config.loop.eval_batch_size, echo, splits)
     for stale in ctx.scratch_dir.glob("*.pt"):
         stale.unlink()
