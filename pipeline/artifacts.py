@@ -94,8 +94,9 @@ def run_config_hash(prepare_config: dict, train_config: dict) -> str:
 
 
 # --- prepared splits -----------------------------------------------------------------------------------
-def load_splits(manifest) -> tuple[dict, list[str]]:
-    """Read the prepared splits of a prepare manifest: ``({"train": df, "val": df, "test": df}, label_names)``.
+def load_splits(manifest, splits: tuple[str, ...] = SPLITS) -> tuple[dict, list[str]]:
+    """Read the prepared ``splits`` of a prepare manifest: ``({"train": df, "val": df, "test": df}, label_names)``
+    (only the files of ``splits`` are opened: tuning reads no test file).
 
     Each frame has the columns ``text, label, label_id, source_row``.
     """
@@ -103,7 +104,7 @@ def load_splits(manifest) -> tuple[dict, list[str]]:
 
     frames = {
         split: pd.read_csv(manifest.output(f"{split}.csv"), keep_default_na=False, dtype={"text": str, "label": str})
-        for split in SPLITS
+        for split in splits
     }
     label_names = json.loads(manifest.output(LABELS_FILE).read_text())
     return frames, label_names

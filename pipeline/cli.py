@@ -19,8 +19,9 @@ from pipeline.errors import GlossError
 from pipeline.stages import STAGE_ORDER
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
-INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped, and `--resume` "
-                    "continues training from its last checkpoint in RUN/.scratch/train")
+INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped; training continues "
+                    "from its last checkpoint (RUN/.scratch/train) only with `--resume` added, and starts over "
+                    "without it")
 
 
 class StageOrderGroup(click.Group):
@@ -30,8 +31,7 @@ class StageOrderGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            command = f"gloss {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else "gloss --help"
-            raise GlossError(f"{exc.format_message()} (see `{command}`)") from None
+            raise GlossError(f"{exc.format_message()} (see `{_command_path(exc.ctx)} --help`)") from None
         except KeyboardInterrupt:
             click.echo(f"\ngloss: interrupted; {INTERRUPTED_HINT}", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -44,6 +44,15 @@ class StageOrderGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(STAGE_ORDER)}
         return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
+
+
+def _command_path(ctx: click.Context | None) -> str:
+    """``gloss cache clear`` for the context of `gloss cache clear` (whatever the program was called)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["gloss", *reversed(names)])
 
 
 def _refuse_torchrun_except_train(command: str | None) -> None:
@@ -106,7 +115,11 @@ def encoding_option(func):
 
 
 def input_options(func):
-    """``--limit-test``, ``--encoding`` and ``--drop-unseen-labels`` of `gloss prepare` and `gloss run`."""
+    """``--limit-test``, ``--encoding``, ``--drop-unseen-labels`` and ``--keep-nan-labels`` of `gloss prepare`
+    and `gloss run`."""
+    func = click.option("--keep-nan-labels", is_flag=True,
+                        help="Keep a label spelled nan, NaN, None or null as a class (refused by default, like "
+                             "an empty label).")(func)
     func = click.option("--drop-unseen-labels", is_flag=True,
                         help="Drop val/test rows whose label is not in train (counted in the manifest) "
                              "instead of stopping.")(func)
@@ -129,7 +142,8 @@ def input_options(func):
 @input_options
 @run_dir_option
 @force_option
-def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, run_dir, force):
+def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels,
+            run_dir, force):
     """Read DATA_ROOT/DATASET/{train,test}.csv (or a CSV/JSONL with a split column, or the TextGCN layout),
     validate it, carve a seeded stratified validation split and save the splits and label names."""
     from pipeline.stages import prepare as stage
@@ -143,6 +157,7 @@ def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding,
         limit_test=limit_test,
         encoding=encoding,
         drop_unseen_labels=drop_unseen_labels,
+        keep_nan_labels=keep_nan_labels,
     )
     manifest = stage.run(config, run_dir or os.path.join("runs", dataset), force=force, echo=click.echo)
     rows = manifest.summary["rows"]
@@ -327,11 +342,15 @@ def train_options(func):
 
 
 def _parse_sigma(value: str) -> float | str:
-    """A number, or the name of a sigma heuristic (checked by the train stage)."""
+    """A number, or the name of a sigma heuristic; a one-line error for anything else, before the heavy
+    imports of the stages."""
     try:
-        return float(value)
+        sigma: float | str = float(value)
     except ValueError:
-        return value
+        sigma = value
+    if options.sigma_error(sigma):
+        raise GlossError(options.sigma_error(sigma))
+    return sigma
 
 
 def _parse_train_layers(value: str) -> str:
@@ -341,12 +360,13 @@ def _parse_train_layers(value: str) -> str:
 
 
 def _train_config(opts: dict):
+    sigma = _parse_sigma(opts["sigma"])  # before the stages' heavy imports
     from pipeline.stages.train import GCNConfig, TrainConfig
     from pipeline.training.loop import LoopConfig, parse_milestones
     from pipeline.training.objectives import ObjectiveConfig
 
     objective = ObjectiveConfig(
-        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=_parse_sigma(opts["sigma"]),
+        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=sigma,
         graph=opts["graph_mode"], k=opts["k"], bank_index=opts["bank_index"], nprobe=opts["nprobe"],
         loss_form=opts["loss_form"], variant=opts["variant"],
         class_weights=opts["class_weights"], temperature=opts["temperature"], margin=opts["margin"],
@@ -376,8 +396,36 @@ def _train_config(opts: dict):
     unlabeled = opts.get("unlabeled")
     if unlabeled is not None and unlabeled not in options.UNLABELED_SPLITS:
         unlabeled = os.path.abspath(unlabeled)
-    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
-                       preset=opts.get("preset"), unlabeled=unlabeled)
+    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
+                         preset=opts.get("preset"), unlabeled=unlabeled)
+    return _lr_where_it_trains(config)
+
+
+def _lr_where_it_trains(config):
+    """``config``, checked that a given ``--lr`` trains something: at ``--train-layers 0`` (``auto`` on a CPU
+    included) no pre-trained weight trains and the adapter and head learn at ``--head-lr``, so ``--lr`` from the
+    command line or a ``--config`` file is a one-line error, and a preset's lr is reported and not applied."""
+    from dataclasses import replace
+
+    from pipeline.config_file import option_source
+
+    source = option_source(click.get_current_context(), "lr")
+    if config.method != "finetune" or source is None:
+        return config
+    from pipeline.encoder import resolve_device
+    from pipeline.training.partial import resolve_train_layers
+
+    requested = config.loop.train_layers
+    if resolve_train_layers(requested, resolve_device(config.encoder.device)) != "0":
+        return config
+    layers = "--train-layers 0" + (f" ({requested} on this machine)" if requested != "0" else "")
+    if source == "--preset":
+        click.echo(f"train: --preset {config.preset}: its lr {config.loop.lr:g} is not applied: {layers} trains "
+                   f"only the adapter and head, at --head-lr {config.loop.head_lr:g}")
+        return replace(config, loop=replace(config.loop, lr=options.LR))
+    where = "on the command line" if source == "command line" else "in the --config file"
+    raise GlossError(f"--lr {config.loop.lr:g} (given {where}): {layers} trains no pre-trained weight; the "
+                     "adapter and head learn at --head-lr, so set that instead")
 
 
 def _echo_train(manifest) -> None:
@@ -397,9 +445,9 @@ def train(resume, run_dir, force, **opts):
     stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept.
     Under `torchrun --nproc-per-node N --no-python gloss train ...`: data-parallel over N processes (see
     the documentation, Distributed training)."""
+    config = _train_config(opts)  # first: it checks --sigma before the stages' heavy imports
     from pipeline.stages import train as stage
 
-    config = _train_config(opts)
     manifest = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     if manifest is not None:  # None: a data-parallel rank other than 0, which writes and says nothing
         _echo_train(manifest)
@@ -409,21 +457,31 @@ def tune_options(func):
     """The study options of `gloss tune` (besides every train option)."""
     o = options
     decorators = [
+        click.option("--lr-grid", default=None, show_default=o.TUNE_LR_GRID,
+                     help="Phase 1: one trial per learning rate of this comma list, the same for every loss, the "
+                          "loss's own parameters at the command line's values."),
+        click.option("--head-lr-grid", default=None, show_default=o.TUNE_HEAD_LR_GRID,
+                     help="Phase 1 at --train-layers 0 (where the adapter and head learn at --head-lr): the "
+                          "--head-lr values instead."),
         click.option("--trials", type=int, default=o.TUNE_TRIALS, show_default=True,
-                     help="Trials of the study in all (complete, pruned or failed; a resumed study counts "
-                          "the earlier ones). Give every loss the same budget."),
+                     help="Phase 2: trials of the loss's own parameters (--space) at the best grid value "
+                          "(complete, pruned or failed; a resumed study counts the earlier ones; 0: the grid "
+                          "only). Give every loss the same N."),
         click.option("--timeout", type=float, default=None,
                      help="Seconds after which no new trial starts (rerun the command to continue)."),
         click.option("--space", type=click.Path(dir_okay=False), default=None,
                      help="TOML of search spaces, one [loss] table (default: the shipped "
                           "pipeline/tuning/spaces.toml; see the documentation, Tuning)."),
         click.option("--tune-epochs", type=click.IntRange(min=1), default=None,
-                     help="Epoch budget of each trial (default: --epochs)."),
-        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True, help="Seed of the TPE sampler."),
+                     help="Epoch budget E of each trial (default: --epochs); under --schedule constant a trial "
+                          "is the first E epochs of a final run."),
+        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True,
+                     help="Seed of phase 2's scrambled Sobol sequence."),
         click.option("--pruner-startup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_STARTUP,
                      show_default=True, help="Median pruner: complete trials before it prunes."),
         click.option("--pruner-warmup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_WARMUP,
-                     show_default=True, help="Median pruner: epochs of a trial before it may be pruned."),
+                     show_default=True,
+                     help="Median pruner: epochs of a trial before it may be pruned (never at its last epoch)."),
         click.option("--heartbeat", type=click.IntRange(min=1), default=o.TUNE_HEARTBEAT, show_default=True,
                      help="Seconds between a trial's heartbeats; one silent for twice this (a killed tune) "
                           "is retried on resuming."),
@@ -440,16 +498,20 @@ def tune_options(func):
 @train_options
 @tune_options
 @run_dir_option(required=True)
-def tune(run_dir, trials, timeout, space, tune_epochs, tune_seed, pruner_startup, pruner_warmup, heartbeat, plots,
-         **opts):
-    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic):
-    seeded TPE, median pruning on the validation score after every epoch, each trial a run directory of its
-    own under RUN/tune/trials/, no test data looked at. Writes RUN/tune/{study.db, best.json, trials.csv,
-    plots}; `gloss compare` trains best.json's values over seeds (a `tuned` method entry)."""
+def tune(run_dir, lr_grid, head_lr_grid, trials, timeout, space, tune_epochs, tune_seed, pruner_startup,
+         pruner_warmup, heartbeat, plots, **opts):
+    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic),
+    the same protocol for every loss: one trial per --lr-grid value, then --trials N trials of the loss's own
+    parameters (a scrambled Sobol sequence) at the best of them. Needs --schedule constant or multistep (a
+    trial is then the first --tune-epochs epochs of a final run); median pruning on the validation score before
+    a trial's last epoch; each trial a run directory of its own under RUN/tune/trials/; the test split is never
+    read. Writes RUN/tune/{study.db, best.json, trials.csv, plots}; `gloss compare` trains best.json's values
+    over seeds (a `tuned` method entry)."""
     from pipeline.stages import tune as stage
 
-    config = stage.TuneConfig(train=_train_config(opts), trials=trials, epochs=tune_epochs, timeout=timeout,
-                              space=space, seed=tune_seed, pruner_startup=pruner_startup,
+    config = stage.TuneConfig(train=_train_config(opts), trials=trials, lr_grid=lr_grid, head_lr_grid=head_lr_grid,
+                              epochs=tune_epochs, timeout=timeout, space=space, seed=tune_seed,
+                              pruner_startup=pruner_startup,
                               pruner_warmup=pruner_warmup, heartbeat=heartbeat, plots=plots)
     summary = stage.run(config, run_dir, echo=click.echo)
     counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
@@ -515,8 +577,11 @@ def predict(run_dir, input_path, output, device, predictor, transductive, encodi
     use)."""
     import json
 
+    from pipeline.output_paths import check_output_file
     from pipeline.predict import predict as run_predict
 
+    if output:
+        check_output_file(output)
     result = run_predict(run_dir, input_path, device=device, encoding=encoding, predictor=predictor,
                          transductive=transductive)
     lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
@@ -549,18 +614,19 @@ def predict(run_dir, input_path, output, device, predictor, transductive, encodi
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-<method>-seed<seed>-<config hash>).")
 @force_option
-def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, probe, resume,
-        run_dir, force, **opts):
+def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels,
+        probe, resume, run_dir, force, **opts):
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
     G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
     reads it); `gloss graph` builds it on its own."""
+    train_config = _train_config(opts)  # first: it checks --sigma before the stages' heavy imports
     from pipeline.stages import run as stage
     from pipeline.stages.evaluate import EvaluateConfig, summary_lines
     from pipeline.stages.prepare import PrepareConfig
 
     prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
-                                   split_seed, limit, limit_test, encoding, drop_unseen_labels)
-    config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts), evaluate=EvaluateConfig(probe=probe))
+                                   split_seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels)
+    config = stage.RunConfig(prepare=prepare_config, train=train_config, evaluate=EvaluateConfig(probe=probe))
     manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifests["train"])
     for line in summary_lines(manifests["evaluate"].summary):

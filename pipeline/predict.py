@@ -44,12 +44,13 @@ def read_documents(path: str | Path, encoding: str = options.ENCODING) -> list[s
         raise GlossError(f"--input {path}: file not found")
     text, _ = decode_file(path, encoding)
     if path.suffix == ".csv":
-        from pipeline.datasets import read_csv_text
+        from pipeline.datasets import column_hint, read_csv_text
 
         frame = read_csv_text(path, text)
         if "text" not in frame:
             columns = [c for c in frame.columns if c != "source_row"]
-            raise GlossError(f"{path}: missing column 'text' (found: {', '.join(columns)})")
+            raise GlossError(f"{path}: missing column 'text' (found: {', '.join(columns)})"
+                             f"{column_hint(columns, ['text'])}")
         return frame["text"].tolist()
     if path.suffix == ".jsonl":
         docs = []
@@ -154,6 +155,7 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
     skipped/truncated documents."""
     from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, token_lengths
 
+    docs = read_documents(input_path, encoding)  # bad input stops before the model is loaded
     trained = load_manifest(run_dir, "train")
     if trained.config.get("method", "finetune") != "finetune":
         raise GlossError(
@@ -167,7 +169,6 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
     encoder = trained.config["encoder"]
     model = load_encoder(EncoderConfig(model=str(folder), pooling=encoder["pooling"],
                                        max_length=encoder["max_length"], device=device))
-    docs = read_documents(input_path, encoding)
     keep = [i for i, d in enumerate(docs) if d.strip()]
     texts = [docs[i] for i in keep]
     lengths = token_lengths(model, texts) if texts else []

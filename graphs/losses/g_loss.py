@@ -99,7 +99,10 @@ class GLoss(nn.Module):
         variant (str, optional): ``"gloss"`` or ``"released"`` (see above). (default: ``"gloss"``)
         sigma (float or str, optional): Kernel width, or ``"batch-sqrt"`` / ``"batch-dicm"`` to recompute
             it on every batch with :func:`~graphs.sigma.sigma_sqrt_median` /
-            :func:`~graphs.sigma.sigma_dicm` (on the L2-normalised nodes). (default: :obj:`1.0`)
+            :func:`~graphs.sigma.sigma_dicm` (on the L2-normalised nodes). The command line's default,
+            ``--sigma sqrt``, is the same heuristic computed once on the pre-trained embeddings of the whole
+            training split, which a loss does not see; give that number here to match a command-line run
+            (``RUN/embed/sigma.json``). (default: :obj:`"batch-sqrt"`)
         gamma (float, optional): Share of batch nodes whose labels stay visible. The paper uses 0.5 to
             0.7; the default 0.6 is its middle. The split is stratified per class (each class with at
             least two members keeps at least one visible and one hidden node; a singleton class is
@@ -121,7 +124,8 @@ class GLoss(nn.Module):
             and the ``"released"`` variant, whose logits span all classes). (default: largest label + 1)
         combined (bool, optional): ``"released"`` variant only: divide the loss by the number of hidden
             nodes once more, as the released combined (G-Loss + CE) code does; :obj:`False` is the
-            standalone code. (default: :obj:`True`)
+            standalone code. The command line sets it from ``--loss`` (:obj:`True` for ``gloss+ce``, its
+            default; :obj:`False` for ``gloss``). (default: :obj:`True`)
         seed (int, optional): Seed of the visible/hidden split; :meth:`reseed` restarts it.
             (default: :obj:`0`)
         memory_bank (MemoryBank, optional): The bank of ``"bank"`` mode. (default: :obj:`None`)
@@ -160,7 +164,7 @@ class GLoss(nn.Module):
     def __init__(
         self,
         graph: str = "dense",
-        sigma: float | str = 1.0,
+        sigma: float | str = "batch-sqrt",
         gamma: float = 0.6,
         k: int = 10,
         num_iters: int = 50,

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.artifacts import default_run_name, run_config_hash
+from pipeline.encoder import resolve_model_path
 from pipeline.manifest import Manifest
 from pipeline.model_card import add_test_results
+from pipeline.output_paths import check_output_dir
 from pipeline.stages import embed as embed_stage
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import prepare as prepare_stage
@@ -48,7 +50,7 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """:func:`pipeline.artifacts.run_config_hash` of this run's prepare and train configs."""
-        return run_config_hash(asdict(self.prepare), self.train.stage_config())
+        return run_config_hash(self.prepare.stage_config(), self.train.stage_config())
 
     def default_run_dir(self) -> Path:
         """``runs/<dataset>-<method>-seed<seed>-<first 8 hex digits of config_hash>``."""
@@ -74,7 +76,11 @@ def run(config: RunConfig, run_dir: str | Path | None = None, force: bool = Fals
 
     Returns the manifest of each stage, by stage name.
     """
+    train_stage.check_config(config.train)  # every option checked before any stage runs
+    if config.train.method != "textgcn":
+        resolve_model_path(config.train.encoder.model)
     run_dir = Path(run_dir) if run_dir is not None else config.default_run_dir()
+    check_output_dir(run_dir)
     with warnings.catch_warnings(record=True) as caught:  # the first line names the run, before any warning
         echo(f"{first_line(config)}; {' -> '.join(config.stages)} in {run_dir}")
     for warning in caught:

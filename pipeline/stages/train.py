@@ -178,10 +178,8 @@ def check_config(config: TrainConfig) -> None:
         raise GlossError(f"--lambda {obj.lam}: must be between 0 and 1")
     if obj.temperature <= 0:
         raise GlossError(f"--temperature {obj.temperature}: must be positive")
-    if isinstance(obj.sigma, str) and obj.sigma not in options.SIGMA_HEURISTICS:
-        raise GlossError(options.choice_error("--sigma", obj.sigma, options.SIGMA_HEURISTICS) + ", or a positive number")
-    if not isinstance(obj.sigma, str) and obj.sigma <= 0:
-        raise GlossError(f"--sigma {obj.sigma}: must be positive")
+    if options.sigma_error(obj.sigma):
+        raise GlossError(options.sigma_error(obj.sigma))
     _check_choice("--precision", config.loop.precision, options.PRECISIONS)
     parse_train_layers(config.loop.train_layers)
     if config.loop.epochs < 1 or config.loop.batch_size < 2:
@@ -229,6 +227,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     """Train into ``RUN/train``. ``on_epoch_end(epoch, record)`` (fine-tuning only) is the loop's per-epoch
     callback: raising from it stops training (``gloss tune`` prunes trials with it)."""
     check_config(config)
+    prepared = load_manifest(run_dir, "prepare")  # a missing stage stops before any model is loaded
     if config.method != "finetune":
         if distributed.launched_by_torchrun():
             raise GlossError(f"--method {config.method}: data-parallel training (torchrun) is for --method finetune")
@@ -236,6 +235,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
 
         return run_baseline(config, run_dir, force=force, echo=echo)
     resolve_model_path(config.encoder.model)
+    embedded = load_manifest(run_dir, "embed") if config.objective.reads_corpus_sigma else None
     requested = config.loop.train_layers
     config = resolve_protocol(config)
     config, ranks = _join_data_parallel(config)
@@ -245,11 +245,9 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
          f"{' (auto on ' + resolve_device(config.encoder.device) + ')' if requested == options.TRAIN_LAYERS_AUTO else ''}"
          f": {describe(config.loop.train_layers)}; precision {config.loop.precision}"
          f"{', torch.compile' if config.loop.compile else ''}")
-    prepared = load_manifest(run_dir, "prepare")
     upstream = {"prepare": prepared}
     sigma = None
-    if config.objective.reads_corpus_sigma:
-        embedded = load_manifest(run_dir, "embed")
+    if embedded is not None:
         upstream["embed"] = embedded
         sigma = corpus_sigma(json.loads(embedded.output("sigma.json").read_text()), config.objective.sigma, echo)
     config_dict = config.stage_config()
@@ -336,7 +334,8 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
               ranks: distributed.Ranks = distributed.Ranks()) -> dict:
     import torch
 
-    frames, label_names = load_splits(prepared)
+    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
+    frames, label_names = load_splits(prepared, splits)  # a tuning trial never reads, encodes or caches test
     texts, labels = split_texts(frames), split_labels(frames)
     if len(np.unique(labels["train"])) < 2:
         raise GlossError(f"{prepared.output('train.csv')}: the training split has a single class")
@@ -376,7 +375,6 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     _save_encoder(model_dir(ctx.out_dir), model, head, label_names)
     if objective.weighting is not None:
         _save_encoder(ctx.out_dir / WEIGHTING_DIR, objective.weighting.encoder, objective.weighting.head, label_names)
-    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
     _save_embeddings(ctx, built.encoder, head, config.loop.eval_batch_size, echo, splits)
     for stale in ctx.scratch_dir.glob("*.pt"):
         stale.unlink()

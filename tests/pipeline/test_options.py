@@ -31,6 +31,21 @@ def test_g_loss_vocabularies_and_defaults_agree():
         options.GAMMA, options.K, options.DEFAULT_GRAPH_MODE, options.DEFAULT_LOSS_FORM, options.DEFAULT_VARIANT)
 
 
+def test_library_g_loss_defaults_are_the_command_lines():
+    import torch
+
+    from graphs.losses import GLoss
+    from pipeline.training.st_loss import GLossCEST, GLossST
+
+    defaults = _defaults(GLoss)
+    assert defaults["sigma"] == options.LIBRARY_SIGMA == f"batch-{options.DEFAULT_SIGMA}"  # no corpus in a loss
+    assert defaults["combined"] == (options.DEFAULT_LOSS == "gloss+ce")  # the CLI: combined = (loss == gloss+ce)
+    standalone = GLossST(torch.nn.Identity()).gloss
+    assert (standalone.sigma, standalone.combined) == (options.LIBRARY_SIGMA, False)  # as --loss gloss
+    assert GLossST(torch.nn.Identity(), combined=True).gloss.combined is True
+    assert GLossCEST.combined_default is True  # as --loss gloss+ce
+
+
 def test_memory_bank_index_vocabulary_and_nprobe_agree():
     from graphs import memory_bank
 
