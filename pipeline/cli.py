@@ -19,8 +19,9 @@ from pipeline.errors import GlossError
 from pipeline.stages import STAGE_ORDER
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
-INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped, and `--resume` "
-                    "continues training from its last checkpoint in RUN/.scratch/train")
+INTERRUPTED_HINT = ("run the same command again to continue: finished stages are skipped; training continues "
+                    "from its last checkpoint (RUN/.scratch/train) only with `--resume` added, and starts over "
+                    "without it")
 
 
 class StageOrderGroup(click.Group):
@@ -30,8 +31,7 @@ class StageOrderGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            command = f"gloss {exc.ctx.info_name} --help" if exc.ctx is not None and exc.ctx.parent else "gloss --help"
-            raise GlossError(f"{exc.format_message()} (see `{command}`)") from None
+            raise GlossError(f"{exc.format_message()} (see `{_command_path(exc.ctx)} --help`)") from None
         except KeyboardInterrupt:
             click.echo(f"\ngloss: interrupted; {INTERRUPTED_HINT}", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -44,6 +44,15 @@ class StageOrderGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(STAGE_ORDER)}
         return sorted(self.commands, key=lambda name: (order.get(name, len(order)), name))
+
+
+def _command_path(ctx: click.Context | None) -> str:
+    """``gloss cache clear`` for the context of `gloss cache clear` (whatever the program was called)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["gloss", *reversed(names)])
 
 
 def _refuse_torchrun_except_train(command: str | None) -> None:
@@ -106,7 +115,11 @@ def encoding_option(func):
 
 
 def input_options(func):
-    """``--limit-test``, ``--encoding`` and ``--drop-unseen-labels`` of `gloss prepare` and `gloss run`."""
+    """``--limit-test``, ``--encoding``, ``--drop-unseen-labels`` and ``--keep-nan-labels`` of `gloss prepare`
+    and `gloss run`."""
+    func = click.option("--keep-nan-labels", is_flag=True,
+                        help="Keep a label spelled nan, NaN, None or null as a class (refused by default, like "
+                             "an empty label).")(func)
     func = click.option("--drop-unseen-labels", is_flag=True,
                         help="Drop val/test rows whose label is not in train (counted in the manifest) "
                              "instead of stopping.")(func)
@@ -129,7 +142,8 @@ def input_options(func):
 @input_options
 @run_dir_option
 @force_option
-def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, run_dir, force):
+def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels,
+            run_dir, force):
     """Read DATA_ROOT/DATASET/{train,test}.csv (or a CSV/JSONL with a split column, or the TextGCN layout),
     validate it, carve a seeded stratified validation split and save the splits and label names."""
     from pipeline.stages import prepare as stage
@@ -143,6 +157,7 @@ def prepare(dataset, data_root, val_fraction, seed, limit, limit_test, encoding,
         limit_test=limit_test,
         encoding=encoding,
         drop_unseen_labels=drop_unseen_labels,
+        keep_nan_labels=keep_nan_labels,
     )
     manifest = stage.run(config, run_dir or os.path.join("runs", dataset), force=force, echo=click.echo)
     rows = manifest.summary["rows"]
@@ -262,6 +277,10 @@ def train_options(func):
                      show_default=True,
                      help="G-Loss batch graph: dense (paper), knn (in batch), bank (batch + memory bank)."),
         click.option("--k", type=click.IntRange(min=1), default=o.K, show_default=True, help="G-Loss kNN neighbours."),
+        click.option("--unlabeled", default=None,
+                     help="--graph bank: unlabelled documents join the memory bank (refreshed every epoch) and "
+                          "pass propagation on; never seeds, never scored, their labels never read. test, "
+                          "val+test (the prepared splits' texts) or a FILE as `gloss predict --input` reads."),
         click.option("--bank-index", type=click.Choice(o.BANK_INDEXES), default=o.DEFAULT_BANK_INDEX,
                      show_default=True, help="--graph bank: exact search (flat) or a FAISS IVF index (ivf, CPU)."),
         click.option("--nprobe", type=int, default=o.NPROBE, show_default=True,
@@ -323,11 +342,15 @@ def train_options(func):
 
 
 def _parse_sigma(value: str) -> float | str:
-    """A number, or the name of a sigma heuristic (checked by the train stage)."""
+    """A number, or the name of a sigma heuristic; a one-line error for anything else, before the heavy
+    imports of the stages."""
     try:
-        return float(value)
+        sigma: float | str = float(value)
     except ValueError:
-        return value
+        sigma = value
+    if options.sigma_error(sigma):
+        raise GlossError(options.sigma_error(sigma))
+    return sigma
 
 
 def _parse_train_layers(value: str) -> str:
@@ -337,12 +360,13 @@ def _parse_train_layers(value: str) -> str:
 
 
 def _train_config(opts: dict):
+    sigma = _parse_sigma(opts["sigma"])  # before the stages' heavy imports
     from pipeline.stages.train import GCNConfig, TrainConfig
     from pipeline.training.loop import LoopConfig, parse_milestones
     from pipeline.training.objectives import ObjectiveConfig
 
     objective = ObjectiveConfig(
-        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=_parse_sigma(opts["sigma"]),
+        loss=opts["loss"], lam=opts["lam"], gamma=opts["gamma"], sigma=sigma,
         graph=opts["graph_mode"], k=opts["k"], bank_index=opts["bank_index"], nprobe=opts["nprobe"],
         loss_form=opts["loss_form"], variant=opts["variant"],
         class_weights=opts["class_weights"], temperature=opts["temperature"], margin=opts["margin"],
@@ -369,8 +393,39 @@ def _train_config(opts: dict):
         bertgcn_schedule=opts["bertgcn_schedule"],
         init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
     )
-    return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
-                       preset=opts.get("preset"))
+    unlabeled = opts.get("unlabeled")
+    if unlabeled is not None and unlabeled not in options.UNLABELED_SPLITS:
+        unlabeled = os.path.abspath(unlabeled)
+    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
+                         preset=opts.get("preset"), unlabeled=unlabeled)
+    return _lr_where_it_trains(config)
+
+
+def _lr_where_it_trains(config):
+    """``config``, checked that a given ``--lr`` trains something: at ``--train-layers 0`` (``auto`` on a CPU
+    included) no pre-trained weight trains and the adapter and head learn at ``--head-lr``, so ``--lr`` from the
+    command line or a ``--config`` file is a one-line error, and a preset's lr is reported and not applied."""
+    from dataclasses import replace
+
+    from pipeline.config_file import option_source
+
+    source = option_source(click.get_current_context(), "lr")
+    if config.method != "finetune" or source is None:
+        return config
+    from pipeline.encoder import resolve_device
+    from pipeline.training.partial import resolve_train_layers
+
+    requested = config.loop.train_layers
+    if resolve_train_layers(requested, resolve_device(config.encoder.device)) != "0":
+        return config
+    layers = "--train-layers 0" + (f" ({requested} on this machine)" if requested != "0" else "")
+    if source == "--preset":
+        click.echo(f"train: --preset {config.preset}: its lr {config.loop.lr:g} is not applied: {layers} trains "
+                   f"only the adapter and head, at --head-lr {config.loop.head_lr:g}")
+        return replace(config, loop=replace(config.loop, lr=options.LR))
+    where = "on the command line" if source == "command line" else "in the --config file"
+    raise GlossError(f"--lr {config.loop.lr:g} (given {where}): {layers} trains no pre-trained weight; the "
+                     "adapter and head learn at --head-lr, so set that instead")
 
 
 def _echo_train(manifest) -> None:
@@ -389,10 +444,10 @@ def train(resume, run_dir, force, **opts):
     """Fine-tune the encoder (linear head on the pooled embedding unless the loss is standalone), with early
     stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept.
     Under `torchrun --nproc-per-node N --no-python gloss train ...`: data-parallel over N processes (see
-    README, Distributed training)."""
+    the documentation, Distributed training)."""
+    config = _train_config(opts)  # first: it checks --sigma before the stages' heavy imports
     from pipeline.stages import train as stage
 
-    config = _train_config(opts)
     manifest = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     if manifest is not None:  # None: a data-parallel rank other than 0, which writes and says nothing
         _echo_train(manifest)
@@ -402,21 +457,31 @@ def tune_options(func):
     """The study options of `gloss tune` (besides every train option)."""
     o = options
     decorators = [
+        click.option("--lr-grid", default=None, show_default=o.TUNE_LR_GRID,
+                     help="Phase 1: one trial per learning rate of this comma list, the same for every loss, the "
+                          "loss's own parameters at the command line's values."),
+        click.option("--head-lr-grid", default=None, show_default=o.TUNE_HEAD_LR_GRID,
+                     help="Phase 1 at --train-layers 0 (where the adapter and head learn at --head-lr): the "
+                          "--head-lr values instead."),
         click.option("--trials", type=int, default=o.TUNE_TRIALS, show_default=True,
-                     help="Trials of the study in all (complete, pruned or failed; a resumed study counts "
-                          "the earlier ones). Give every loss the same budget."),
+                     help="Phase 2: trials of the loss's own parameters (--space) at the best grid value "
+                          "(complete, pruned or failed; a resumed study counts the earlier ones; 0: the grid "
+                          "only). Give every loss the same N."),
         click.option("--timeout", type=float, default=None,
                      help="Seconds after which no new trial starts (rerun the command to continue)."),
         click.option("--space", type=click.Path(dir_okay=False), default=None,
                      help="TOML of search spaces, one [loss] table (default: the shipped "
-                          "pipeline/tuning/spaces.toml; see README, Tuning)."),
+                          "pipeline/tuning/spaces.toml; see the documentation, Tuning)."),
         click.option("--tune-epochs", type=click.IntRange(min=1), default=None,
-                     help="Epoch budget of each trial (default: --epochs)."),
-        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True, help="Seed of the TPE sampler."),
+                     help="Epoch budget E of each trial (default: --epochs); under --schedule constant a trial "
+                          "is the first E epochs of a final run."),
+        click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True,
+                     help="Seed of phase 2's scrambled Sobol sequence."),
         click.option("--pruner-startup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_STARTUP,
                      show_default=True, help="Median pruner: complete trials before it prunes."),
         click.option("--pruner-warmup", type=click.IntRange(min=0), default=o.TUNE_PRUNER_WARMUP,
-                     show_default=True, help="Median pruner: epochs of a trial before it may be pruned."),
+                     show_default=True,
+                     help="Median pruner: epochs of a trial before it may be pruned (never at its last epoch)."),
         click.option("--heartbeat", type=click.IntRange(min=1), default=o.TUNE_HEARTBEAT, show_default=True,
                      help="Seconds between a trial's heartbeats; one silent for twice this (a killed tune) "
                           "is retried on resuming."),
@@ -433,16 +498,20 @@ def tune_options(func):
 @train_options
 @tune_options
 @run_dir_option(required=True)
-def tune(run_dir, trials, timeout, space, tune_epochs, tune_seed, pruner_startup, pruner_warmup, heartbeat, plots,
-         **opts):
-    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic):
-    seeded TPE, median pruning on the validation score after every epoch, each trial a run directory of its
-    own under RUN/tune/trials/, no test data looked at. Writes RUN/tune/{study.db, best.json, trials.csv,
-    plots}; `gloss compare` trains best.json's values over seeds (a `tuned` method entry)."""
+def tune(run_dir, lr_grid, head_lr_grid, trials, timeout, space, tune_epochs, tune_seed, pruner_startup,
+         pruner_warmup, heartbeat, plots, **opts):
+    """Run (or continue) an Optuna study of --loss on RUN (prepared; embedded for a corpus sigma heuristic),
+    the same protocol for every loss: one trial per --lr-grid value, then --trials N trials of the loss's own
+    parameters (a scrambled Sobol sequence) at the best of them. Needs --schedule constant or multistep (a
+    trial is then the first --tune-epochs epochs of a final run); median pruning on the validation score before
+    a trial's last epoch; each trial a run directory of its own under RUN/tune/trials/; the test split is never
+    read. Writes RUN/tune/{study.db, best.json, trials.csv, plots}; `gloss compare` trains best.json's values
+    over seeds (a `tuned` method entry)."""
     from pipeline.stages import tune as stage
 
-    config = stage.TuneConfig(train=_train_config(opts), trials=trials, epochs=tune_epochs, timeout=timeout,
-                              space=space, seed=tune_seed, pruner_startup=pruner_startup,
+    config = stage.TuneConfig(train=_train_config(opts), trials=trials, lr_grid=lr_grid, head_lr_grid=head_lr_grid,
+                              epochs=tune_epochs, timeout=timeout, space=space, seed=tune_seed,
+                              pruner_startup=pruner_startup,
                               pruner_warmup=pruner_warmup, heartbeat=heartbeat, plots=plots)
     summary = stage.run(config, run_dir, echo=click.echo)
     counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
@@ -463,12 +532,18 @@ def tune(run_dir, trials, timeout, space, tune_epochs, tune_seed, pruner_startup
               help="Output folder: table.md, table.csv, results.json, plots; runs/ and logs/ of the sweep.")
 @click.option("--data-root", default=None, help="Folder holding the datasets (default: $GLOSS_DATA, else ./data).")
 @click.option("--pair", default=options.DEFAULT_PAIR, show_default=True,
-              help="Paired comparison METHOD:BASELINE over shared seeds.")
+              help="Paired comparison METHOD:BASELINE over shared replicates (split seed, training seed).")
+@click.option("--reference", default=None,
+              help="Compare this method with every other one (paired, Holm-corrected over datasets); "
+                   "replaces --pair.")
 @click.option("--background", is_flag=True, help="Run the sweep detached; progress goes to OUT/sweep.log.")
-def compare(spec, run_dirs, out_dir, data_root, pair, background):
+def compare(spec, run_dirs, out_dir, data_root, pair, reference, background):
     """Run what a sweep is missing (finished runs are skipped; a killed sweep continues), then write per
-    dataset and method: accuracy and macro-F1 (mean, std, n), seconds per epoch, best epoch, training time,
-    peak memory; published numbers beside them (marked); plots; and a paired METHOD - BASELINE comparison."""
+    dataset, method and tier, pooling runs that differ only in training seed, split seed and a per-seed
+    --init-from: test accuracy and macro-F1 of the head, the linear probe and label propagation (mean, std,
+    n), epochs and seconds until val macro-F1 first reached 99% of the run's best, seconds per epoch, best
+    epoch, training time, peak memory; published numbers beside them (marked); plots; and paired
+    differences (METHOD - BASELINE, or --reference against every other method) with paired t-tests."""
     from pipeline.compare.stage import run_compare, start_in_background
 
     if not spec and not run_dirs:
@@ -477,7 +552,8 @@ def compare(spec, run_dirs, out_dir, data_root, pair, background):
         pid, log = start_in_background([a for a in sys.argv[1:] if a != "--background"], out_dir)
         click.echo(f"compare: running in the background (pid {pid}); progress in {log}")
         return
-    result = run_compare(spec, list(run_dirs), out_dir, data_root or os.environ.get("GLOSS_DATA"), pair, click.echo)
+    result = run_compare(spec, list(run_dirs), out_dir, data_root or os.environ.get("GLOSS_DATA"), pair, click.echo,
+                         reference=reference)
     click.echo(f"compare: wrote {', '.join(result['files'])} to {out_dir}")
 
 
@@ -488,14 +564,26 @@ def compare(spec, run_dirs, out_dir, data_root, pair, background):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here (default: standard output).")
 @click.option("--device", default=options.DEVICE, show_default=True)
+@click.option("--predictor", type=click.Choice(options.PREDICTORS), default=None,
+              help="head, knn (vote of the k nearest training documents), lpa (label propagation) or mix "
+                   "(alpha * lpa + (1 - alpha) * head), with the k and alpha `gloss evaluate` chose on validation "
+                   "[default: the predictor `gloss evaluate --predictor` chose, else head].")
+@click.option("--transductive", is_flag=True,
+              help="lpa/mix: propagate over the training documents and all given documents together (default: "
+                   "each document on its own).")
 @encoding_option
-def predict(run_dir, input_path, output, device, encoding):
-    """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
+def predict(run_dir, input_path, output, device, predictor, transductive, encoding):
+    """Predict labels for new documents with a run's fine-tuned encoder and its head or graph (the inductive
+    use)."""
     import json
 
+    from pipeline.output_paths import check_output_file
     from pipeline.predict import predict as run_predict
 
-    result = run_predict(run_dir, input_path, device=device, encoding=encoding)
+    if output:
+        check_output_file(output)
+    result = run_predict(run_dir, input_path, device=device, encoding=encoding, predictor=predictor,
+                         transductive=transductive)
     lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
     if output:
         from pipeline.atomic import write_text_atomic
@@ -504,7 +592,7 @@ def predict(run_dir, input_path, output, device, encoding):
     else:
         click.echo(lines, nl=False)
     click.echo(
-        f"predict: {result['documents']} documents, {result['empty']} empty (no prediction), "
+        f"predict ({result['predictor']}): {result['documents']} documents, {result['empty']} empty (no prediction), "
         f"{result['truncated']} truncated to {result['max_length']} tokens", err=True,
     )
 
@@ -526,18 +614,19 @@ def predict(run_dir, input_path, output, device, encoding):
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-<method>-seed<seed>-<config hash>).")
 @force_option
-def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, probe, resume,
-        run_dir, force, **opts):
+def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels,
+        probe, resume, run_dir, force, **opts):
     """Run the whole pipeline, skipping stages whose config and inputs are unchanged. With no options: R8,
     G-Loss + CE, the packaged all-MiniLM-L6-v2 encoder. The corpus kNN graph is not built (no later stage
     reads it); `gloss graph` builds it on its own."""
+    train_config = _train_config(opts)  # first: it checks --sigma before the stages' heavy imports
     from pipeline.stages import run as stage
     from pipeline.stages.evaluate import EvaluateConfig, summary_lines
     from pipeline.stages.prepare import PrepareConfig
 
     prepare_config = PrepareConfig(dataset, os.path.abspath(data_root or default_data_root()), val_fraction,
-                                   split_seed, limit, limit_test, encoding, drop_unseen_labels)
-    config = stage.RunConfig(prepare=prepare_config, train=_train_config(opts), evaluate=EvaluateConfig(probe=probe))
+                                   split_seed, limit, limit_test, encoding, drop_unseen_labels, keep_nan_labels)
+    config = stage.RunConfig(prepare=prepare_config, train=train_config, evaluate=EvaluateConfig(probe=probe))
     manifests = stage.run(config, run_dir, force=force, resume=resume, echo=click.echo)
     _echo_train(manifests["train"])
     for line in summary_lines(manifests["evaluate"].summary):
@@ -547,8 +636,16 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
 @main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, probe, propagation.")
 @config_option
 @run_dir_option(required=True)
-@click.option("--knn-k", type=click.IntRange(min=1), default=options.K, show_default=True,
-              help="Neighbours per node of the train+test kNN graph for transductive label propagation.")
+@click.option("--predictor", type=click.Choice(options.PREDICTORS), default=options.DEFAULT_PREDICTOR,
+              show_default=True,
+              help="The headline predictor (all are computed and reported): the head; knn = weighted vote of the k "
+                   "nearest training documents; lpa = label propagation over the kNN graph; mix = alpha * lpa + "
+                   "(1 - alpha) * head. k and alpha are chosen by validation macro-F1.")
+@click.option("--transductive", is_flag=True,
+              help="Headline lpa/mix over the graph of train + val + test (default: inductive, training graph only).")
+@click.option("--knn-k", type=click.IntRange(min=1), default=None,
+              help="Fix k of every kNN graph instead of choosing it on validation among 5, 10, 20, 50 "
+                   "(label_propagation uses 10 unless given).")
 @click.option("--tsne-max", type=click.IntRange(min=0), default=options.TSNE_MAX, show_default=True,
               help="Most test embeddings drawn in tsne.png (a seeded sample; 0 skips the plot).")
 @click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the t-SNE and of the samples.")
@@ -556,13 +653,14 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
               help="Linear probe: scikit-learn's logistic regression, the released code's (full-batch Adam on "
                    "un-normalised embeddings, early stopping on val macro-F1), or both.")
 @force_option
-def evaluate(run_dir, knn_k, tsne_max, seed, probe, force):
+def evaluate(run_dir, predictor, transductive, knn_k, tsne_max, seed, probe, force):
     """Evaluate RUN/train on the test split of RUN/prepare: head accuracy, macro-/weighted-F1, per-class report
     and confusion matrix; cosine macro-silhouette and t-SNE of the test embeddings; a linear probe and
     transductive label propagation on the embeddings. Writes RUN/evaluate/metrics.json and plots."""
     from pipeline.stages import evaluate as stage
 
-    config = stage.EvaluateConfig(knn_k=knn_k, tsne_max=tsne_max, seed=seed, probe=probe)
+    config = stage.EvaluateConfig(knn_k=knn_k, predictor=predictor, transductive=transductive, tsne_max=tsne_max,
+                                  seed=seed, probe=probe)
     manifest = stage.run(config, run_dir, force=force, echo=click.echo)
     for line in stage.summary_lines(manifest.summary):
         click.echo(line)

@@ -28,6 +28,7 @@ from pipeline import options
 from pipeline.artifacts import SPLITS
 from pipeline.errors import GlossError
 from pipeline.jsonl import json_objects
+from pipeline.labels import is_missing
 from pipeline.textfile import decode_file, split_lines
 
 logger = logging.getLogger("gloss")
@@ -73,6 +74,7 @@ class _Reader:
 
     root: Path
     encoding: str = options.ENCODING
+    keep_nan_labels: bool = False
     encodings: dict = field(default_factory=dict)
     ignored_columns: dict = field(default_factory=dict)
 
@@ -133,15 +135,33 @@ def _read_jsonl(path: Path, text: str):
     return frame
 
 
+def column_hint(columns: list[str], missing: list[str]) -> str:
+    """``"; ..."``: the likely cause of ``missing`` columns among the ``columns`` found (names that differ in
+    case only, as ``Text,Label``; a header separated by ``;`` or tabs, read as one column), else ``""``."""
+    hints = []
+    cased = {c.lower(): c for c in columns}
+    renames = [f"'{cased[m.lower()]}' -> '{m}'" for m in missing if m.lower() in cased]
+    if renames:
+        hints.append(f"column names are case-sensitive: rename {', '.join(renames)}")
+    if len(columns) == 1:
+        separator = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'"))
+                          if sep in columns[0]), None)
+        if separator:
+            hints.append(f"the header looks separated by {separator}: a .csv must be comma-separated")
+    return f"; {'; '.join(hints)}" if hints else ""
+
+
 def _check_columns(frame, path: Path, required: tuple[str, ...]) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        found = ", ".join(c for c in frame.columns if c != "source_row") or "none"
-        raise GlossError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} (found: {found})")
+        columns = [str(c) for c in frame.columns if c != "source_row"]
+        raise GlossError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} "
+                         f"(found: {', '.join(columns) or 'none'}){column_hint(columns, missing)}")
 
 
-def _clean_frame(frame, path: Path):
-    """Validate one split's rows: non-empty text and label."""
+def _clean_frame(frame, path: Path, keep_nan_labels: bool = False):
+    """Validate one split's rows: non-empty text and label; a missing-value spelling (``nan``, ``None``) as
+    a label is refused like an empty one unless ``keep_nan_labels``."""
     empty = frame["text"].str.strip() == ""
     if empty.any():
         row = int(frame.loc[empty, "source_row"].iloc[0])
@@ -152,6 +172,12 @@ def _clean_frame(frame, path: Path):
     if no_label.any():
         row = int(frame.loc[no_label, "source_row"].iloc[0])
         raise GlossError(f"{path}: row {row}: empty label ({int(no_label.sum())} such rows in this file)")
+    missing = frame["label"].map(is_missing)
+    if missing.any() and not keep_nan_labels:
+        first = frame.loc[missing].iloc[0]
+        raise GlossError(f"{path}: row {int(first['source_row'])}: label '{first['label'].strip()}' reads as a "
+                         f"missing value ({int(missing.sum())} such rows in this file); --keep-nan-labels keeps "
+                         "it as a class")
     frame = frame.copy()
     frame["label"] = frame["label"].str.strip()
     return frame[["text", "label", "source_row"]].reset_index(drop=True)
@@ -175,7 +201,7 @@ def _read_split_file(reader: _Reader, path: Path, name: str) -> RawDataset:
         raise GlossError(
             f"{path}: row {row}: unknown split '{frame.loc[unknown, 'split'].iloc[0]}' (expected train, val or test)"
         )
-    frames = {s: _clean_frame(frame[split == s], path) for s in SPLITS if (split == s).any()}
+    frames = {s: _clean_frame(frame[split == s], path, reader.keep_nan_labels) for s in SPLITS if (split == s).any()}
     for needed in ("train", "test"):
         if needed not in frames:
             raise GlossError(f"{path}: no rows with split '{needed}'")
@@ -201,7 +227,7 @@ def _read_textgcn(reader: _Reader, meta: Path, corpus: Path, name: str) -> RawDa
             raise GlossError(f"{meta}: line {number}: unknown split '{parts[1]}' (expected train or test)")
         rows.append({"text": doc, "label": parts[2], "split": split, "source_row": number})
     frame = pd.DataFrame(rows, columns=["text", "label", "split", "source_row"])
-    frames = {s: _clean_frame(frame[frame["split"] == s], corpus) for s in ("train", "test")}
+    frames = {s: _clean_frame(frame[frame["split"] == s], corpus, reader.keep_nan_labels) for s in ("train", "test")}
     return reader.dataset(name, frames, [meta, corpus], "textgcn", dict.fromkeys(frames, meta))
 
 
@@ -213,7 +239,8 @@ def _read_folder(reader: _Reader, folder: Path, name: str) -> RawDataset:
             raise GlossError(f"{paths[split]} not found (the dataset folder {folder} needs train.csv and test.csv)")
     if not paths["val"].is_file():
         del paths["val"]
-    frames = {split: _clean_frame(reader.table(path, ("text", "label")), path) for split, path in paths.items()}
+    frames = {split: _clean_frame(reader.table(path, ("text", "label")), path, reader.keep_nan_labels)
+              for split, path in paths.items()}
     layout = "train-val-test-csv" if "val" in paths else "train-test-csv"
     return reader.dataset(name, frames, list(paths.values()), layout, paths)
 
@@ -250,11 +277,13 @@ def _not_found(name: str, root: Path) -> GlossError:
                       f"{'; '.join(looked[:3])} and the TextGCN layout; {SOURCE_HINT}")
 
 
-def load_dataset(name: str, root: str | Path, encoding: str = options.ENCODING) -> RawDataset:
+def load_dataset(name: str, root: str | Path, encoding: str = options.ENCODING,
+                 keep_nan_labels: bool = False) -> RawDataset:
     """Read dataset ``name`` under ``root`` in whichever supported layout is present.
 
     ``encoding``: ``auto`` (UTF-8, else detected) or a codec name, for every file (see
-    :func:`pipeline.textfile.decode_file`).
+    :func:`pipeline.textfile.decode_file`). ``keep_nan_labels``: keep ``nan``/``None`` labels as a class
+    instead of refusing them.
 
     Raises:
         GlossError: one line naming what was looked for, or the file, row and problem.
@@ -264,7 +293,7 @@ def load_dataset(name: str, root: str | Path, encoding: str = options.ENCODING) 
         raise GlossError(
             f"data root {root} is not a directory (set --data-root or GLOSS_DATA); {SOURCE_HINT}"
         )
-    reader = _Reader(root, encoding)
+    reader = _Reader(root, encoding, keep_nan_labels)
     folder = root / name
     if (folder / "train.csv").is_file() or (folder / "test.csv").is_file():
         return _read_folder(reader, folder, name)

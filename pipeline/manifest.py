@@ -11,6 +11,8 @@ Every stage writes ``RUN/<stage>/`` with its outputs and a ``manifest.json``. A 
 * offers a persistent scratch directory (``RUN/.scratch/<stage>``) for checkpoints of long stages,
   removed once the stage has finished; a failed stage keeps it only when it holds files (checkpoints
   for ``--resume``), so no empty ``.scratch/`` folders are left behind;
+* removes the run directory (and the parents it made) again when the first stage to write there fails,
+  so a refused input leaves nothing behind;
 * says in one line which dotted config keys changed when it replaces an earlier result of the stage
   (an explicit run directory may hold several variants in turn);
 * records ``config_hash`` (:func:`pipeline.hashing.config_hash` of the config; for ``train`` without
@@ -164,6 +166,15 @@ def _drop_empty_scratch(scratch_dir: Path) -> None:
             pass
 
 
+def _drop_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first) where empty: a failed first stage leaves no empty run directory."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (checkpoints for --resume, an earlier stage), or already gone
+            return
+
+
 def run_stage(
     run_dir: str | Path,
     stage: str,
@@ -197,7 +208,11 @@ def run_stage(
     if previous is not None and current is None:
         echo(_replacing(stage, stage_dir, previous, config, inputs))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # removed again if the body fails
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GlossError(f"cannot create the run directory {run_dir} ({exc.strerror})") from None
     for stale in run_dir.glob(f".{stage}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     out_dir = run_dir / f".{stage}.tmp-{os.getpid()}"
@@ -211,6 +226,7 @@ def run_stage(
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         _drop_empty_scratch(scratch_dir)
+        _drop_empty(created)
         raise
     outputs = {}
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):

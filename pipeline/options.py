@@ -15,6 +15,7 @@ G_LOSSES = ("gloss", "gloss+ce")  # the losses that build a G-Loss batch graph (
 
 # --- G-Loss --------------------------------------------------------------------------------------------
 GRAPH_MODES = ("dense", "knn", "bank")
+UNLABELED_SPLITS = ("test", "val+test")  # --unlabeled: these prepared splits' texts (else a file)
 DEFAULT_GRAPH_MODE = "dense"
 LOSS_FORMS = ("nll", "released")  # of --variant gloss only
 DEFAULT_LOSS_FORM = "nll"
@@ -33,6 +34,8 @@ CORPUS_SIGMA_HEURISTICS = ("sqrt", "dicm")
 BATCH_SIGMA_HEURISTICS = ("batch-sqrt", "batch-dicm")
 SIGMA_HEURISTICS = CORPUS_SIGMA_HEURISTICS + BATCH_SIGMA_HEURISTICS
 DEFAULT_SIGMA = "sqrt"
+# The library losses' default (GLoss, GLossST): the per-batch form of DEFAULT_SIGMA, as a loss sees no corpus.
+LIBRARY_SIGMA = "batch-sqrt"
 
 # Class weights of CE, G-Loss and SupCon: none, or scikit-learn's "balanced" (n / (C * n_c)) computed once on
 # the whole training split (as the released code does).
@@ -131,6 +134,9 @@ DEFAULT_BACKEND = "auto"
 TSNE_MAX = 2000
 PROBES = ("sklearn", "reference", "both")  # scikit-learn logistic regression, the released code's probe, or both
 DEFAULT_PROBE = "sklearn"
+# gloss evaluate / predict: what predicts the labels (the head, or the kNN graph of the embeddings)
+PREDICTORS = ("head", "knn", "lpa", "mix")
+DEFAULT_PREDICTOR = "head"
 REFERENCE_PROBE_LR = 1e-4  # the released code's standalone probe: full-batch Adam on frozen embeddings,
 REFERENCE_PROBE_EPOCHS = 50  # at most this many epochs,
 REFERENCE_PROBE_PATIENCE = 10  # stopping after this many epochs without a better val macro-F1
@@ -187,6 +193,15 @@ def choice_error(option: str, value: object, choices: tuple[str, ...]) -> str:
     return f"{option} {value}: expected one of {', '.join(choices)}"
 
 
+def sigma_error(sigma: float | str) -> str | None:
+    """The one-line message for a ``--sigma`` that is neither a heuristic's name nor a positive number, else
+    ``None`` (checked by the command line before anything heavy is imported, and by the train stage)."""
+    if isinstance(sigma, str):
+        return None if sigma in SIGMA_HEURISTICS else choice_error("--sigma", sigma, SIGMA_HEURISTICS) + \
+            ", or a positive number"
+    return None if sigma > 0 else f"--sigma {sigma}: must be positive"
+
+
 # --- reading user files (prepare, run, predict) --------------------------------------------------------
 ENCODING = "auto"  # UTF-8, else the encoding charset-normalizer detects (logged); or any Python codec name
 ENCODING_THRESHOLD = 0.2  # charset-normalizer's default: the most "mess" a detected decoding may show
@@ -204,14 +219,21 @@ CACHE_KINDS = (CACHE_EMBEDDINGS, CACHE_ENCODER_HASH, CACHE_FROZEN_LAYERS)
 # Listing lcl+ce is harmless where that loss is absent: spaces are validated against LOSSES.
 TUNE_PARAM_FIELDS: dict[str, tuple[str, str]] = {
     "lr": ("loop", "lr"),
+    "head-lr": ("loop", "head_lr"),
     "sigma": ("objective", "sigma"),
     "lambda": ("objective", "lam"),
     "gamma": ("objective", "gamma"),
     "temperature": ("objective", "temperature"),
 }
 TUNE_PARAMS = tuple(TUNE_PARAM_FIELDS)
+# The learning rate the shared grid searches (phase 1): --lr, or --head-lr at --train-layers 0 (the adapter and
+# head learn at --head-lr). "lr" is never a parameter of a space: every loss is offered the same values.
+TUNE_GRID_PARAM = "lr"
+TUNE_GRID_PARAM_ADAPTER = "head-lr"
+SPACE_PARAMS = tuple(name for name in TUNE_PARAMS if name != TUNE_GRID_PARAM)
 TUNE_PARAM_LOSSES: dict[str, tuple[str, ...] | None] = {
     "lr": None,
+    "head-lr": None,
     "sigma": G_LOSSES,
     "gamma": G_LOSSES,
     "lambda": ("gloss+ce", "scl+ce", "lcl+ce"),
@@ -220,17 +242,23 @@ TUNE_PARAM_LOSSES: dict[str, tuple[str, ...] | None] = {
 # Open/closed bounds a range must stay within: (lowest, highest, low exclusive, high exclusive).
 TUNE_PARAM_LIMITS: dict[str, tuple[float, float | None, bool, bool]] = {
     "lr": (0.0, None, True, False),
+    "head-lr": (0.0, None, True, False),
     "sigma": (0.0, None, True, False),
     "lambda": (0.0, 1.0, False, False),
     "gamma": (0.0, 1.0, True, True),
     "temperature": (0.0, None, True, False),
 }
-TUNE_TRIALS = 20  # the same budget for every loss, so a comparison of tuned losses is fair
-TUNE_SEED = 0  # of the TPE sampler
+TUNE_LR_GRID = "1e-5,3e-5,1e-4,3e-4"  # phase 1: half-decades around the paper's 2e-5, for every loss
+TUNE_HEAD_LR_GRID = "3e-4,1e-3,3e-3,1e-2"  # phase 1 at --train-layers 0 (around the default --head-lr 1e-3)
+TUNE_TRIALS = 8  # phase 2: trials of each loss's own parameters at the best grid value (the same N for every loss)
+TUNE_SEED = 0  # of the scrambled Sobol sequence (and the random draws of conditional parameters)
 TUNE_PRUNER_STARTUP = 5  # median pruner: completed trials before it prunes (optuna's default)
-TUNE_PRUNER_WARMUP = 0  # median pruner: epochs of a trial before it may be pruned
+TUNE_PRUNER_WARMUP = 0  # median pruner: epochs of a trial before it may be pruned (never at its last epoch)
 TUNE_HEARTBEAT = 30  # seconds; a running trial silent for twice this is taken as killed and retried
 TUNE_MAX_RETRIES = 2  # of one killed or interrupted trial
+# Schedules whose learning rate at an epoch does not depend on --epochs, so a trial of E epochs is exactly the
+# first E epochs of a final run (linear and cosine decay to zero at --epochs).
+CAP_FREE_SCHEDULES = ("constant", "multistep")
 
 # --- fast fine-tuning (issue 14): partial fine-tuning on cached frozen layers, mixed precision -----------
 # --train-layers: "all" (full fine-tuning), N (freeze the embeddings and all but the top N transformer layers;

@@ -99,7 +99,10 @@ class GLoss(nn.Module):
         variant (str, optional): ``"gloss"`` or ``"released"`` (see above). (default: ``"gloss"``)
         sigma (float or str, optional): Kernel width, or ``"batch-sqrt"`` / ``"batch-dicm"`` to recompute
             it on every batch with :func:`~graphs.sigma.sigma_sqrt_median` /
-            :func:`~graphs.sigma.sigma_dicm` (on the L2-normalised nodes). (default: :obj:`1.0`)
+            :func:`~graphs.sigma.sigma_dicm` (on the L2-normalised nodes). The command line's default,
+            ``--sigma sqrt``, is the same heuristic computed once on the pre-trained embeddings of the whole
+            training split, which a loss does not see; give that number here to match a command-line run
+            (``RUN/embed/sigma.json``). (default: :obj:`"batch-sqrt"`)
         gamma (float, optional): Share of batch nodes whose labels stay visible. The paper uses 0.5 to
             0.7; the default 0.6 is its middle. The split is stratified per class (each class with at
             least two members keeps at least one visible and one hidden node; a singleton class is
@@ -121,7 +124,8 @@ class GLoss(nn.Module):
             and the ``"released"`` variant, whose logits span all classes). (default: largest label + 1)
         combined (bool, optional): ``"released"`` variant only: divide the loss by the number of hidden
             nodes once more, as the released combined (G-Loss + CE) code does; :obj:`False` is the
-            standalone code. (default: :obj:`True`)
+            standalone code. The command line sets it from ``--loss`` (:obj:`True` for ``gloss+ce``, its
+            default; :obj:`False` for ``gloss``). (default: :obj:`True`)
         seed (int, optional): Seed of the visible/hidden split; :meth:`reseed` restarts it.
             (default: :obj:`0`)
         memory_bank (MemoryBank, optional): The bank of ``"bank"`` mode. (default: :obj:`None`)
@@ -160,7 +164,7 @@ class GLoss(nn.Module):
     def __init__(
         self,
         graph: str = "dense",
-        sigma: float | str = 1.0,
+        sigma: float | str = "batch-sqrt",
         gamma: float = 0.6,
         k: int = 10,
         num_iters: int = 50,
@@ -240,7 +244,7 @@ class GLoss(nn.Module):
     def _compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None,
                  visible: Tensor | None) -> dict[str, Tensor]:
         x, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
-        hidden = visible_all.logical_not().nonzero().view(-1)  # [U]
+        hidden = self._hidden(visible_all, x.size(0))  # [U]
         keep = self._scored_hidden(y_all, visible_all, hidden)  # [U] bool
         loss, unreached = None, hidden.new_zeros(())
         if keep is not None:
@@ -294,8 +298,8 @@ class GLoss(nn.Module):
         """
         self._check_inputs(embeddings, labels, indices, visible)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            _, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
-            hidden = visible_all.logical_not().nonzero().view(-1)  # [U]
+            x, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
+            hidden = self._hidden(visible_all, x.size(0))  # [U]
             return self._scores(x_all, y_all, visible_all, hidden, bank_nbr)  # [U, C]
 
     def reseed(self, seed: int) -> None:
@@ -410,6 +414,12 @@ class GLoss(nn.Module):
                          int((~keep).sum()))
         return keep
 
+    @staticmethod
+    def _hidden(visible_all: Tensor, batch_size: int) -> Tensor:
+        """The scored nodes: the batch's hidden rows (the first ``batch_size`` nodes); hidden bank rows
+        (unlabelled documents) pass propagation on and are never scored. Shapes: [N] -> [U]."""
+        return visible_all[:batch_size].logical_not().nonzero().view(-1)  # [U]
+
     def _with_bank(self, x: Tensor, labels: Tensor, visible: Tensor,
                    indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Appends the batch's bank neighbours as always-visible nodes ``B .. B+M-1``."""
@@ -421,10 +431,11 @@ class GLoss(nn.Module):
         rows, inverse = torch.unique(nbr.view(-1), return_inverse=True)  # [M], [B * k]
         rows = rows.to(x.device)
         x_bank = bank.embeddings[rows].to(device=x.device, dtype=x.dtype)  # [M, D], detached
-        y_bank = bank.labels[rows].to(x.device)  # [M]
+        y_bank = bank.labels[rows].clamp_min(0).to(x.device)  # [M]; an unlabelled row's value is never read
         x_all = torch.cat([x, x_bank], dim=0)  # [B + M, D]
         y_all = torch.cat([labels, y_bank], dim=0)  # [B + M]
-        visible_all = torch.cat([visible, visible.new_ones(rows.numel())], dim=0)  # [B + M]
+        # Labelled bank rows are seeds; unlabelled ones are hidden, and never scored (see _hidden).
+        visible_all = torch.cat([visible, bank.labelled[rows].to(visible.device)], dim=0)  # [B + M]
         bank_nbr = (inverse.to(x.device) + x.size(0)).view(-1, k)  # [B, k] node ids of bank neighbours
         return x_all, y_all, visible_all, bank_nbr
 

@@ -20,7 +20,9 @@ from pipeline import options
 from pipeline.artifacts import LABELS_FILE, SPLITS
 from pipeline.datasets import CSV_FIELD_LIMIT, load_dataset
 from pipeline.errors import GlossError
+from pipeline.labels import closest_label, describe_pairs, suspect_pairs
 from pipeline.manifest import Manifest, StageContext, run_stage
+from pipeline.output_paths import check_output_dir
 from pipeline.splits import stratified_holdout, stratified_sample
 from pipeline.textfile import check_encoding
 
@@ -42,6 +44,7 @@ class PrepareConfig:
         limit_test: a stratified slice of at most this many test documents (``None``: the whole test set).
         encoding: ``auto`` (UTF-8, else detected) or a codec name, for every input file.
         drop_unseen_labels: drop val/test rows whose label is not in train (counted) instead of refusing.
+        keep_nan_labels: keep a ``nan``/``None`` label as a class instead of refusing it.
     """
 
     dataset: str
@@ -52,6 +55,14 @@ class PrepareConfig:
     limit_test: int | None = None
     encoding: str = options.ENCODING
     drop_unseen_labels: bool = False
+    keep_nan_labels: bool = False
+
+    def stage_config(self) -> dict:
+        """The config as recorded and hashed; ``keep_nan_labels`` only when set (earlier runs' hashes)."""
+        config = asdict(self)
+        if not self.keep_nan_labels:
+            del config["keep_nan_labels"]
+        return config
 
 
 def _drop_unseen_labels(frames: dict, train_labels: set, raw, drop: bool) -> dict[str, int]:
@@ -69,8 +80,8 @@ def _drop_unseen_labels(frames: dict, train_labels: set, raw, drop: bool) -> dic
         if not drop:
             raise GlossError(
                 f"{where}: row {int(first['source_row'])}: label '{first['label']}' in {split} does not occur "
-                f"in train ({int(unseen.sum())} {split} rows have labels unseen in train; "
-                "--drop-unseen-labels drops them)"
+                f"in train{closest_label(first['label'], train_labels)} ({int(unseen.sum())} {split} rows have "
+                "labels unseen in train; --drop-unseen-labels drops them)"
             )
         if unseen.all():
             raise GlossError(f"{where}: every {split} row has a label unseen in train: nothing would be left")
@@ -120,6 +131,10 @@ def _build_splits(raw, config: PrepareConfig):
             f"{raw.split_files['train']}: the training data has a single class ('{label_names[0]}'); "
             "classification needs at least two"
         )
+    pairs = suspect_pairs(label_names)
+    if pairs:
+        logger.warning("%s: labels that differ only in form are separate classes: %s", raw.split_files["train"],
+                       describe_pairs(pairs))
     dropped = _drop_unseen_labels(frames, set(label_names), raw, config.drop_unseen_labels)
     label_ids = {name: i for i, name in enumerate(label_names)}
     given = "val" in frames
@@ -157,7 +172,9 @@ def run(config: PrepareConfig, run_dir: str | Path, force: bool = False, echo=pr
     if config.limit_test is not None and config.limit_test < 1:
         raise GlossError(f"--limit-test must be at least 1 (got {config.limit_test})")
     check_encoding(config.encoding)
-    raw = load_dataset(config.dataset, config.data_root, encoding=config.encoding)
+    check_output_dir(run_dir)
+    raw = load_dataset(config.dataset, config.data_root, encoding=config.encoding,
+                       keep_nan_labels=config.keep_nan_labels)
     names = [path.name for path in raw.files]
     if len(set(names)) < len(names):  # the TextGCN layout: NAME.txt and corpus/NAME.txt
         names = [path.relative_to(config.data_root).as_posix() for path in raw.files]
@@ -172,4 +189,4 @@ def run(config: PrepareConfig, run_dir: str | Path, force: bool = False, echo=pr
         return {"layout": raw.layout, **facts, "encodings": raw.encodings, "ignored_columns": raw.ignored_columns,
                 **_summary(frames, label_names)}
 
-    return run_stage(run_dir, STAGE, asdict(config), body, input_files=raw_files, force=force, echo=echo)
+    return run_stage(run_dir, STAGE, config.stage_config(), body, input_files=raw_files, force=force, echo=echo)

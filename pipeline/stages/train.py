@@ -1,6 +1,8 @@
 """``gloss train``: fine-tune the encoder with G-Loss or a comparison loss (``--method finetune``).
 
-Outputs (``RUN/train/``): ``model/`` (the best epoch's encoder, ``head.pt``, ``labels.json``),
+Outputs (``RUN/train/``): ``model/`` (the best epoch's encoder, ``head.pt``, ``labels.json`` and the model
+card ``README.md``, :mod:`pipeline.model_card`; load it as a classifier with
+:meth:`pipeline.classifier.GlossClassifier.from_pretrained`),
 ``embeddings_{train,val,test}.npy`` and, with a head, ``logits_{val,test}.npy`` from the best epoch,
 ``history.jsonl`` (one record per epoch) and ``val_embeddings/epoch-K.npy`` (to follow the graph across
 epochs). Checkpoints live in ``RUN/.scratch/train/`` until the stage finishes; ``--resume`` continues
@@ -61,6 +63,7 @@ from pipeline.artifacts import (
 from pipeline.encoder import EncoderConfig, load_encoder, resolve_device, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, current_stage, load_manifest, run_stage
+from pipeline.model_card import card_facts, write_card
 from pipeline.resources import peak_rss_mb
 from pipeline.training import distributed
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
@@ -111,6 +114,8 @@ class TrainConfig:
     # False: no test embeddings or logits are computed (tuning trials never look at test data); recorded in
     # the stage config only when False, so the hashes of ordinary runs do not change.
     write_test_outputs: bool = True
+    # --unlabeled: "test", "val+test" or an absolute file path; recorded in the stage config only when set
+    unlabeled: str | None = None
 
     @property
     def loss(self) -> str:
@@ -127,6 +132,12 @@ class TrainConfig:
             out["objective"] = {k: v for k, v in out["objective"].items() if k not in ("bank_index", "nprobe")}
         if not self.write_test_outputs:
             out["write_test_outputs"] = False
+        if self.unlabeled is not None:
+            out["unlabeled"] = self.unlabeled
+            if self.unlabeled not in options.UNLABELED_SPLITS and Path(self.unlabeled).is_file():
+                from pipeline.hashing import sha256_file
+
+                out["unlabeled_sha256"] = sha256_file(self.unlabeled)
         if self.method == "textgcn":
             out["seed"] = self.loop.seed
         return out
@@ -160,6 +171,7 @@ def check_config(config: TrainConfig) -> None:
     if obj.variant == "released" and obj.graph != "dense" and obj.loss in options.G_LOSSES:
         raise GlossError(f"--variant released: the released code builds dense batch graphs only "
                          f"(got --graph {obj.graph})")
+    _check_unlabeled(config)
     _check_choice("--schedule", config.loop.schedule, options.SCHEDULES)
     _check_choice("--bertgcn-activation", config.gcn.bertgcn_activation, options.BERTGCN_ACTIVATIONS)
     _check_choice("--bertgcn-schedule", config.gcn.bertgcn_schedule, options.BERTGCN_SCHEDULES)
@@ -169,14 +181,37 @@ def check_config(config: TrainConfig) -> None:
         raise GlossError(f"--lambda {obj.lam}: must be between 0 and 1")
     if obj.temperature <= 0:
         raise GlossError(f"--temperature {obj.temperature}: must be positive")
-    if isinstance(obj.sigma, str) and obj.sigma not in options.SIGMA_HEURISTICS:
-        raise GlossError(options.choice_error("--sigma", obj.sigma, options.SIGMA_HEURISTICS) + ", or a positive number")
-    if not isinstance(obj.sigma, str) and obj.sigma <= 0:
-        raise GlossError(f"--sigma {obj.sigma}: must be positive")
+    if options.sigma_error(obj.sigma):
+        raise GlossError(options.sigma_error(obj.sigma))
     _check_choice("--precision", config.loop.precision, options.PRECISIONS)
     parse_train_layers(config.loop.train_layers)
     if config.loop.epochs < 1 or config.loop.batch_size < 2:
         raise GlossError("--epochs must be at least 1 and --batch-size at least 2")
+
+
+def _check_unlabeled(config: TrainConfig) -> None:
+    value, obj = config.unlabeled, config.objective
+    if value is None:
+        return
+    if config.method != "finetune" or obj.loss not in options.G_LOSSES:
+        raise GlossError(f"--unlabeled: needs a G-Loss term in the loss (--loss gloss or gloss+ce; got "
+                         f"{'--loss ' + obj.loss if config.method == 'finetune' else '--method ' + config.method})")
+    if obj.graph != "bank":
+        raise GlossError(f"--unlabeled: applies to --graph bank only (got --graph {obj.graph})")
+    if value not in options.UNLABELED_SPLITS and not Path(value).is_file():
+        raise GlossError(f"--unlabeled {value}: neither {' nor '.join(options.UNLABELED_SPLITS)} nor a file")
+
+
+def unlabeled_texts(value: str | None, frames: dict, encoding: str = options.ENCODING) -> list[str]:
+    """The texts of ``--unlabeled`` (only the ``text`` column of the prepared splits: labels are never read;
+    a file's empty documents are dropped)."""
+    if value is None:
+        return []
+    if value in options.UNLABELED_SPLITS:
+        return [text for split in value.split("+") for text in frames[split]["text"].tolist()]
+    from pipeline.predict import read_documents
+
+    return [doc for doc in read_documents(value, encoding) if doc.strip()]
 
 
 def resolve_protocol(config: TrainConfig) -> TrainConfig:
@@ -195,6 +230,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     """Train into ``RUN/train``. ``on_epoch_end(epoch, record)`` (fine-tuning only) is the loop's per-epoch
     callback: raising from it stops training (``gloss tune`` prunes trials with it)."""
     check_config(config)
+    prepared = load_manifest(run_dir, "prepare")  # a missing stage stops before any model is loaded
     if config.method != "finetune":
         if distributed.launched_by_torchrun():
             raise GlossError(f"--method {config.method}: data-parallel training (torchrun) is for --method finetune")
@@ -202,6 +238,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
 
         return run_baseline(config, run_dir, force=force, echo=echo)
     resolve_model_path(config.encoder.model)
+    embedded = load_manifest(run_dir, "embed") if config.objective.reads_corpus_sigma else None
     requested = config.loop.train_layers
     config = resolve_protocol(config)
     config, ranks = _join_data_parallel(config)
@@ -211,11 +248,9 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
          f"{' (auto on ' + resolve_device(config.encoder.device) + ')' if requested == options.TRAIN_LAYERS_AUTO else ''}"
          f": {describe(config.loop.train_layers)}; precision {config.loop.precision}"
          f"{', torch.compile' if config.loop.compile else ''}")
-    prepared = load_manifest(run_dir, "prepare")
     upstream = {"prepare": prepared}
     sigma = None
-    if config.objective.reads_corpus_sigma:
-        embedded = load_manifest(run_dir, "embed")
+    if embedded is not None:
         upstream["embed"] = embedded
         sigma = corpus_sigma(json.loads(embedded.output("sigma.json").read_text()), config.objective.sigma, echo)
     config_dict = config.stage_config()
@@ -302,10 +337,15 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
               ranks: distributed.Ranks = distributed.Ranks()) -> dict:
     import torch
 
-    frames, label_names = load_splits(prepared)
+    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
+    frames, label_names = load_splits(prepared, splits)  # a tuning trial never reads, encodes or caches test
     texts, labels = split_texts(frames), split_labels(frames)
     if len(np.unique(labels["train"])) < 2:
         raise GlossError(f"{prepared.output('train.csv')}: the training split has a single class")
+    unlabeled = unlabeled_texts(config.unlabeled, frames)
+    if unlabeled:
+        texts["unlabeled"] = unlabeled
+        echo(f"train: {len(unlabeled)} unlabelled documents ({config.unlabeled}) join the memory bank")
     class_weights = _class_weights(config, labels["train"], len(label_names))
     torch.manual_seed(config.loop.seed)
     model = load_encoder(config.encoder)
@@ -316,7 +356,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
         weighting = WeightingNetwork.from_encoder_config(config.encoder, len(label_names))
     try:
         objective = Objective(config.objective, len(label_names), sigma_value=sigma and sigma.value,
-                              seed=config.loop.seed, train_size=len(texts["train"]), dim=dim,
+                              seed=config.loop.seed, train_size=len(texts["train"]) + len(unlabeled), dim=dim,
                               class_weights=class_weights, weighting=weighting)
     except ValueError as exc:
         raise GlossError(str(exc)) from None
@@ -327,7 +367,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     objective.to(model.device)
     if not resume and (ctx.scratch_dir / LAST_CHECKPOINT).is_file():
         echo(f"train: an interrupted run left checkpoints in {ctx.scratch_dir}; starting over (--resume continues it)")
-    result = fit(model, head, objective, FitData.from_splits(texts, labels), config.loop,
+    result = fit(model, head, objective, FitData.from_splits(texts, labels, unlabeled), config.loop,
                  Checkpoints(ctx.scratch_dir, run_config=config_dict, resume=resume),
                  val_embeddings_dir=ctx.out_dir / "val_embeddings",
                  callbacks=FitCallbacks(on_epoch_end=on_epoch_end, echo=echo, progress=ranks.main),
@@ -338,18 +378,19 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
     _save_encoder(model_dir(ctx.out_dir), model, head, label_names)
     if objective.weighting is not None:
         _save_encoder(ctx.out_dir / WEIGHTING_DIR, objective.weighting.encoder, objective.weighting.head, label_names)
-    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
     _save_embeddings(ctx, built.encoder, head, config.loop.eval_batch_size, echo, splits)
     for stale in ctx.scratch_dir.glob("*.pt"):
         stale.unlink()
     summary = _summary(config, result, head is not None, sigma and sigma.value, model.device)
     summary["sigma_fallback"] = None if sigma is None or sigma.fallback_from is None else {
         "heuristic": config.objective.sigma, "value": sigma.fallback_from, "used": "sqrt"}
+    summary["unlabeled_documents"] = len(unlabeled) if unlabeled else None
     summary["class_weights"] = None if class_weights is None else [round(float(w), 6) for w in class_weights]
     summary.update(train_layers=config.loop.train_layers, precision=config.loop.precision,
                    compile=config.loop.compile, trainable_parameters=_trainable(model, head),
                    processes=ranks.world_size,
                    frozen_cache={"kind": built.cache_kind, "hits": built.cache_hits, "seconds": built.cache_seconds})
+    write_card(model_dir(ctx.out_dir), card_facts(prepared.config["dataset"], prepared.summary, config_dict, summary))
     return summary
 
 

@@ -1,15 +1,22 @@
-"""``gloss tune``: an Optuna study of one loss's hyperparameters (G-Loss-O: sigma, lr, lambda, gamma; the same
-budget for every loss), on a run directory that has ``prepare`` (and ``embed`` when a corpus sigma heuristic
-may be picked).
+"""``gloss tune``: an Optuna study of one loss's hyperparameters (G-Loss-O: sigma, lambda, gamma; the same
+protocol and budget for every loss), on a run directory that has ``prepare`` (and ``embed`` when a corpus sigma
+heuristic may be picked).
+
+The protocol (:mod:`pipeline.tuning.protocol`): phase 1 runs one trial per value of a learning-rate grid every
+loss shares (``--lr-grid``; ``--head-lr-grid`` at ``--train-layers 0``), the loss's own parameters at the
+command line's values; phase 2 runs ``--trials N`` trials of the loss's own parameters (a scrambled Sobol
+sequence) at the best grid value. Trials train under a schedule that does not depend on ``--epochs``
+(``constant`` or ``multistep``), so a trial of ``--tune-epochs E`` is exactly the first E epochs of a final
+run; the median pruner may stop a trial after an epoch before its last.
 
 Outputs (``RUN/tune/``): ``study.db`` (SQLite; a killed tune continues where it stopped), ``best.json``
-(option values, score, trial), ``trials.csv``, PNG plots, ``manifest.json``, and ``trials/trial-NNNN/``:
-one run directory per trial (``prepare``/``embed`` linked to the run's own, ``train/`` of a complete trial,
-``trial.json`` with its state). Trials train with the options of ``gloss train`` but for ``--tune-epochs``
-epochs and with no test embeddings or logits: test data is never looked at while tuning; only the runs
-``gloss compare`` trains from ``best.json`` are evaluated on test. The median pruner reads the monitored
-validation score after every epoch (val macro-F1 with a head, val macro-silhouette for standalone losses);
-a pruned or failed trial keeps ``trial.json`` and its ``history.jsonl`` and nothing else.
+(option values, score, trial, and the protocol: what was searched), ``trials.csv`` (one row per trial, with
+its phase), PNG plots, ``manifest.json``, and ``trials/trial-NNNN/``: one run directory per trial
+(``prepare``/``embed`` linked to the run's own, ``train/`` of a complete trial, ``trial.json`` with its
+state). Trials train with the options of ``gloss train`` but for ``--tune-epochs`` epochs, on the train and
+validation splits only: the test split is never read, encoded or scored while tuning; only the runs
+``gloss compare`` trains from ``best.json`` are evaluated on test. A pruned or failed trial keeps
+``trial.json`` and its ``history.jsonl`` and nothing else.
 """
 
 from __future__ import annotations
@@ -33,11 +40,21 @@ from pipeline.stages import train as train_stage
 from pipeline.training.objectives import monitor_of
 from pipeline.tuning import outputs as out
 from pipeline.tuning.objective import PARAMS_ATTR, PRUNED_AT_ATTR, make_objective
+from pipeline.tuning.protocol import (
+    GRID,
+    OWN,
+    PHASE_ATTR,
+    SAMPLER,
+    Protocol,
+    grid_sampler,
+    make_protocol,
+    own_sampler,
+    phase_of,
+)
 from pipeline.tuning.space import Space, corpus_heuristics, describe_space, load_space
 from pipeline.tuning.study import ERROR_ATTR, done, open_study, quiet, requeue_interrupted, study_name
 
 STAGE = out.TUNE_STAGE
-DEFAULTS_ATTR = "defaults"  # trial user attr of trial 0: it runs the command line's values
 
 
 @dataclass
@@ -45,7 +62,9 @@ class TuneConfig:
     """A study: the train options of every trial, the budget, the space file, sampler and pruner settings."""
 
     train: train_stage.TrainConfig
-    trials: int = options.TUNE_TRIALS
+    trials: int = options.TUNE_TRIALS  # phase 2: trials of the loss's own parameters
+    lr_grid: str | None = None  # phase 1 over --lr (default options.TUNE_LR_GRID)
+    head_lr_grid: str | None = None  # phase 1 over --head-lr at --train-layers 0 (default options.TUNE_HEAD_LR_GRID)
     epochs: int | None = None  # per trial (default: train.loop.epochs)
     timeout: float | None = None  # seconds; no new trial starts after it
     space: str | None = None  # a TOML file of spaces (default: pipeline/tuning/spaces.toml)
@@ -62,16 +81,24 @@ class TuneConfig:
 
 def check_config(config: TuneConfig) -> None:
     """One-line errors for a study that cannot run."""
-    if config.trials < 1:
-        raise GlossError(f"--trials {config.trials}: a study needs at least 1 trial")
+    if config.trials < 0:
+        raise GlossError(f"--trials {config.trials}: must be at least 0 (0: the lr grid only)")
     if config.train.method != "finetune":
         raise GlossError(f"--method {config.train.method}: `gloss tune` tunes --method finetune (a --loss)")
+    if config.train.unlabeled in options.UNLABELED_SPLITS:
+        raise GlossError(f"--unlabeled {config.train.unlabeled}: `gloss tune` never reads the test split "
+                         "(give --unlabeled FILE, or tune without it)")
     if config.epochs is not None and config.epochs < 1:
         raise GlossError(f"--tune-epochs {config.epochs}: must be at least 1")
     if config.timeout is not None and config.timeout <= 0:
         raise GlossError(f"--timeout {config.timeout:g}: must be positive (seconds)")
     if config.heartbeat < 1 or config.pruner_startup < 0 or config.pruner_warmup < 0:
         raise GlossError("--heartbeat must be at least 1 and --pruner-startup, --pruner-warmup at least 0")
+    schedule = config.train.loop.schedule
+    if schedule not in options.CAP_FREE_SCHEDULES:
+        raise GlossError(f"--schedule {schedule}: decays to zero at --epochs, so a trial of {config.trial_epochs} "
+                         f"epochs would not be the first epochs of a final run; tune (and train the final runs) "
+                         f"with --schedule {' or '.join(options.CAP_FREE_SCHEDULES)}")
     train_stage.check_config(trial_config(config, {}))
 
 
@@ -85,7 +112,7 @@ def trial_config(config: TuneConfig, params: dict) -> train_stage.TrainConfig:
 
 
 def base_values(train: train_stage.TrainConfig, space: Space) -> dict:
-    """The command line's value of each tuned parameter (trial 0; by default the paper's)."""
+    """The command line's value of each tuned parameter (the grid trials'; by default the paper's)."""
     values = {}
     for name in space:
         section, key = options.TUNE_PARAM_FIELDS[name]
@@ -101,44 +128,61 @@ def upstream_stages(config: TuneConfig, space: Space) -> tuple[str, ...]:
     return ("prepare",)
 
 
-def study_config(config: TuneConfig, space: Space, upstream: dict) -> dict:
+def study_config(config: TuneConfig, protocol: Protocol, upstream: dict) -> dict:
     """What a study is of (stored in the db; a db of another one is refused): the data and embeddings, the
-    trials' train config, the space and the budget settings (not --trials or --timeout)."""
+    trials' train config, the grid, the own space, the sampler and pruner settings (not the budget N of
+    phase 2, --trials, nor --timeout: a study may be continued with more trials)."""
     return {
         "upstream": {stage: manifest.config for stage, manifest in upstream.items()},
         "train": trial_config(config, {}).stage_config(),
-        "space": describe_space(space),
-        "tune": {"epochs": config.trial_epochs, "seed": config.seed, "pruner_startup": config.pruner_startup,
-                 "pruner_warmup": config.pruner_warmup},
+        "grid": {"param": protocol.grid_param, "values": list(protocol.grid)},
+        "space": describe_space(protocol.own),
+        "tune": {"epochs": config.trial_epochs, "seed": config.seed, "sampler": SAMPLER,
+                 "pruner_startup": config.pruner_startup, "pruner_warmup": config.pruner_warmup},
     }
+
+
+def resolve(config: TuneConfig, echo=print) -> tuple[TuneConfig, Protocol]:
+    """``config`` with ``--train-layers``/``--precision auto`` resolved (trials train what the study says), and
+    its checked protocol."""
+    check_config(config)
+    config = replace(config, train=train_stage.resolve_protocol(config.train))
+    own = load_space(config.train.loss, config.space)
+    protocol = make_protocol(config.train.loss, config.train.loop.train_layers, own, lr_grid=config.lr_grid,
+                             head_lr_grid=config.head_lr_grid, trials=config.trials, seed=config.seed, echo=echo)
+    protocol.grid_trials(base_values(config.train, protocol.own))  # the command line's values fit the space
+    return config, protocol
 
 
 def run(config: TuneConfig, run_dir: str | Path, echo: Callable[[str], None] = print) -> dict:
     """Run (or continue) the study of ``config`` in ``RUN/tune``; returns the summary of ``manifest.json``."""
-    check_config(config)
     started = time.perf_counter()
+    config, protocol = resolve(config, echo)
     run_dir = Path(run_dir)
-    space = load_space(config.train.loss, config.space)
+    space = protocol.space
     upstream = {stage: load_manifest(run_dir, stage) for stage in upstream_stages(config, space)}
     # through JSON, as the db stores it (tuples become lists)
-    identity = json.loads(json.dumps(config_identity(study_config(config, space, upstream)), default=str))
+    identity = json.loads(json.dumps(config_identity(study_config(config, protocol, upstream)), default=str))
     digest = sha256_json(identity)
     name = study_name(upstream["prepare"].config["dataset"], config.train.loss, digest)
     tune_dir = run_dir / STAGE
     study = open_study(tune_dir / out.STUDY_DB, name, identity, seed=config.seed, startup=config.pruner_startup,
                        warmup=config.pruner_warmup, heartbeat=config.heartbeat)
-    _prepare_study(study, space, config, echo)
+    _prepare_study(study, protocol, config, echo)
     monitor = monitor_of(config.train.loss)
     runner = partial(_train_trial, config=config, run_dir=run_dir, tune_dir=tune_dir, stages=tuple(upstream),
                      monitor=monitor, echo=echo)
-    _optimize(study, make_objective(space, monitor, runner), config, monitor, echo)
-    summary = _write_outputs(study, config, space, tune_dir, monitor, digest, echo)
+    stopped = _optimize(study, make_objective(space, monitor, runner, config.trial_epochs), config, protocol,
+                        monitor, echo)
+    summary = _write_outputs(study, config, protocol, tune_dir, monitor, digest, echo)
     _write_manifest(tune_dir, identity, digest, upstream, summary, time.perf_counter() - started)
+    if stopped is not None:
+        raise GlossError(stopped)
     return summary
 
 
-def _prepare_study(study, space: Space, config: TuneConfig, echo) -> None:
-    """Queue killed or interrupted trials again (their directories marked), or trial 0 of a new study."""
+def _prepare_study(study, protocol: Protocol, config: TuneConfig, echo) -> None:
+    """Queue killed or interrupted trials again (their directories marked), or the grid of a new study."""
     for trial in requeue_interrupted(study):
         folder = trial.user_attrs.get(out.RUN_DIR_ATTR)
         if folder and Path(folder).is_dir():
@@ -147,39 +191,58 @@ def _prepare_study(study, space: Space, config: TuneConfig, echo) -> None:
                 _write_trial(Path(folder), trial.number, "killed", trial.user_attrs.get(PARAMS_ATTR, {}))
         echo(f"tune: trial {trial.number} was killed or interrupted; queued again with its parameters")
     if not study.get_trials(deepcopy=False):
-        values = base_values(config.train, space)
-        fixed: dict = {}
-        for name, param in space.items():
-            fixed |= param.fixed(values[name])
+        values = base_values(config.train, protocol.own)
         with quiet():
-            study.enqueue_trial(fixed, user_attrs={DEFAULTS_ATTR: True})
-        echo(f"tune: study {study.study_name}: trial 0 runs the command line's values "
-             f"({', '.join(f'{k}={v}' for k, v in values.items())})")
+            for fixed in protocol.grid_trials(values):
+                study.enqueue_trial(fixed, user_attrs={PHASE_ATTR: GRID})
+        own = ", ".join(f"{k}={v}" for k, v in values.items()) or "none"
+        echo(f"tune: study {study.study_name}: {len(protocol.grid)} grid trials ({protocol.grid_param} "
+             f"{', '.join(f'{v:g}' for v in protocol.grid)}; own parameters at the command line's values: {own}), "
+             f"then {protocol.trials} trials of {', '.join(protocol.own) or 'no parameter'} at the best "
+             f"{protocol.grid_param}")
     elif done(study):
-        echo(f"tune: resuming study {study.study_name}: {done(study)} of {config.trials} trials done")
+        echo(f"tune: resuming study {study.study_name}: {done(study)} of {protocol.budget} trials done")
 
 
-def _optimize(study, objective, config: TuneConfig, monitor: str, echo) -> None:
-    """Run trials until ``config.trials`` are done (complete, pruned or failed) or the timeout passes."""
+def best_grid_value(study, protocol: Protocol) -> float | None:
+    """The grid value of the best complete grid trial (``None`` when no grid trial completed)."""
+    grid = [t for t in out.complete_trials(study) if phase_of(t) == GRID]
+    return max(grid, key=lambda t: t.value).params[protocol.grid_param] if grid else None
+
+
+def _optimize(study, objective, config: TuneConfig, protocol: Protocol, monitor: str, echo) -> str | None:
+    """Run the queued trials (the grid, retries), then phase 2's until ``protocol.trials`` of them are done
+    (complete, pruned or failed) or the timeout passes. Returns why the study cannot go on, if it cannot."""
+    from optuna.trial import TrialState
     from tqdm.auto import tqdm
 
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
-    bar = tqdm(total=config.trials, initial=min(done(study), config.trials), desc="tune", unit="trial",
-               disable=None, leave=False)
+    budget = protocol.budget
+    bar = tqdm(total=budget, initial=min(done(study), budget), desc="tune", unit="trial", disable=None, leave=False)
     finished: list = []
     try:
-        while done(study) < config.trials:
+        while True:
+            if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                study.sampler = grid_sampler(config.seed)  # queued trials have every value fixed
+            elif done(study, OWN) >= protocol.trials:
+                return None
+            else:
+                best = best_grid_value(study, protocol)
+                if best is None:
+                    return (f"no trial of the {protocol.grid_param} grid completed (see {out.TRIALS_CSV}): nothing to "
+                            "fix the learning rate at for the trials of the own parameters")
+                study.sampler = own_sampler(protocol, best, len(study.get_trials(deepcopy=False)))
             if deadline is not None and time.monotonic() >= deadline:
-                echo(f"tune: --timeout {config.timeout:g}s reached after {done(study)} of {config.trials} trials; "
+                echo(f"tune: --timeout {config.timeout:g}s reached after {done(study)} of {budget} trials; "
                      "rerun the command to continue")
-                break
+                return None
             with quiet():
                 study.optimize(objective, n_trials=1, catch=(GlossError,), gc_after_trial=True,
                                callbacks=[lambda _study, trial: finished.append(trial)])
-            best = _best_text(study, monitor)
-            echo(f"tune: {_trial_text(finished[-1], monitor)}; {best} [{done(study)}/{config.trials}]")
-            bar.n = min(done(study), config.trials)
-            bar.set_postfix_str(best)
+            best_text = _best_text(study, monitor)
+            echo(f"tune: {_trial_text(finished[-1], monitor)}; {best_text} [{done(study)}/{budget}]")
+            bar.n = min(done(study), budget)
+            bar.set_postfix_str(best_text)
     finally:
         bar.close()
 
@@ -196,6 +259,7 @@ def _trial_text(trial, monitor: str) -> str:
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in trial.user_attrs.get(PARAMS_ATTR, {}).items())
     state = trial.state.name.lower()
+    params = f"{phase_of(trial)}: {params}"
     if state == "complete":
         return f"trial {trial.number} complete: {monitor} {trial.value:.4f} ({params})"
     if state == "pruned":
@@ -268,12 +332,24 @@ def _train_trial(trial, params: dict, on_epoch_end, *, config: TuneConfig, run_d
     return value
 
 
-def _write_outputs(study, config: TuneConfig, space: Space, tune_dir: Path, monitor: str, digest: str,
+def design(config: TuneConfig, protocol: Protocol) -> dict:
+    """What was searched, and how (``best.json`` and the manifest), so a results table can say it."""
+    loop = config.train.loop
+    return {**protocol.describe(), "epochs_per_trial": config.trial_epochs, "schedule": loop.schedule,
+            "train_layers": loop.train_layers, "batch_size": loop.batch_size, "optimizer": loop.optimizer,
+            "max_length": config.train.encoder.max_length,
+            "pruner": {"name": "MedianPruner", "startup_trials": config.pruner_startup,
+                       "warmup_epochs": config.pruner_warmup, "at_last_epoch": False},
+            "split": "train and validation of RUN/prepare; test never read"}
+
+
+def _write_outputs(study, config: TuneConfig, protocol: Protocol, tune_dir: Path, monitor: str, digest: str,
                    echo) -> dict:
     """``trials.csv``, ``best.json`` (when a trial completed) and the plots; the summary of the study."""
+    space = protocol.space
     out.write_trials_csv(study, tune_dir / out.TRIALS_CSV, list(space))
     best = out.best_record(study, loss=config.train.loss, monitor=monitor, epochs=config.trial_epochs,
-                           identity_hash=digest)
+                           identity_hash=digest, design=design(config, protocol))
     files = [out.TRIALS_CSV]
     if best is not None:
         out.write_best(tune_dir / out.BEST_FILE, best)
@@ -287,7 +363,8 @@ def _write_outputs(study, config: TuneConfig, space: Space, tune_dir: Path, moni
         for note in notes:
             echo(f"tune: {note}")
     return {"study": study.study_name, "loss": config.train.loss, "monitor": monitor, "trials": out.state_counts(study),
-            "done": done(study), "budget": config.trials, "best": best, "files": files}
+            "done": done(study), "budget": protocol.budget, "best": best, "files": files,
+            "design": design(config, protocol)}
 
 
 def _write_manifest(tune_dir: Path, identity: dict, digest: str, upstream: dict, summary: dict,

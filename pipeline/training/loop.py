@@ -94,11 +94,14 @@ class FitData:
     train_labels: np.ndarray
     val_texts: list[str]
     val_labels: np.ndarray
+    # texts without labels that join G-Loss's memory bank after the training rows (the encoder's split "unlabeled")
+    unlabeled_texts: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_splits(cls, texts: dict[str, list[str]], labels: dict[str, np.ndarray]) -> FitData:
+    def from_splits(cls, texts: dict[str, list[str]], labels: dict[str, np.ndarray],
+                    unlabeled: list[str] | None = None) -> FitData:
         """From per-split dicts (``pipeline.artifacts.split_texts`` / ``split_labels``)."""
-        return cls(texts["train"], labels["train"], texts["val"], labels["val"])
+        return cls(texts["train"], labels["train"], texts["val"], labels["val"], list(unlabeled or []))
 
 
 @dataclass
@@ -274,7 +277,9 @@ def score_embeddings(embeddings: np.ndarray, labels: np.ndarray, head: nn.Module
         with torch.inference_mode():
             logits = head(torch.from_numpy(embeddings).to(next(head.parameters()).device))
         predictions = logits.argmax(dim=1).cpu().numpy()
-        scores.update({f"val_{k}": v for k, v in accuracy_and_macro_f1(labels, predictions).items()})
+        # macro-F1 over the head's C classes (the training label set), however many the val split holds
+        scores.update({f"val_{k}": v
+                       for k, v in accuracy_and_macro_f1(labels, predictions, num_classes=logits.shape[1]).items()})
     return scores
 
 
@@ -306,7 +311,8 @@ def fit(
     A failure on one rank (a non-finite loss or embedding, a validation or write error) stops every rank with
     the same one-line error.
     """
-    encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts})
+    encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts}
+                                     | ({"unlabeled": data.unlabeled_texts} if data.unlabeled_texts else {}))
     require_shared_folder(checkpoints.folder, ranks or Ranks())
     run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks(),
                encoder, ranks or Ranks())
@@ -415,7 +421,14 @@ class _Fit:
     def _encode_train(self) -> tuple[torch.Tensor, torch.Tensor]:
         embeddings = self.encoder.embed("train", self.config.eval_batch_size, progress=self._label("memory bank"),
                                         echo=self.echo)
-        return torch.from_numpy(embeddings), self.labels
+        if not self.data.unlabeled_texts:
+            return torch.from_numpy(embeddings), self.labels
+        from graphs.memory_bank import UNLABELLED
+
+        extra = self.encoder.embed("unlabeled", self.config.eval_batch_size,
+                                   progress=self._label("memory bank, unlabelled"), echo=self.echo)  # [U, D]
+        unlabelled = torch.full((len(extra),), UNLABELLED, dtype=torch.long)  # [U]
+        return torch.from_numpy(np.concatenate([embeddings, extra])), torch.cat([self.labels, unlabelled])
 
     def train_one_epoch(self, epoch: int) -> _Sums:
         """Seed the epoch, let the objective refresh (memory bank), then one pass over the batch plan."""
@@ -512,7 +525,7 @@ class _Fit:
         elif self.callbacks.progress and number % max(1, total // 4) == 0 and number < total:
             # No terminal (a log file): a line per quarter epoch instead of a progress bar.
             self.echo(f"train: epoch {epoch}: {number}/{total} batches, "
-                      f"total={sums.parts['total'] / sums.docs:.4f}, {rate:.1f} docs/s")
+                      f"training loss so far {sums.parts['total'] / sums.docs:.4f}, {rate:.1f} docs/s")
 
     # ------------------------------------------------------------------ step 3: end of epoch
 
@@ -584,9 +597,7 @@ class _Fit:
         write_history(state.history, self.checkpoints.folder / HISTORY_FILE)
 
     def _echo_epoch(self, record: dict, improved: bool, state: _State) -> None:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items()
-                          if isinstance(v, float) and k.startswith(("train_", "val_")) and k != "train_seconds")
-        self.echo(f"train: epoch {record['epoch']}: {shown}, {record['seconds']:.0f}s" + (" (best)" if improved else ""))
+        self.echo(epoch_line(record, improved))
         if state.stopped_early:
             self.echo(f"train: early stop after epoch {record['epoch']}: {self.objective.monitor} has not "
                       f"improved for {state.bad_epochs} epochs")
@@ -604,3 +615,30 @@ class _Fit:
                 self.head.load_state_dict(best["head"])
             self.objective.load_network_state(best.get("objective"))
         return FitResult(state.best_epoch, state.history, len(state.history), state.stopped_early)
+
+
+VAL_SCORE_WORDS = {"val_accuracy": "accuracy", "val_macro_f1": "macro-F1", "val_macro_silhouette": "macro-silhouette"}
+
+
+def epoch_line(record: dict, improved: bool) -> str:
+    """The console line of an epoch, in words: the training loss per document and its parts, the validation
+    scores, the time. Statistics (``train_stat_*``: unreached or unscored nodes, ...) stay in
+    ``history.jsonl``, whose keys are the record's.
+
+    ``train: epoch 2: training loss 0.9472 (ce 1.0650, g_loss 0.9178); validation accuracy 0.9000, macro-F1
+    0.8800; 12s (best so far)``
+    """
+    def number(key: str) -> float | None:
+        value = record.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    parts = [f"{key[len('train_'):]} {record[key]:.4f}" for key in record
+             if key.startswith("train_") and key not in ("train_total", "train_seconds")
+             and not is_statistic(key[len("train_"):]) and number(key) is not None]
+    words = [f"training loss {record['train_total']:.4f}" + (f" ({', '.join(parts)})" if len(parts) > 1 else "")
+             if number("train_total") is not None else ""]
+    scores = [f"{word} {record[key]:.4f}" for key, word in VAL_SCORE_WORDS.items() if number(key) is not None]
+    if scores:
+        words.append("validation " + ", ".join(scores))
+    words.append(f"{record.get('seconds', 0):.0f}s" + (" (best so far)" if improved else ""))
+    return f"train: epoch {record['epoch']}: " + "; ".join(word for word in words if word)

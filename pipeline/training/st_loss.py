@@ -61,7 +61,14 @@ class GLossST(nn.Module):
         gather_across_devices (bool, optional): In a data-parallel run (the trainer's DDP), build the graph
             of the global batch, gathered from every rank with gradients (see :mod:`graphs.distributed`);
             without a process group it changes nothing. (default: :obj:`False`)
-        **gloss_kwargs: Arguments of :class:`graphs.losses.GLoss` (``graph``, ``sigma``, ``gamma``, ...).
+        **gloss_kwargs: Arguments of :class:`graphs.losses.GLoss` (``graph``, ``sigma``, ``gamma``, ...),
+            with its defaults but one: ``combined`` defaults to :obj:`False` here (standalone G-Loss, as
+            ``gloss train --loss gloss``) and to :obj:`True` in :class:`GLossCEST` (``--loss gloss+ce``).
+
+    Defaults against the command line: ``sigma="batch-sqrt"`` (GLoss's default) is recomputed on every batch,
+    where ``gloss train``'s default ``--sigma sqrt`` is computed once on the pre-trained training split;
+    pass that number (``RUN/embed/sigma.json``) to match a command-line run. The other G-Loss defaults
+    (``gamma``, ``graph``, ``k``, ``loss_form``, ``variant``) are the command line's.
 
     Shapes:
         - **input:** one feature dict of a batch of :math:`B` texts, labels :math:`(B)` or :math:`(B, 2)`;
@@ -76,9 +83,12 @@ class GLossST(nn.Module):
         >>> trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss)
     """
 
+    combined_default = False  # standalone G-Loss: the released standalone code's scaling
+
     def __init__(self, model: SentenceTransformer, *, gather_across_devices: bool = False, **gloss_kwargs: Any):
         super().__init__()
         self.model = model
+        gloss_kwargs.setdefault("combined", self.combined_default)
         self.gloss = GLoss(gather_across_devices=gather_across_devices, **gloss_kwargs)
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
@@ -129,7 +139,8 @@ class GLossCEST(GLossST):
             (``MatryoshkaLoss``). (default: :obj:`True`)
         gather_across_devices (bool, optional): As in :class:`GLossST`, for the G-Loss part (cross-entropy
             is per row). (default: :obj:`False`)
-        **gloss_kwargs: Arguments of :class:`graphs.losses.GLoss`.
+        **gloss_kwargs: Arguments of :class:`graphs.losses.GLoss`; ``combined`` defaults to :obj:`True`
+            (the released combined code's scaling, as ``gloss train --loss gloss+ce``).
 
     Shapes:
         - **input:** as :class:`GLossST`; :meth:`compute_loss_from_embeddings` also takes ``logits``
@@ -142,6 +153,8 @@ class GLossCEST(GLossST):
         >>> SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=loss).train()
         >>> predict_labels(model, ["oil prices rose"])  # tensor([class id])
     """
+
+    combined_default = True  # G-Loss + CE: the released combined code's scaling
 
     def __init__(self, model: SentenceTransformer, num_labels: int, lam: float = 0.8, *,
                  return_parts: bool = True, gather_across_devices: bool = False, **gloss_kwargs: Any):

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.atomic import write_text_atomic
 from pipeline.tuning.objective import PARAMS_ATTR, PRUNED_AT_ATTR
+from pipeline.tuning.protocol import PHASE_ATTR
 from pipeline.tuning.study import ERROR_ATTR, RETRY_ATTR, quiet
 
 TUNE_STAGE = "tune"
@@ -47,8 +48,10 @@ def complete_trials(study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def best_record(study, *, loss: str, monitor: str, epochs: int, identity_hash: str) -> dict[str, Any] | None:
-    """What ``best.json`` holds: the best complete trial's option values, score and trial number."""
+def best_record(study, *, loss: str, monitor: str, epochs: int, identity_hash: str,
+                design: dict | None = None) -> dict[str, Any] | None:
+    """What ``best.json`` holds: the best complete trial's option values, score, trial number and phase, and
+    ``design``: what the study searched (``pipeline.stages.tune.design``)."""
     if not complete_trials(study):
         return None
     best = study.best_trial
@@ -59,12 +62,14 @@ def best_record(study, *, loss: str, monitor: str, epochs: int, identity_hash: s
         "value": best.value,
         "monitor": monitor,
         "trial": best.number,
+        "phase": best.user_attrs.get(PHASE_ATTR),
         "best_epoch": best.user_attrs.get(BEST_EPOCH_ATTR),
         "epochs_per_trial": epochs,
         "run_dir": best.user_attrs.get(RUN_DIR_ATTR),
         "optuna_params": best.params,
         "trials": state_counts(study),
         "config_hash": identity_hash,
+        "design": design,
     }
 
 
@@ -89,14 +94,15 @@ def read_best(path: str | Path) -> dict[str, Any]:
 
 
 def write_trials_csv(study, path: Path, param_names: list[str]) -> None:
-    """One row per trial: number, state, value (complete trials), option values, best/pruned epoch, retry, error, seconds."""
+    """One row per trial: number, phase (grid or own), state, value (complete trials), option values, best/pruned epoch, retry, error, seconds."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         params = trial.user_attrs.get(PARAMS_ATTR, {})
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
             if trial.datetime_complete and trial.datetime_start else None
         complete = trial.state.name == "COMPLETE"  # a pruned trial's value is only its last report
-        rows.append({"trial": trial.number, "state": trial.state.name.lower(),
+        rows.append({"trial": trial.number, "phase": trial.user_attrs.get(PHASE_ATTR),
+                     "state": trial.state.name.lower(),
                      "value": trial.value if complete else None,
                      **{name: params.get(name) for name in param_names},
                      "best_epoch": trial.user_attrs.get(BEST_EPOCH_ATTR),
@@ -105,7 +111,7 @@ def write_trials_csv(study, path: Path, param_names: list[str]) -> None:
                      "seconds": None if seconds is None else round(seconds, 1),
                      "run_dir": trial.user_attrs.get(RUN_DIR_ATTR)})
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=["trial", "state", "value", *param_names, "best_epoch",
+    writer = csv.DictWriter(text, fieldnames=["trial", "phase", "state", "value", *param_names, "best_epoch",
                                               "pruned_at_epoch", "retry_of", "error", "seconds", "run_dir"])
     writer.writeheader()
     writer.writerows(rows)
@@ -133,6 +139,7 @@ def write_plots(study, out_dir: Path, sigma_names: list[str]) -> tuple[list[str]
     written, notes = [], []
     with quiet(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Some regimes")  # importances of few trials: expected
+        warnings.filterwarnings("ignore", message="Target and region quantiles")  # likewise
         if complete:
             _save(plots.plot_optimization_history(study), out_dir / PLOTS["history"])
             written.append(PLOTS["history"])

@@ -1,16 +1,20 @@
-"""Search spaces of ``gloss tune``: one table per loss, read from TOML (the shipped ``spaces.toml`` or
-``--space FILE``), validated once, then sampled trial by trial.
+"""Search spaces of ``gloss tune``: each loss's own parameters, one table per loss, read from TOML (the
+shipped ``spaces.toml`` or ``--space FILE``), validated once, then sampled trial by trial.
 
 ```toml
 ["gloss+ce"]
-lr = { low = 1e-5, high = 1e-4, log = true }                                 # a range (log-uniform)
 sigma = { low = 0.01, high = 10.0, log = true, choices = ["sqrt", "dicm"] }  # a choice, or "range" -> a number
+lambda = { low = 0.1, high = 0.9 }                                            # a range
 gamma = { low = 0.5, high = 0.9, step = 0.1 }                                 # a stepped range
+[ce]
+head-lr = { low = 1e-4, high = 1e-2, log = true }                            # a range (log-uniform)
 ```
 
-Parameter names are ``gloss train`` options (``options.TUNE_PARAMS``); a parameter applies to the losses of
-``options.TUNE_PARAM_LOSSES``. Sections of the shipped file for a loss this build lacks are skipped; in a
-``--space`` file every section must name a loss of ``options.LOSSES``.
+Parameter names are ``gloss train`` options (``options.SPACE_PARAMS``); a parameter applies to the losses of
+``options.TUNE_PARAM_LOSSES``. ``lr`` is no parameter of a space: it is searched over the grid every loss
+shares (``--lr-grid``, :mod:`pipeline.tuning.protocol`). Sections of the shipped file for a loss this build
+lacks are skipped, and a loss the shipped file does not list has no parameters of its own (``triplet``,
+``cosine``); in a ``--space`` file every section must name a loss of ``options.LOSSES``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,14 @@ class Param:
             return {}
         return {self.name: RANGE, self.value_name: float(value)} if self.choices else {self.name: float(value)}
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one of the choices or a number in the range."""
+        if value in self.choices:
+            return True
+        if self.low is None or value is None or isinstance(value, str | bool):
+            return False
+        return self.low <= float(value) <= self.high
+
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "name" and v not in (None, (), False)}
 
@@ -98,9 +110,12 @@ def _check_choices(where: str, name: str, choices: Any) -> tuple:
 def parse_param(loss: str, name: str, table: Any, source: str) -> Param:
     """One parameter of ``[loss]``, checked: known, applicable to the loss, a non-empty range in bounds."""
     where = f"{source}: [{loss}] {name}"
-    if name not in options.TUNE_PARAMS:
+    if name == options.TUNE_GRID_PARAM:
+        raise GlossError(f"{where}: the learning rate is searched over --lr-grid, the same values for every loss; "
+                         "remove it from the space")
+    if name not in options.SPACE_PARAMS:
         raise GlossError(f"{source}: [{loss}] unknown parameter '{name}' (expected one of "
-                         f"{', '.join(options.TUNE_PARAMS)}){did_you_mean(name, options.TUNE_PARAMS)}")
+                         f"{', '.join(options.SPACE_PARAMS)}){did_you_mean(name, options.SPACE_PARAMS)}")
     losses = options.TUNE_PARAM_LOSSES[name]
     if losses is not None and loss not in losses:
         raise GlossError(f"{where}: applies to {', '.join(x for x in losses if x in options.LOSSES)} only")
@@ -163,11 +178,13 @@ def read_spaces(path: str | Path | None = None) -> dict[str, Space]:
 
 
 def load_space(loss: str, path: str | Path | None = None) -> Space:
-    """The space of ``loss`` (``--space FILE`` or the shipped defaults); an error when there is none."""
+    """The own parameters of ``loss``: a ``--space FILE``'s table (an error when it has none) or the shipped
+    defaults' (empty for a loss they do not list)."""
     spaces = read_spaces(path)
+    if path is None:
+        return spaces.get(loss, {})
     if loss not in spaces:
-        source = path or DEFAULT_SPACES
-        raise GlossError(f"{source}: no [{loss}] table (has: {', '.join(spaces) or 'none'})")
+        raise GlossError(f"{path}: no [{loss}] table (has: {', '.join(spaces) or 'none'})")
     return spaces[loss]
 
 

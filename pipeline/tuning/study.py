@@ -4,7 +4,8 @@ A study lives in ``RUN/tune/study.db`` and is named ``<dataset>-<loss>-<first 8 
 hash>``; the config (prepare, train, space, trial budget settings) is stored in the study's user attrs, so a
 db written for another config is refused with the keys that differ. Trials send heartbeats: on resuming,
 a trial whose heartbeat is older than twice the interval (a killed tune) is failed and queued again with
-the same parameters, as is a trial interrupted with Ctrl-C (at most ``options.TUNE_MAX_RETRIES`` times).
+the same parameters and phase, as is a trial interrupted with Ctrl-C (at most ``options.TUNE_MAX_RETRIES``
+times).
 A trial that failed on its own (a ``GlossError``, e.g. a diverged loss) records the error and counts
 towards ``--trials``; so do complete and pruned trials.
 """
@@ -20,6 +21,7 @@ from pipeline import options
 from pipeline.artifacts import SHORT_HASH, method_slug
 from pipeline.errors import GlossError
 from pipeline.hashing import config_differences
+from pipeline.tuning.protocol import PHASE_ATTR, grid_sampler, phase_of
 
 logger = logging.getLogger("gloss")
 
@@ -66,7 +68,9 @@ def refuse_other_config(storage, db: Path, name: str, identity: dict) -> None:
 
 
 def open_study(db: Path, name: str, identity: dict, *, seed: int, startup: int, warmup: int, heartbeat: int):
-    """Create or load study ``name`` in ``db`` (seeded TPE, median pruner), refusing another config's db."""
+    """Create or load study ``name`` in ``db`` (median pruner), refusing another config's db. Its sampler is
+    the grid's (seeded random, for values the queued grid trials leave open); the tune stage sets the
+    phase's sampler before each trial (:mod:`pipeline.tuning.protocol`)."""
     import optuna
 
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,7 @@ def open_study(db: Path, name: str, identity: dict, *, seed: int, startup: int, 
         refuse_other_config(storage, db, name, identity)
         study = optuna.create_study(
             storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed),
+            sampler=grid_sampler(seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup),
         )
     if CONFIG_ATTR not in study.user_attrs:
@@ -91,8 +95,9 @@ def counted(trial) -> bool:
         trial.state == TrialState.FAIL and ERROR_ATTR in trial.user_attrs)
 
 
-def done(study) -> int:
-    return sum(counted(t) for t in study.get_trials(deepcopy=False))
+def done(study, phase: str | None = None) -> int:
+    """Trials that used up the budget (of ``phase`` only, when given)."""
+    return sum(counted(t) for t in study.get_trials(deepcopy=False) if phase is None or phase_of(t) == phase)
 
 
 def requeue_interrupted(study) -> list:
@@ -113,6 +118,7 @@ def requeue_interrupted(study) -> list:
         depth = int(trial.user_attrs.get(RETRIES_ATTR, 0))
         if depth >= options.TUNE_MAX_RETRIES:
             continue
-        study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number, RETRIES_ATTR: depth + 1})
+        study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number, RETRIES_ATTR: depth + 1,
+                                                      PHASE_ATTR: phase_of(trial)})
         requeued.append(trial)
     return requeued

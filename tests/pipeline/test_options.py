@@ -31,6 +31,21 @@ def test_g_loss_vocabularies_and_defaults_agree():
         options.GAMMA, options.K, options.DEFAULT_GRAPH_MODE, options.DEFAULT_LOSS_FORM, options.DEFAULT_VARIANT)
 
 
+def test_library_g_loss_defaults_are_the_command_lines():
+    import torch
+
+    from graphs.losses import GLoss
+    from pipeline.training.st_loss import GLossCEST, GLossST
+
+    defaults = _defaults(GLoss)
+    assert defaults["sigma"] == options.LIBRARY_SIGMA == f"batch-{options.DEFAULT_SIGMA}"  # no corpus in a loss
+    assert defaults["combined"] == (options.DEFAULT_LOSS == "gloss+ce")  # the CLI: combined = (loss == gloss+ce)
+    standalone = GLossST(torch.nn.Identity()).gloss
+    assert (standalone.sigma, standalone.combined) == (options.LIBRARY_SIGMA, False)  # as --loss gloss
+    assert GLossST(torch.nn.Identity(), combined=True).gloss.combined is True
+    assert GLossCEST.combined_default is True  # as --loss gloss+ce
+
+
 def test_memory_bank_index_vocabulary_and_nprobe_agree():
     from graphs import memory_bank
 
@@ -125,8 +140,10 @@ def test_config_dataclasses_take_their_defaults_from_options():
     assert loop.milestones == (30,) and loop.second_forward is False
     assert (gcn.epochs, gcn.lr, gcn.hidden, gcn.m) == (
         options.GCN_EPOCHS, options.GCN_LR, options.GCN_HIDDEN, options.BERTGCN_M)
-    assert EncoderConfig().max_length == options.MAX_LENGTH and EvaluateConfig().knn_k == options.K
+    # knn_k None: k is chosen on validation (label_propagation falls back to options.K)
+    assert EncoderConfig().max_length == options.MAX_LENGTH and EvaluateConfig().knn_k is None
     assert EvaluateConfig().probe == options.DEFAULT_PROBE
+    assert EvaluateConfig().predictor == options.DEFAULT_PREDICTOR
 
 
 def test_reference_probe_defaults_are_the_options():

@@ -63,16 +63,20 @@ def test_read_best_refuses_what_is_not_a_best_json(tmp_path):
         read_best(tmp_path / "best.json")
 
 
-def test_epoch_reporter_reports_each_epoch_and_prunes_when_told():
+def test_epoch_reporter_reports_each_epoch_and_prunes_only_before_the_last():
     study = optuna.create_study(direction="maximize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     first = study.ask()
-    report = epoch_reporter(first, "val_macro_f1")
+    report = epoch_reporter(first, "val_macro_f1", last_epoch=2)
     report(1, {"val_macro_f1": 0.8})
     report(2, {"val_macro_f1": float("nan")})  # not reported
     study.tell(first, 0.8)
     assert study.trials[0].intermediate_values == {1: 0.8}
     second = study.ask()
     with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1"):
-        epoch_reporter(second, "val_macro_f1")(1, {"val_macro_f1": 0.1})
+        epoch_reporter(second, "val_macro_f1", last_epoch=2)(1, {"val_macro_f1": 0.1})
     assert second.user_attrs[PRUNED_AT_ATTR] == 1
+    # a trial at its last epoch has spent its budget: reported, never pruned, however bad
+    third = study.ask()
+    epoch_reporter(third, "val_macro_f1", last_epoch=1)(1, {"val_macro_f1": 0.1})
+    assert third.should_prune() and PRUNED_AT_ATTR not in third.user_attrs

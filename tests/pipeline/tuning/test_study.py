@@ -3,6 +3,7 @@ import pytest
 from optuna.trial import TrialState
 
 from pipeline.errors import GlossError
+from pipeline.tuning.protocol import GRID, PHASE_ATTR
 from pipeline.tuning.study import (
     ERROR_ATTR,
     RETRY_ATTR,
@@ -26,7 +27,7 @@ def test_study_name_and_reopening(tmp_path):
     study.enqueue_trial({"lr": 1e-5})
     again = _open(tmp_path / "study.db")
     assert again.user_attrs["config"] == IDENTITY and len(again.trials) == 1
-    assert isinstance(again.sampler, optuna.samplers.TPESampler)
+    assert isinstance(again.sampler, optuna.samplers.RandomSampler)  # the grid's; phase 2 sets its own
     assert isinstance(again.pruner, optuna.pruners.MedianPruner)
 
 
@@ -42,6 +43,7 @@ def test_interrupted_trials_are_requeued_once_and_failures_of_their_own_count(tm
     study = _open(tmp_path / "study.db")
     distribution = optuna.distributions.FloatDistribution(1e-5, 1e-4, log=True)
     interrupted = study.ask({"lr": distribution})
+    interrupted.set_user_attr(PHASE_ATTR, GRID)
     study.tell(interrupted, state=TrialState.FAIL)
     diverged = study.ask({"lr": distribution})
     diverged.set_user_attr(ERROR_ATTR, "train: the loss diverged")
@@ -53,5 +55,6 @@ def test_interrupted_trials_are_requeued_once_and_failures_of_their_own_count(tm
     assert requeued.number == interrupted.number
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].user_attrs[RETRY_ATTR] == interrupted.number
+    assert waiting[0].user_attrs[PHASE_ATTR] == GRID  # a rerun keeps its phase
     assert waiting[0].params == {} and study.get_trials()[-1].system_attrs["fixed_params"] == interrupted.params
     assert requeue_interrupted(study) == []  # queued once only
