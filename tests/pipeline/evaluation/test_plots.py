@@ -2,25 +2,9 @@
 PNG exists."""
 
 import numpy as np
-import pytest
 from matplotlib import image
-from matplotlib.figure import Figure
 
 from pipeline.evaluation.plots import plot_confusion_matrix, plot_tsne, tsne_coordinates
-
-
-@pytest.fixture
-def saved(monkeypatch) -> list[Figure]:
-    """Every figure saved during the test, as it was when saved."""
-    figures = []
-    original = Figure.savefig
-
-    def keep(self, *args, **kwargs):
-        figures.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", keep)
-    return figures
 
 
 def _not_blank(path) -> None:
@@ -28,11 +12,11 @@ def _not_blank(path) -> None:
     assert pixels.ndim == 3 and pixels.shape[0] > 100 and float(pixels[..., :3].std()) > 0.05
 
 
-def test_confusion_matrix_draws_rows_normalised_with_names_and_shares(tmp_path, saved):
+def test_confusion_matrix_draws_rows_normalised_with_names_and_shares(tmp_path, saved_figures):
     counts = np.array([[3, 1, 0], [0, 0, 0], [0, 2, 2]])
     path = plot_confusion_matrix(counts, ["a", "b", "c"], tmp_path / "cm.png")
     _not_blank(path)
-    (figure,) = saved
+    (figure,) = saved_figures
     ax = figure.axes[0]
     expected = np.array([[0.75, 0.25, 0.0], [0.0, 0.0, 0.0], [0.0, 0.5, 0.5]])  # a gold class without rows: 0
     np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), expected)
@@ -43,14 +27,14 @@ def test_confusion_matrix_draws_rows_normalised_with_names_and_shares(tmp_path, 
     assert shares == {(0, 0): "0.75", (0, 1): "0.25", (2, 1): "0.50", (2, 2): "0.50"}
 
 
-def test_tsne_draws_a_seeded_sample_coloured_by_class(tmp_path, saved):
+def test_tsne_draws_a_seeded_sample_coloured_by_class(tmp_path, saved_figures):
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
     x = np.eye(3, 5)[y] * 5 + rng.normal(size=(60, 5))
     drawn = plot_tsne(x, y, ["a", "b", "c"], tmp_path / "tsne.png", max_points=25, seed=0)
     assert drawn == 25
     _not_blank(tmp_path / "tsne.png")
-    (figure,) = saved
+    (figure,) = saved_figures
     ax = figure.axes[0]
     rows = np.sort(np.random.default_rng(0).choice(60, size=25, replace=False))
     counts = np.bincount(y[rows], minlength=3)
