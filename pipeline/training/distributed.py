@@ -187,19 +187,24 @@ def from_main(work: Callable[[], T], ranks: Ranks) -> T:
 
 def require_shared_folder(folder: Path, ranks: Ranks) -> None:
     """Refuse (on every rank, in one line) a data-parallel run whose ranks do not see one ``folder``: rank 0
-    writes a random token into it and every rank must read it back. A multi-node run needs its run directory
-    on a filesystem every node mounts at the same path (rank 0 writes the checkpoints, every rank reads them)."""
+    writes a random token into it and every rank must read it back; the token is removed after. A multi-node
+    run needs its run directory on a filesystem every node mounts at the same path (rank 0 writes the
+    checkpoints, every rank reads them). A ``folder`` that rank 0 does not have is not checked (nothing is
+    created): what needs it says so."""
     if not ranks.active:
         return
     token_file = Path(folder) / SHARED_TOKEN
 
-    def write_token() -> str:
+    def write_token() -> str | None:
+        if not token_file.parent.is_dir():
+            return None
         token = secrets.token_hex(16)
-        token_file.parent.mkdir(parents=True, exist_ok=True)
         token_file.write_text(token)
         return token
 
     token = from_main(write_token, ranks)
+    if token is None:
+        return
     try:
         with together(ranks):
             seen = token_file.read_text() if token_file.is_file() else None

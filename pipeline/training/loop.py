@@ -313,6 +313,7 @@ def fit(
     """
     encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts}
                                      | ({"unlabeled": data.unlabeled_texts} if data.unlabeled_texts else {}))
+    checkpoints.folder.mkdir(parents=True, exist_ok=True)
     require_shared_folder(checkpoints.folder, ranks or Ranks())
     run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks(),
                encoder, ranks or Ranks())

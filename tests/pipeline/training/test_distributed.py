@@ -2,7 +2,8 @@
 process training on the same global batches: the trained weights and the metrics agree for G-Loss, SupCon and LCL
 (the adapter of --train-layers 0), for class-weighted CE on unequal shards, and with --train-layers 1 and all;
 a run stopped after an epoch resumes under 2 processes to the same end; a failure on one rank (a NaN shard, a
-validation error on rank 0, a checkpoint folder rank 1 cannot see) stops both ranks with the same one line.
+validation error on rank 0, a checkpoint folder or a run directory rank 1 cannot see) stops both ranks with the same
+one line.
 
 Dropout is switched off (the adapter has none; the transformer layers' is set to 0), so 1 and 2 processes differ
 only by float rounding: the order in which the ranks' gradients are summed."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from pipeline.training.distributed import SHARED_TOKEN, Ranks, current_ranks, sh
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig, balanced_class_weights
 from pipeline.training.partial import build_encoder
+from tests.cli import gloss, prepare_tiny
 from tests.conftest import FIXTURES
 from tests.distributed import run_ranks
 
@@ -142,7 +145,7 @@ def _trained(model, head) -> dict[str, torch.Tensor]:
             for name, parameter in module.named_parameters() if parameter.requires_grad}
 
 
-def _rank(rank: int, world_size: int, folder: str) -> dict:
+def _rank(rank: int, world_size: int, folder: str, runs: tuple[str, str]) -> dict:
     ranks = current_ranks()
     assert (ranks.rank, ranks.world_size) == (rank, world_size)
     folder = Path(folder)
@@ -155,13 +158,26 @@ def _rank(rank: int, world_size: int, folder: str) -> dict:
     out["val-nan-on-rank-0"] = train(folder / "val", "gloss+ce", ranks, fault="val" if rank == 0 else None)
     # a checkpoint folder rank 1 does not see (as on another node without a shared filesystem)
     out["not-shared"] = train(folder / f"not-shared-{rank}", "gloss+ce", ranks)
+    # gloss train with a run directory rank 1 sees as a copy (another node's disk): refused before any work
+    refused = gloss("train", "--run-dir", runs[rank], "--loss", "gloss+ce", "--sigma", "0.5", "--train-layers", "0",
+                    "--max-length", str(MAX_LENGTH), "--batch-size", "8", catch_exceptions=True)
+    out["stage-not-shared"] = (refused.exit_code, refused.output)
     return out | {"folder": str(folder / f"not-shared-{rank}" / SHARED_TOKEN)}
 
 
 @pytest.fixture(scope="module")
-def ranks_results(tmp_path_factory) -> list[dict]:
+def runs(tmp_path_factory, tiny_root) -> tuple[Path, Path]:
+    """A prepared run of the tiny dataset (rank 0's) and a copy of it (what rank 1 sees)."""
+    folder = tmp_path_factory.mktemp("runs")
+    prepare_tiny(tiny_root, folder / "run")
+    shutil.copytree(folder / "run", folder / "copy")
+    return folder / "run", folder / "copy"
+
+
+@pytest.fixture(scope="module")
+def ranks_results(tmp_path_factory, runs) -> list[dict]:
     folder = tmp_path_factory.mktemp("ddp")
-    return run_ranks(_rank, 2, folder / "ranks", str(folder / "checkpoints"))
+    return run_ranks(_rank, 2, folder / "ranks", str(folder / "checkpoints"), tuple(str(r) for r in runs))
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +250,16 @@ def test_a_checkpoint_folder_rank_1_cannot_see_is_refused_on_every_rank(ranks_re
     kind, message = errors[0]
     assert kind == "GlossError" and message.startswith(f"rank 1 cannot see {ranks_results[1]['folder']}")
     assert "which rank 0 wrote: data-parallel training needs the run directory on one filesystem" in message
+
+
+def test_gloss_train_on_a_run_directory_rank_1_cannot_see_is_refused_before_any_work(ranks_results, runs):
+    token = runs[1] / SHARED_TOKEN
+    for result in ranks_results:
+        exit_code, output = result["stage-not-shared"]
+        assert exit_code == 1 and f"Error: rank 1 cannot see {token}, which rank 0 wrote" in output, output
+        assert output.count("\n") == 1 and "Traceback" not in output
+    for run in runs:
+        assert sorted(p.name for p in run.iterdir()) == ["prepare"]  # no train/, no scratch, no token
 
 
 def test_nothing_is_left_of_the_shared_folder_check(ranks_results):
