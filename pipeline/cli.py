@@ -237,6 +237,9 @@ def _gcn_options() -> list:
                                              "x0.1 after epoch 30)."),
         click.option("--init-from", type=click.Path(file_okay=False), default=None,
                      help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
+        click.option("--c-grid", default=o.LR_C_GRID, show_default=True,
+                     help="tfidf/frozen: values of logistic regression's C tried; the best val macro-F1 is "
+                          "kept (ties: the smaller C)."),
     ]
 
 
@@ -248,7 +251,9 @@ def train_options(func):
                   "on every batch.")
     decorators = [
         click.option("--method", type=click.Choice(o.METHODS), default=o.DEFAULT_METHOD, show_default=True,
-                     help="Fine-tune the encoder with --loss, or train a graph baseline."),
+                     help="Fine-tune the encoder with --loss, or train a baseline: textgcn, bertgcn, tfidf "
+                          "(TF-IDF + logistic regression, tfidf-lr) or frozen (the pre-trained encoder's "
+                          "embeddings + logistic regression, frozen-lr)."),
         click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
                      help="Objective of --method finetune."),
         click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
@@ -337,6 +342,7 @@ def _parse_train_layers(value: str) -> str:
 
 
 def _train_config(opts: dict):
+    from pipeline.baselines.linear import LinearConfig, parse_c_grid
     from pipeline.stages.train import GCNConfig, TrainConfig
     from pipeline.training.loop import LoopConfig, parse_milestones
     from pipeline.training.objectives import ObjectiveConfig
@@ -350,6 +356,7 @@ def _train_config(opts: dict):
     )
     try:
         milestones = parse_milestones(opts["milestones"])
+        linear = LinearConfig(c_grid=parse_c_grid(opts["c_grid"]))
     except ValueError as exc:
         raise GlossError(str(exc)) from None
     loop = LoopConfig(
@@ -370,7 +377,7 @@ def _train_config(opts: dict):
         init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
     )
     return TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
-                       preset=opts.get("preset"))
+                       linear=linear, preset=opts.get("preset"))
 
 
 def _echo_train(manifest) -> None:

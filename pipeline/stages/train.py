@@ -55,6 +55,7 @@ from pipeline.artifacts import (
     split_texts,
     write_history,
 )
+from pipeline.baselines.linear import LinearConfig
 from pipeline.encoder import EncoderConfig, load_encoder, resolve_device, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, current_stage, load_manifest, run_stage
@@ -104,6 +105,7 @@ class TrainConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     gcn: GCNConfig = field(default_factory=GCNConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)  # --method tfidf|frozen
     preset: str | None = None  # the --preset whose values were the defaults (options.PRESETS)
     # False: no test embeddings or logits are computed (tuning trials never look at test data); recorded in
     # the stage config only when False, so the hashes of ordinary runs do not change.
@@ -118,13 +120,15 @@ class TrainConfig:
         full = asdict(self)
         keep = {"finetune": ("method", "encoder", "objective", "loop"),
                 "textgcn": ("method", "gcn"),
-                "bertgcn": ("method", "encoder", "loop", "gcn")}[self.method]
+                "bertgcn": ("method", "encoder", "loop", "gcn"),
+                "tfidf": ("method", "linear"),
+                "frozen": ("method", "encoder", "linear")}[self.method]
         out = {k: full[k] for k in keep} | {"preset": self.preset}
         if "objective" in out and self.objective.bank_index == options.DEFAULT_BANK_INDEX:  # earlier runs' hashes
             out["objective"] = {k: v for k, v in out["objective"].items() if k not in ("bank_index", "nprobe")}
         if not self.write_test_outputs:
             out["write_test_outputs"] = False
-        if self.method == "textgcn":
+        if self.method in ("textgcn", "tfidf", "frozen"):
             out["seed"] = self.loop.seed
         return out
 
