@@ -182,7 +182,10 @@ def check_config(config: TrainConfig) -> None:
 
 def resolve_protocol(config: TrainConfig) -> TrainConfig:
     """``config`` with ``--train-layers auto`` and ``--precision auto`` replaced by what they mean on its
-    device (fine-tuning only; the other methods keep theirs)."""
+    device (fine-tuning; BertGCN's ``--train-layers`` too; the other methods keep theirs)."""
+    if config.method == "bertgcn":
+        layers = resolve_train_layers(config.loop.train_layers, resolve_device(config.encoder.device))
+        return replace(config, loop=replace(config.loop, train_layers=layers))
     if config.method != "finetune":
         return config
     device = resolve_device(config.encoder.device)
@@ -201,7 +204,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
             raise GlossError(f"--method {config.method}: data-parallel training (torchrun) is for --method finetune")
         from pipeline.baselines.stage import run_baseline
 
-        return run_baseline(config, run_dir, force=force, echo=echo)
+        return run_baseline(resolve_protocol(config), run_dir, force=force, echo=echo)
     resolve_model_path(config.encoder.model)
     requested = config.loop.train_layers
     config = resolve_protocol(config)
