@@ -114,3 +114,13 @@ def test_frozen_reads_the_embedding_cache_on_its_second_run(tiny_root, tmp_path)
         assert result.exit_code == 0, result.output
         hits.append(json.loads((run / "train" / "manifest.json").read_text())["summary"]["embedding_cache_hits"])
     assert hits == [[], ["train", "val", "test"]]
+
+
+def test_a_sweep_runs_tfidf_over_seeds(tiny_root, tmp_path):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text('datasets = ["tiny"]\nseeds = [0, 1]\noptions = { val-fraction = 0.3 }\n'
+                    '[[methods]]\nname = "tfidf-lr"\nmethod = "tfidf"\n')
+    result = gloss("compare", "--spec", spec, "--out", tmp_path / "out", "--data-root", tiny_root)
+    assert result.exit_code == 0, result.output
+    [row] = json.loads((tmp_path / "out" / "results.json").read_text())["aggregated"]
+    assert row["method"] == "tfidf-lr" and row["accuracy"]["n"] == 2 and row["macro_f1"]["n"] == 2
