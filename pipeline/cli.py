@@ -251,9 +251,7 @@ def train_options(func):
                   "on every batch.")
     decorators = [
         click.option("--method", type=click.Choice(o.METHODS), default=o.DEFAULT_METHOD, show_default=True,
-                     help="Fine-tune the encoder with --loss, or train a baseline: textgcn, bertgcn, tfidf "
-                          "(TF-IDF + logistic regression, tfidf-lr) or frozen (the pre-trained encoder's "
-                          "embeddings + logistic regression, frozen-lr)."),
+                     help=o.METHOD_HELP),
         click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
                      help="Objective of --method finetune."),
         click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,

@@ -11,6 +11,9 @@ METHODS = ("finetune", "textgcn", "bertgcn", "tfidf", "frozen")
 DEFAULT_METHOD = "finetune"
 # The name a method's runs carry in manifests, metrics and `gloss compare` tables (fine-tuning: its --loss).
 REPORTED_METHODS = {"textgcn": "textgcn", "bertgcn": "bertgcn", "tfidf": "tfidf-lr", "frozen": "frozen-lr"}
+METHOD_HELP = ("Fine-tune the encoder with --loss, or train a baseline: textgcn, bertgcn, tfidf (TF-IDF + logistic "
+               "regression, tfidf-lr) or frozen (the pre-trained encoder's embeddings + logistic regression, "
+               "frozen-lr).")
 LOSSES = ("ce", "gloss", "gloss+ce", "scl+ce", "lcl+ce", "triplet", "cosine")
 DEFAULT_LOSS = "gloss+ce"
 G_LOSSES = ("gloss", "gloss+ce")  # the losses that build a G-Loss batch graph (and use --sigma)
