@@ -97,3 +97,16 @@ def test_init_from_a_ce_run_with_train_layers(tiny_root, tmp_path):
     assert "the top 1 transformer layer on cached frozen lower layers" in result.output
     evaluated = gloss("evaluate", "--run-dir", run, "--tsne-max", "0")
     assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_adapter_on_an_adapter_run_is_refused(tiny_root, tmp_path):
+    """An adapter run's model ends in its Dense layer: a second adapter on its cached pooled embeddings would
+    apply the first one twice."""
+    ce = prepare_tiny(tiny_root, tmp_path / "ce")
+    options = ["--train-layers", "0", "--epochs", "1", "--max-length", "16", "--batch-size", "16"]
+    assert gloss("train", "--run-dir", ce, "--loss", "ce", *options).exit_code == 0
+    run = prepare_tiny(tiny_root, tmp_path / "bertgcn")
+    result = gloss("train", "--run-dir", run, "--method", "bertgcn", "--init-from", ce, *options,
+                   catch_exceptions=True)
+    assert result.exit_code == 1 and "--train-layers 0: the encoder already ends in a Dense layer" in result.output
+    assert not (run / "train" / "manifest.json").exists()
