@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   create .venv if missing, then run the main job (the pipeline end to end on R8)
 #   make test   create .venv if missing, then run the test suite
+#   make docs   install the docs extra into .venv, then build the documentation site (site/) in strict mode
 #   make gpu-suite       the GPU suite on a CUDA machine, nothing installed (SUITE_ARGS="--budget-s 600")
 #   make gpu-suite-tiny  the same code path on a CPU, FAISS hidden (CI runs it)
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 GLOSS_DATA ?= $(abspath ../shared/data)
 export GLOSS_DATA
 
-.PHONY: venv demo test lint clean gpu-suite gpu-suite-tiny
+.PHONY: venv demo test lint docs clean gpu-suite gpu-suite-tiny
 
 $(BIN)/gloss: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +32,15 @@ gpu-suite:
 gpu-suite-tiny: venv
 	out=$$(mktemp -d) && PYTHON=$(BIN)/python bash scripts/gpu_suite.sh --tiny --out $$out $(SUITE_ARGS)
 
+$(VENV)/.docs-installed: setup.cfg pyproject.toml | venv
+	$(BIN)/python -m pip install -q -e '.[dev,docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 lint: venv
 	$(BIN)/ruff check pipeline graphs tests scripts
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -394,7 +394,7 @@ def train(resume, run_dir, force, **opts):
     """Fine-tune the encoder (linear head on the pooled embedding unless the loss is standalone), with early
     stopping on val macro-F1 (with head) or val macro-silhouette (standalone); the best epoch is kept.
     Under `torchrun --nproc-per-node N --no-python gloss train ...`: data-parallel over N processes (see
-    README, Distributed training)."""
+    the documentation, Distributed training)."""
     from pipeline.stages import train as stage
 
     config = _train_config(opts)
@@ -414,7 +414,7 @@ def tune_options(func):
                      help="Seconds after which no new trial starts (rerun the command to continue)."),
         click.option("--space", type=click.Path(dir_okay=False), default=None,
                      help="TOML of search spaces, one [loss] table (default: the shipped "
-                          "pipeline/tuning/spaces.toml; see README, Tuning)."),
+                          "pipeline/tuning/spaces.toml; see the documentation, Tuning)."),
         click.option("--tune-epochs", type=click.IntRange(min=1), default=None,
                      help="Epoch budget of each trial (default: --epochs)."),
         click.option("--tune-seed", type=int, default=o.TUNE_SEED, show_default=True, help="Seed of the TPE sampler."),
@@ -468,12 +468,18 @@ def tune(run_dir, trials, timeout, space, tune_epochs, tune_seed, pruner_startup
               help="Output folder: table.md, table.csv, results.json, plots; runs/ and logs/ of the sweep.")
 @click.option("--data-root", default=None, help="Folder holding the datasets (default: $GLOSS_DATA, else ./data).")
 @click.option("--pair", default=options.DEFAULT_PAIR, show_default=True,
-              help="Paired comparison METHOD:BASELINE over shared seeds.")
+              help="Paired comparison METHOD:BASELINE over shared replicates (split seed, training seed).")
+@click.option("--reference", default=None,
+              help="Compare this method with every other one (paired, Holm-corrected over datasets); "
+                   "replaces --pair.")
 @click.option("--background", is_flag=True, help="Run the sweep detached; progress goes to OUT/sweep.log.")
-def compare(spec, run_dirs, out_dir, data_root, pair, background):
+def compare(spec, run_dirs, out_dir, data_root, pair, reference, background):
     """Run what a sweep is missing (finished runs are skipped; a killed sweep continues), then write per
-    dataset and method: accuracy and macro-F1 (mean, std, n), seconds per epoch, best epoch, training time,
-    peak memory; published numbers beside them (marked); plots; and a paired METHOD - BASELINE comparison."""
+    dataset, method and tier, pooling runs that differ only in training seed, split seed and a per-seed
+    --init-from: test accuracy and macro-F1 of the head, the linear probe and label propagation (mean, std,
+    n), epochs and seconds until val macro-F1 first reached 99% of the run's best, seconds per epoch, best
+    epoch, training time, peak memory; published numbers beside them (marked); plots; and paired
+    differences (METHOD - BASELINE, or --reference against every other method) with paired t-tests."""
     from pipeline.compare.stage import run_compare, start_in_background
 
     if not spec and not run_dirs:
@@ -482,7 +488,8 @@ def compare(spec, run_dirs, out_dir, data_root, pair, background):
         pid, log = start_in_background([a for a in sys.argv[1:] if a != "--background"], out_dir)
         click.echo(f"compare: running in the background (pid {pid}); progress in {log}")
         return
-    result = run_compare(spec, list(run_dirs), out_dir, data_root or os.environ.get("GLOSS_DATA"), pair, click.echo)
+    result = run_compare(spec, list(run_dirs), out_dir, data_root or os.environ.get("GLOSS_DATA"), pair, click.echo,
+                         reference=reference)
     click.echo(f"compare: wrote {', '.join(result['files'])} to {out_dir}")
 
 

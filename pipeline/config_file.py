@@ -151,5 +151,5 @@ def preset_option(func):
         is_eager=True,
         callback=callback,
         help="Defaults of a named setup, beneath --config and flags: reference = the released G-Loss code "
-             "(see README, Training).",
+             "(see the documentation, Training).",
     )(func)

@@ -86,7 +86,7 @@ def spec_text(args: argparse.Namespace, flags: list[str]) -> str:
     options = {"epochs": args.epochs, "max-length": preset["max_length"], "device": preset["device"],
                "model": args.model, "train-layers": "all", "precision": preset["precision"]}
     options = {k: v for k, v in options.items() if k not in ("train-layers", "precision") or f"--{k}" in flags}
-    lines = [f"datasets = {json.dumps(args.datasets)}", "seeds = [0]"]
+    lines = [f"datasets = {json.dumps(args.datasets)}", "seeds = [0]", 'tier = "gpu-full"']
     lines += [f"{key} = {preset[key]}" for key in ("limit", "limit_test") if key in preset]
     lines.append("options = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in options.items()) + " }")
     for loss in LOSSES:

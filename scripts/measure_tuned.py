@@ -1,4 +1,4 @@
-r"""Issue 15's measurement: lcl+ce vs scl+ce vs gloss+ce vs ce on the full R8 and MR training sets, each tuned
+r"""The tuned-losses measurement: lcl+ce vs scl+ce vs gloss+ce vs ce on the full R8 and MR training sets, each tuned
 with the same budget (`gloss tune`, 6 trials of 2 epochs), then each loss's best values trained over 3 seeds
 with early stopping (`gloss compare`, spec `scripts/sweep_tuned.toml`).
 
@@ -189,15 +189,15 @@ def write_summary(summary: list[dict]) -> None:
     write_text_atomic(OUT / "tuning.md", "\n".join(["# The studies (`scripts/measure_tuned.py`)", ""] + studies) + "\n")
     table = (OUT / "table.md").read_text() if (OUT / "table.md").is_file() else "No final run has finished yet.\n"
     write_text_atomic(OUT / "summary.md", "\n".join(compact_table(summary)) + "\n")
-    readme = Path("README.md")
+    readme = Path("docs/results.md")
     start, end = "<!-- results/tuned/summary.md", "<!-- end of results/tuned/summary.md -->"
     text = readme.read_text()
-    if start in text and end in text:  # the project README shows the same table
+    if start in text and end in text:  # the documentation's Results page shows the same table
         head, rest = text.split(start, 1)
         marker, _, tail = rest.partition(end)
         marker_line = start + marker.split("\n", 1)[0] + "\n"
         write_text_atomic(readme, head + marker_line + "\n".join(compact_table(summary)) + "\n" + end + tail)
-    text = ["# Tuned losses on MR and R8: lcl+ce vs scl+ce vs gloss+ce vs ce (issue 15)", "", PROTOCOL,
+    text = ["# Tuned losses on MR and R8: lcl+ce vs scl+ce vs gloss+ce vs ce", "", PROTOCOL,
             "## In short (`summary.md`)", "", *compact_table(summary), "",
             "## Final runs (test set; mean ± std over the seeds that finished)", "",
             "What has finished is in `status.md`.", "", table,
@@ -216,7 +216,7 @@ def write_status() -> None:
             (done if finished else todo).append(f"study {dataset} {loss}")
     for run in final_runs():
         (done if is_finished(run) else todo).append(f"final run {run.name}")
-    lines = ["# Issue 15 measurement: status", "",
+    lines = ["# Tuned-losses measurement: status", "",
              f"Updated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `scripts/measure_tuned.py`.", "",
              f"Done ({len(done)}):", ""] + [f"- {item}" for item in done]
     lines += ["", f"Still to run ({len(todo)}):", ""] + [f"- {item}" for item in todo]

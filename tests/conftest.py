@@ -22,6 +22,9 @@ def private_cache(tmp_path_factory):
         os.environ["GLOSS_CACHE"] = previous
 
 
+MISSING_DATA = "GLOSS_DATA does not point at the benchmark data"  # the skip reason the summary counts
+
+
 def benchmark_root() -> Path | None:
     root = os.environ.get("GLOSS_DATA")
     if root and Path(root, "R8", "train.csv").is_file():
@@ -29,13 +32,32 @@ def benchmark_root() -> Path | None:
     return None
 
 
-@pytest.fixture
-def data_root() -> Path:
-    """The benchmark data root; tests that need it are skipped when GLOSS_DATA is unset."""
+def require_benchmark_data() -> Path:
+    """The benchmark data root. Without it the calling test is skipped, or fails under ``CI=true``: CI must
+    run every test, so a data folder that went missing there is an error, not a quiet skip."""
     root = benchmark_root()
     if root is None:
-        pytest.skip("GLOSS_DATA does not point at the benchmark data (../shared/data)")
+        where = f"GLOSS_DATA={os.environ['GLOSS_DATA']}" if os.environ.get("GLOSS_DATA") else "GLOSS_DATA is unset"
+        message = f"{MISSING_DATA} ({where}; it needs R8/train.csv)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
     return root
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """The benchmark data root; tests that need it are skipped when GLOSS_DATA is unset (fail under CI=true)."""
+    return require_benchmark_data()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line at the end of the run saying how many tests were skipped for lack of the benchmark data."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if MISSING_DATA in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"gloss: {len(skipped)} test(s) skipped because {MISSING_DATA}; set GLOSS_DATA to the folder "
+            "holding R8/, mr/, ... (see the README's Data section) to run them", yellow=True, bold=True)
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

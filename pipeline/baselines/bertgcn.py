@@ -137,6 +137,7 @@ class _Joint:
     def __init__(self, model, head: torch.nn.Linear, encoder, adj: torch.Tensor, corpus: _Corpus, num_classes: int,
                  config):
         self.model, self.head, self.encoder, self.corpus, self.loop = model, head, encoder, corpus, config.loop
+        self.num_classes = num_classes
         self.device = device = model.device
         self.doc_ids = {split: corpus.node_ids(split, device) for split in SPLITS}
         torch.manual_seed(self.loop.seed)
@@ -204,7 +205,8 @@ class _Joint:
 
 def _end_epoch(joint: _Joint, epoch: int, train_loss: float, started: float, echo) -> dict:
     """Validation scores of the re-encoded bank: the epoch's history record."""
-    scores = accuracy_and_macro_f1(joint.corpus.labels["val"], joint.predict("val").argmax(1))
+    scores = accuracy_and_macro_f1(joint.corpus.labels["val"], joint.predict("val").argmax(1),
+                                   num_classes=joint.num_classes)
     record = {"epoch": epoch, "train_loss": train_loss, "val_accuracy": scores["accuracy"],
               "val_macro_f1": scores["macro_f1"], "seconds": round(time.perf_counter() - started, 2)}
     echo(f"train: BertGCN epoch {epoch}: loss={record['train_loss']:.4f} val_accuracy={scores['accuracy']:.4f} "

@@ -68,9 +68,10 @@ def _fit(x, y: np.ndarray, c: float, max_iter: int, seed: int) -> tuple[Any, boo
     return model, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
-def choose_c(train_x, train_y: np.ndarray, val_x, val_y: np.ndarray, config: LinearConfig, seed: int = 0,
-             echo=None) -> ChosenC:
-    """Fit on train for every ``C`` of ``config.c_grid``; keep the best val macro-F1 (ties: the smaller ``C``).
+def choose_c(train_x, train_y: np.ndarray, val_x, val_y: np.ndarray, config: LinearConfig, *, num_classes: int,
+             seed: int = 0, echo=None) -> ChosenC:
+    """Fit on train for every ``C`` of ``config.c_grid``; keep the best val macro-F1 over the ``num_classes``
+    training classes (ties: the smaller ``C``).
 
     Shapes: train_x [N_train, F] (dense or sparse), train_y [N_train], val_x [N_val, F], val_y [N_val].
     """
@@ -78,7 +79,7 @@ def choose_c(train_x, train_y: np.ndarray, val_x, val_y: np.ndarray, config: Lin
     for c in sorted(config.c_grid):
         started = time.perf_counter()
         model, converged = _fit(train_x, train_y, c, config.max_iter, seed)
-        val = accuracy_and_macro_f1(val_y, model.predict(val_x))
+        val = accuracy_and_macro_f1(val_y, model.predict(val_x), num_classes=num_classes)
         scores.append({"c": c, "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
                        "converged": converged, "seconds": round(time.perf_counter() - started, 3)})
         if echo is not None:

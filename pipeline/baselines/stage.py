@@ -131,7 +131,7 @@ def _linear_body(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
     echo(f"train: {name}: {features['train'].shape[1]} features; choosing C on val macro-F1 "
          f"({', '.join(f'{c:g}' for c in config.linear.c_grid)})")
     chosen = choose_c(features["train"], labels["train"], features["val"], labels["val"], config.linear,
-                      seed=config.loop.seed, echo=echo)
+                      num_classes=len(label_names), seed=config.loop.seed, echo=echo)
     for split in splits[1:]:
         np.save(ctx.output(f"logits_{split}.npy"), log_proba_by_label_id(chosen.model, features[split],
                                                                          len(label_names)))

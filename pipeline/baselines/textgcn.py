@@ -190,18 +190,17 @@ def build_textgcn_graph(
     return graph, t1 - t0, time.perf_counter() - t1
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    r"""Macro-averaged F1 over the classes present in ``y_true`` or ``y_pred`` (integer ids).
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    r"""Macro-averaged F1 over the training label set ``range(num_classes)`` (integer ids); a class absent
+    from both ``y_true`` and ``y_pred`` counts as 0.
 
-    Same value as :func:`sklearn.metrics.f1_score` with ``average="macro", zero_division=0``, without its
-    input validation (cheap enough to call every epoch).
+    Same value as :func:`sklearn.metrics.f1_score` with ``labels=range(num_classes), average="macro",
+    zero_division=0``, without its input validation (cheap enough to call every epoch).
     """
-    labels, inverse = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
-    t, p = inverse[: len(y_true)], inverse[len(y_true) :]
-    k = len(labels)
-    tp = np.bincount(t[t == p], minlength=k).astype(float)
-    denom = np.bincount(t, minlength=k) + np.bincount(p, minlength=k)  # 2TP + FP + FN
-    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    tp = np.bincount(t[t == p], minlength=num_classes).astype(float)
+    denom = np.bincount(t, minlength=num_classes) + np.bincount(p, minlength=num_classes)  # 2TP + FP + FN
+    f1 = np.divide(2 * tp, denom, out=np.zeros(num_classes), where=denom > 0)
     return float(f1.mean())
 
 
@@ -328,7 +327,7 @@ def _run_epoch(
         "train_acc": train_acc,
         "val_loss": val_loss,
         "val_acc": float(np.mean(y_val.numpy() == val_pred)),
-        "val_macro_f1": macro_f1(y_val.numpy(), val_pred),
+        "val_macro_f1": macro_f1(y_val.numpy(), val_pred, len(splits.classes)),
         "seconds": time.perf_counter() - t0,
     }
     return record, test_proba
@@ -390,8 +389,8 @@ def _result(
 ) -> TextGCNResult:
     y_true = splits.y["test"].numpy()
     best_pred = fit.best.proba.argmax(-1)
-    best_scores = accuracy_and_macro_f1(y_true, best_pred)
-    last_scores = accuracy_and_macro_f1(y_true, fit.last_proba.argmax(-1))
+    best_scores = accuracy_and_macro_f1(y_true, best_pred, num_classes=len(splits.classes))
+    last_scores = accuracy_and_macro_f1(y_true, fit.last_proba.argmax(-1), num_classes=len(splits.classes))
     return TextGCNResult(
         classes=splits.classes,
         history=fit.history,

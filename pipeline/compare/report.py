@@ -1,4 +1,5 @@
-"""Tables (Markdown, CSV), ``results.json`` and plots of an aggregated comparison."""
+"""Tables (Markdown, CSV) and ``results.json`` of an aggregated comparison; the plots are drawn by
+:mod:`pipeline.compare.plots`."""
 
 from __future__ import annotations
 
@@ -18,24 +19,43 @@ def _pm(cell: dict, scale: float = 100.0, digits: int = 2) -> str:
     return f"{cell['mean'] * scale:.{digits}f}"
 
 
+PUBLISHED_NOTE = "published, not measured"
+# (column, metric, scale, digits) of the Markdown table after dataset, method, n, tier and split seeds
+COLUMNS = (("test accuracy (%)", "accuracy", 100.0, 2), ("test macro-F1 (%)", "macro_f1", 100.0, 2),
+           ("linear probe acc. (%)", "probe_accuracy", 100.0, 2), ("probe macro-F1 (%)", "probe_macro_f1", 100.0, 2),
+           ("propagation acc. (%)", "propagation_accuracy", 100.0, 2),
+           ("propagation macro-F1 (%)", "propagation_macro_f1", 100.0, 2),
+           ("epochs to 99%", "epochs_to_99", 1.0, 1), ("s to 99%", "seconds_to_99", 1.0, 0),
+           ("macro-silhouette", "macro_silhouette", 1.0, 3), ("s / epoch", "seconds_per_epoch", 1.0, 1),
+           ("best epoch", "best_epoch", 1.0, 1), ("train time (s)", "train_seconds", 1.0, 0),
+           ("peak memory (MB)", "peak_rss_mb", 1.0, 0))
+TABLE_NOTES = (
+    "Test accuracy and macro-F1: the model's own head (the linear probe for runs without one); every macro-F1 "
+    "averages over all training classes. Epochs (s) to 99%: until val macro-F1 first reached 99% of the run's "
+    "best. Split seeds: the validation splits a row pools; n counts its runs (split seed x training seed).")
+
+
+def _seeds(values: list[int]) -> str:
+    return ", ".join(str(v) for v in values) if values else "-"
+
+
 def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) -> str:
     lines = [
-        "| dataset | method | n | test accuracy (%) | test macro-F1 (%) | linear probe acc. (%) | macro-silhouette | s / epoch | best epoch | "
-        "train time (s) | peak memory (MB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | method | n | tier | split seeds | " + " | ".join(c[0] for c in COLUMNS) + " |",
+        "|---|---|---|---|---|" + "---|" * len(COLUMNS),
     ]
     for row in rows:
+        cells = [_pm(row[metric], scale, digits) for _, metric, scale, digits in COLUMNS]
         lines.append(
-            f"| {row['dataset']} | {row.get('label', row['method'])} | {row['accuracy']['n']} | {_pm(row['accuracy'])} | "
-            f"{_pm(row['macro_f1'])} | {_pm(row['probe_accuracy'])} | {_pm(row['macro_silhouette'], 1.0, 3)} | "
-            f"{_pm(row['seconds_per_epoch'], 1.0, 1)} | {_pm(row['best_epoch'], 1.0, 1)} | "
-            f"{_pm(row['train_seconds'], 1.0, 0)} | {_pm(row['peak_rss_mb'], 1.0, 0)} |"
+            f"| {row['dataset']} | {row.get('label', row['method'])} | {row['accuracy']['n']} | {row.get('tier') or '-'} | "
+            f"{_seeds(row.get('split_seeds', []))} | " + " | ".join(cells) + " |"
         )
+    lines += ["", TABLE_NOTES]
     if published:
         from pipeline.compare.aggregate import benchmark_name
 
         datasets = list(dict.fromkeys(benchmark_name(r["dataset"]) for r in rows))  # slices merged
-        lines += ["", "Published test accuracies (%), **not measured by gloss** (sources below):", "",
+        lines += ["", f"Published test accuracies (%): **{PUBLISHED_NOTE} by gloss** (sources below):", "",
                   "| method (published, full training sets) | " + " | ".join(datasets) + " |",
                   "|---|" + "---|" * len(datasets)]
         for entry in published:
@@ -43,108 +63,43 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
             lines.append(f"| {entry['method']} | " + " | ".join(cells) + " |")
         lines += [""] + [f"- {s}" for s in dict.fromkeys(e["source"] for e in published)]
     if paired:
-        lines += ["", "Paired differences (same seeds):", "",
-                  "| dataset | comparison | seeds | mean difference (points) | paired t-test p |", "|---|---|---|---|---|"]
+        lines += ["", "Paired differences (runs on the same split seed and training seed; Holm's correction over "
+                      "the datasets of each comparison):", "",
+                  "| dataset | comparison | metric | n | mean difference | paired t-test p | p (Holm) |",
+                  "|---|---|---|---|---|---|---|"]
         for p in paired:
-            pv = "n/a (n < 3)" if p["p_value"] is None else f"{p['p_value']:.3g}"
-            ours, theirs = (_named(p[k], p.get(f"{k}_variant")) for k in ("method", "baseline"))
-            lines.append(f"| {p['dataset']} | {ours} − {theirs} ({p['metric']}) | {p['n']} | "
-                         f"{p['mean_difference'] * 100:+.2f} | {pv} |")
+            ours, theirs = (_named(p[k], p.get(f"{k}_variant"), p.get(f"{k}_tier")) for k in ("method", "baseline"))
+            scale, unit = DIFFERENCE_UNITS.get(p["metric"], (1.0, ""))
+            lines.append(f"| {p['dataset']} | {ours} − {theirs} | {p['metric']} | {p['n']} | "
+                         f"{p['mean_difference'] * scale:+.2f}{unit} | {_p(p['p_value'])} | {_p(p.get('p_holm'))} |")
     return "\n".join(lines) + "\n"
+
+
+DIFFERENCE_UNITS = {"accuracy": (100.0, " points"), "macro_f1": (100.0, " points"), "epochs_to_99": (1.0, " epochs"),
+                    "seconds_to_99": (1.0, " s")}
+
+
+def _p(value: float | None) -> str:
+    return "n/a (n < 3)" if value is None else f"{value:.3g}"
 
 
 def csv_table(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     from pipeline.compare.aggregate import METRICS as metrics
-    writer.writerow(["dataset", "method", "variant", "config_hash", "n"]
+    writer.writerow(["dataset", "method", "tier", "variant", "config_hash", "split_seeds", "n"]
                     + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
     for row in rows:
-        writer.writerow([row["dataset"], row["method"], row.get("variant", ""), row.get("config_hash") or "",
+        writer.writerow([row["dataset"], row["method"], row.get("tier") or "", row.get("variant", ""),
+                         row.get("config_hash") or "", " ".join(str(s) for s in row.get("split_seeds", [])),
                          row["accuracy"]["n"]]
                         + [row[m][s] for m in metrics for s in ("mean", "std")])
     return buffer.getvalue()
 
 
-def _named(method: str, variant: str | None) -> str:
-    return f"{method} ({variant})" if variant else method
-
-
-def value_limits(cells: list[dict], scale: float, floor: float | None = 0.0, margin: float = 2.0):
-    """y-axis limits that show every bar's whole error bar (mean ± std), with ``margin`` around them and
-    never below ``floor``; ``None`` when no cell has a value."""
-    present = [c for c in cells if c and c["mean"] is not None]
-    if not present:
-        return None
-    low = min((c["mean"] - (c["std"] or 0.0)) * scale for c in present) - margin
-    high = max((c["mean"] + (c["std"] or 0.0)) * scale for c in present) + margin
-    return (low if floor is None else max(floor, low)), high
-
-
-def plot_all(rows: list[dict], records: list, out_dir: Path) -> list[str]:
-    """accuracy.png (error bars), convergence.png (val macro-F1 by epoch), silhouette.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    written = []
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    methods = list(dict.fromkeys(r.get("label", r["method"]) for r in rows))
-    width = 0.8 / max(1, len(methods))
-    for metric, filename, label, scale in (("accuracy", "accuracy.png", "test accuracy (%)", 100.0),
-                                           ("macro_silhouette", "silhouette.png", "test macro-silhouette", 1.0)):
-        fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(datasets) * max(1, len(methods)) ** 0.5), 3.8))
-        for i, method in enumerate(methods):
-            means, stds = [], []
-            for dataset in datasets:
-                cell = next((r[metric] for r in rows
-                             if r["dataset"] == dataset and r.get("label", r["method"]) == method), None)
-                means.append(np.nan if not cell or cell["mean"] is None else cell["mean"] * scale)
-                stds.append(0.0 if not cell or cell["std"] is None else cell["std"] * scale)
-            ax.bar(np.arange(len(datasets)) + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds,
-                   capsize=3, label=method)
-        ax.set_xticks(np.arange(len(datasets)), datasets)
-        ax.set_ylabel(label)
-        if metric == "accuracy":
-            limits = value_limits([r[metric] for r in rows], scale, margin=3.0)
-            if limits is not None:
-                ax.set_ylim(*limits)
-        ax.legend(fontsize=8, ncol=min(3, len(methods)))
-        ax.set_title(f"{label}: mean ± std over seeds")
-        fig.tight_layout()
-        fig.savefig(out_dir / filename, dpi=120)
-        plt.close(fig)
-        written.append(filename)
-    ncols = min(4, len(datasets))
-    nrows = -(-len(datasets) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.5 * nrows), squeeze=False)
-    for ax in axes.flat[len(datasets):]:
-        ax.set_visible(False)
-    for ax, dataset in zip(axes.flat[: len(datasets)], datasets, strict=True):
-        for row in (r for r in rows if r["dataset"] == dataset):
-            runs = set(row.get("runs", []))
-            curves = [r.val_macro_f1_by_epoch for r in records if r.dataset == dataset and r.run_dir in runs]
-            if not curves:
-                continue
-            length = max(len(c) for c in curves)
-            matrix = np.full((len(curves), length), np.nan)
-            for j, curve in enumerate(curves):
-                matrix[j, : len(curve)] = [np.nan if v is None else v for v in curve]
-            ax.plot(np.arange(1, length + 1), np.nanmean(matrix, axis=0) * 100, marker="o", ms=3,
-                    label=row.get("label", row["method"]))
-        ax.set_title(dataset)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("val macro-F1 (%)")
-        if any(len(r.val_macro_f1_by_epoch) > 30 for r in records if r.dataset == dataset):
-            ax.set_xscale("log")  # TextGCN runs hundreds of epochs, fine-tuning a handful
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "convergence.png", dpi=120)
-    plt.close(fig)
-    written.append("convergence.png")
-    return written
+def _named(method: str, variant: str | None, tier: str | None = None) -> str:
+    named = f"{method} ({variant})" if variant else method
+    return f"{named} · {tier}" if tier else named
 
 
 def write_report(out_dir: Path, rows, records, published, paired) -> dict:
@@ -154,7 +109,9 @@ def write_report(out_dir: Path, rows, records, published, paired) -> dict:
     write_text_atomic(out_dir / "table.md", markdown_table(rows, published, paired))
     write_text_atomic(out_dir / "table.csv", csv_table(rows))
     results = {"aggregated": rows, "paired": paired, "runs": records_to_json(records),
-               "published": {"note": "published numbers, not measured by gloss", "entries": published}}
+               "published": {"note": PUBLISHED_NOTE, "entries": published}}
     write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    from pipeline.compare.plots import plot_all
+
     plots = plot_all(rows, records, out_dir)
     return {"files": ["table.md", "table.csv", "results.json", *plots]}

@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.compare.aggregate import aggregate, paired_difference, require_runs
+from pipeline.compare.aggregate import (
+    PAIRED_METRICS,
+    aggregate,
+    paired_difference,
+    reference_differences,
+    require_runs,
+)
 from pipeline.compare.published import published_rows
 from pipeline.compare.report import write_report
 from pipeline.errors import GlossError
@@ -24,7 +30,10 @@ def start_in_background(args: list[str], out_dir: str | Path) -> tuple[int, Path
 
 
 def run_compare(spec: str | None, run_dirs: list[str], out_dir: str | Path, data_root: str | None, pair: str,
-                echo=print) -> dict:
+                echo=print, reference: str | None = None) -> dict:
+    """Run the spec's missing runs, read every finished run, write the report. The paired differences are
+    ``reference - other`` for every other method when ``reference`` is given, else ``pair``
+    (``METHOD:BASELINE``), each for :data:`~pipeline.compare.aggregate.PAIRED_METRICS`."""
     out_dir = Path(out_dir)
     if ":" not in pair:
         raise GlossError(f"--pair {pair}: expected METHOD:BASELINE, e.g. gloss+ce:ce")
@@ -35,13 +44,19 @@ def run_compare(spec: str | None, run_dirs: list[str], out_dir: str | Path, data
         from pipeline.compare.spec import read_spec
         from pipeline.compare.sweep import run_sweep
 
-        finished, failures = run_sweep(read_spec(spec), out_dir, data_root, echo)
+        runs = read_spec(spec)
+        if reference and not run_dirs and reference not in {r.method for r in runs}:
+            raise GlossError(f"--reference {reference}: {spec} has no method of that name")
+        finished, failures = run_sweep(runs, out_dir, data_root, echo)
         directories += finished
     records = require_runs(list(dict.fromkeys(directories)))
     if not records:
         raise GlossError("compare: no finished runs to compare" + (f" ({len(failures)} failed)" if failures else ""))
     rows = aggregate(records)
-    paired = paired_difference(records, method, baseline)
+    if reference:
+        paired = reference_differences(records, reference)
+    else:
+        paired = [p for metric in PAIRED_METRICS for p in paired_difference(records, method, baseline, metric)]
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     result = write_report(out_dir, rows, records, published_rows(datasets), paired)
     if failures:

@@ -4,7 +4,10 @@ stopped, and a killed run resumes its stages (and its training from the last che
 
 ``parallel=N`` keeps up to N runs going at once (one GPU fits several small encoders); ``deadline`` (a
 ``time.monotonic()`` value) stops launching runs once passed and stops the runs still going (SIGTERM, then
-SIGKILL), which are counted as cut; what finished stays finished."""
+SIGKILL), which are counted as cut; what finished stays finished.
+
+Before anything starts, a finished run whose split seed or tier is not the one the spec now asks for is a
+one-line error: it would otherwise be skipped and reported under the spec's settings."""
 
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ from pathlib import Path
 from typing import IO
 
 from pipeline.artifacts import checkpoint_path
-from pipeline.compare.aggregate import NAME_FILE
+from pipeline.compare.aggregate import NAME_FILE, TIER_FILE, tier_name
 from pipeline.compare.spec import RunSpec
+from pipeline.errors import GlossError
+from pipeline.manifest import load_manifest
 
 # Outcomes reported to ``on_done(spec, outcome, seconds)``.
 DONE, SKIPPED, FAILED, CUT, NOT_STARTED = "done", "skipped", "failed", "cut", "not started"
@@ -57,6 +62,8 @@ def _launch(spec: RunSpec, prefix: str, out_dir: Path, data_root: str | None, en
     run_dir = out_dir / "runs" / spec.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / NAME_FILE).write_text(spec.method + "\n")
+    if spec.tier is not None:
+        (run_dir / TIER_FILE).write_text(spec.tier + "\n")
     command = _command(spec, run_dir, data_root)
     log = out_dir / "logs" / f"{spec.run_name}.log"
     handle = open(log, "a")
@@ -96,6 +103,26 @@ def _reap(r: _Running, echo, report, finished: list[Path], failures: list[str]) 
         report(r.spec, FAILED, seconds)
 
 
+def check_finished_runs(runs: list[RunSpec], out_dir: Path, echo: Callable[[str], None] = print) -> None:
+    """A one-line error naming the first finished run whose split seed or tier differs from its spec; a
+    finished run without a tier gets the spec's (said in one line)."""
+    for spec in runs:
+        run_dir = out_dir / "runs" / spec.run_name
+        if not is_finished(run_dir):
+            continue
+        if spec.split_seed is not None:
+            recorded = load_manifest(run_dir, "prepare").config.get("seed")
+            if recorded != spec.split_seed:
+                raise GlossError(f"{run_dir}: finished with split seed {recorded}, but the spec asks for "
+                                 f"{spec.split_seed}: set the spec's split_seed, or move the run away")
+        if tier_name(run_dir) is None and spec.tier is not None:
+            (run_dir / TIER_FILE).write_text(spec.tier + "\n")
+            echo(f"compare: {spec.run_name}: finished before tiers were recorded; recorded tier {spec.tier}")
+        if tier_name(run_dir) != spec.tier:
+            raise GlossError(f"{run_dir}: finished as tier {tier_name(run_dir)}, but the spec asks for {spec.tier}: "
+                             "fix the spec's tier, or move the run away")
+
+
 def run_sweep(runs: list[RunSpec], out_dir: Path, data_root: str | None, echo: Callable[[str], None] = print,
               extra_env: dict | None = None, *, parallel: int = 1, deadline: float | None = None,
               on_done: Callable[[RunSpec, str, float], None] | None = None) -> tuple[list[Path], list[str]]:
@@ -103,6 +130,7 @@ def run_sweep(runs: list[RunSpec], out_dir: Path, data_root: str | None, echo: C
     that failed, were cut at ``deadline`` or never started before it are the failures."""
     if parallel < 1:
         raise ValueError(f"Expected 'parallel' to be at least 1 (got {parallel})")
+    check_finished_runs(runs, out_dir, echo)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(extra_env or {})}

@@ -29,16 +29,38 @@ def check_label_ids(label_ids: np.ndarray, num_classes: int, source: str) -> Non
         )
 
 
-def accuracy_and_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro-F1 (scikit-learn's: the mean over classes occurring in gold or predictions).
+def absent_classes(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> int:
+    """How many of the ``num_classes`` training classes occur neither in gold nor in predictions.
+
+    Each counts as an F1 of 0 in :func:`accuracy_and_macro_f1`'s macro mean, so a split or slice that
+    misses classes scores lower than one that has them all; this count says how many there were.
+
+    Shapes: y_true [N], y_pred [N] (label ids in ``[0, num_classes)``).
+    """
+    seen = np.union1d(np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64))
+    return int(num_classes - np.isin(np.arange(num_classes), seen).sum())
+
+
+def accuracy_and_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int) -> dict[str, float | int]:
+    """Accuracy and macro-F1 over the training label set.
+
+    The macro mean runs over all ``num_classes`` classes (``labels=range(C)``, ``zero_division=0``): a class
+    absent from both gold and predictions counts as 0, so the value does not depend on which classes a split
+    happens to hold, and runs on different splits or slices stay comparable. ``absent_classes`` says how many
+    such classes there were (:func:`absent_classes`).
 
     Shapes: y_true [N], y_pred [N] (label ids).
+
+    Returns:
+        ``accuracy``, ``macro_f1``, ``absent_classes``.
     """
     from sklearn.metrics import accuracy_score, f1_score
 
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="macro",
+                                   zero_division=0)),
+        "absent_classes": absent_classes(y_true, y_pred, num_classes),
     }
 
 
@@ -54,10 +76,11 @@ def classification_metrics(
         source: names the predictions in the error raised for an out-of-range id.
 
     Returns:
-        ``accuracy``, ``macro_f1``, ``weighted_f1``, ``per_class`` (label name -> precision, recall,
-        f1-score, support) and ``confusion_matrix`` (C x C counts; rows are gold labels, columns predictions).
+        ``accuracy``, ``macro_f1`` (over all C classes, :func:`accuracy_and_macro_f1`), ``absent_classes``,
+        ``weighted_f1``, ``per_class`` (label name -> precision, recall, f1-score, support) and
+        ``confusion_matrix`` (C x C counts; rows are gold labels, columns predictions).
     """
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+    from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
     num_classes = len(label_names)
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -76,10 +99,9 @@ def classification_metrics(
     }
     counts = confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))  # [C, C]
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        # Macro/weighted means over the classes occurring in gold or predictions (scikit-learn's default).
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        **accuracy_and_macro_f1(y_true, y_pred, num_classes=num_classes),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=list(range(num_classes)), average="weighted",
+                                      zero_division=0)),
         "per_class": per_class,
         "confusion_matrix": counts.astype(int).tolist(),
     }

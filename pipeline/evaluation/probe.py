@@ -25,6 +25,7 @@ def linear_probe(
     test_x: np.ndarray,
     test_y: np.ndarray,
     *,
+    num_classes: int,
     c: float = 1.0,
     max_iter: int = 1000,
     seed: int = 0,
@@ -36,12 +37,13 @@ def linear_probe(
         train_y: train label ids. Shapes: [N_train].
         test_x: test embeddings. Shapes: [N_test, D].
         test_y: test label ids. Shapes: [N_test].
+        num_classes: C, the training label set that macro-F1 averages over.
         c: inverse L2 regularisation strength.
         max_iter: L-BFGS iterations.
         seed: the estimator's random_state.
 
     Returns:
-        ``accuracy``, ``macro_f1``, ``predictions`` (int64 [N_test], removed by callers before JSON),
+        ``accuracy``, ``macro_f1``, ``absent_classes``, ``predictions`` (int64 [N_test], removed by callers before JSON),
         ``converged`` (False when L-BFGS hit ``max_iter``), ``c``, ``max_iter``.
     """
     from sklearn.exceptions import ConvergenceWarning
@@ -56,7 +58,7 @@ def linear_probe(
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     predictions = model.predict(np.asarray(test_x, dtype=np.float64)).astype(np.int64)  # [N_test]
     return {
-        **accuracy_and_macro_f1(test_y, predictions),
+        **accuracy_and_macro_f1(test_y, predictions, num_classes=num_classes),
         "predictions": predictions,
         "converged": converged,
         "c": c,
@@ -111,7 +113,7 @@ def reference_probe(
         F.cross_entropy(layer(x), y, weight=weights).backward()
         optimizer.step()
         with torch.no_grad():
-            val_f1 = accuracy_and_macro_f1(val_y, layer(xv).argmax(dim=1).numpy())["macro_f1"]
+            val_f1 = accuracy_and_macro_f1(val_y, layer(xv).argmax(dim=1).numpy(), num_classes=num_classes)["macro_f1"]
         if val_f1 > best_f1:
             best_f1, best_epoch, bad = val_f1, epoch, 0
             best_state = {k: v.detach().clone() for k, v in layer.state_dict().items()}

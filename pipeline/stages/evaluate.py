@@ -8,6 +8,8 @@ embeddings of the best checkpoint) and ``history.jsonl``. Writes ``RUN/evaluate/
   cosine macro-silhouette of the test embeddings, linear probes (train -> test embeddings; `--probe`), transductive
   label propagation over the kNN graph of train + test embeddings, the ``headline`` (head if there is one,
   else the linear probe) and the training cost copied from the train manifest. Plain JSON: NaN is null.
+* ``test_results.json``: the headline test scores (source, accuracy, macro-F1, macro-silhouette), which
+  ``gloss run`` adds to the model card (:mod:`pipeline.model_card`).
 * ``confusion_matrix.png`` (row-normalised, of the headline's predictions) and ``tsne.png`` (test embeddings).
 """
 
@@ -25,6 +27,7 @@ from pipeline import options
 from pipeline.artifacts import HISTORY_FILE, history_summary, load_matrix, load_splits, read_history
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
+from pipeline.model_card import TEST_RESULTS_FILE
 
 STAGE = "evaluate"
 TRAIN_SUMMARY_KEYS = ("best_epoch", "seconds_per_epoch", "peak_rss_mb", "has_head")
@@ -84,7 +87,7 @@ def _head_metrics(train: Manifest, frames: dict, label_names: list[str]) -> dict
         val_logits = load_matrix(train.output("logits_val.npy"), len(val_y), "val", columns=c, allow_inf=True)
         val_predictions = val_logits.argmax(axis=1)
         check_label_ids(val_predictions, c, str(train.output("logits_val.npy")))
-        head["val"] = accuracy_and_macro_f1(val_y, val_predictions)
+        head["val"] = accuracy_and_macro_f1(val_y, val_predictions, num_classes=c)
     return head
 
 
@@ -119,7 +122,8 @@ def _probes(embeddings: dict, frames: dict, label_names: list[str], config: Eval
     train_y, test_y = frames["train"]["label_id"].to_numpy(), frames["test"]["label_id"].to_numpy()
     found: dict[str, Any] = {"linear_probe": None, "reference_probe": None}
     if config.probe in ("sklearn", "both"):
-        probe = linear_probe(train_x, train_y, test_x, test_y, max_iter=config.probe_max_iter, seed=config.seed)
+        probe = linear_probe(train_x, train_y, test_x, test_y, num_classes=len(label_names),
+                             max_iter=config.probe_max_iter, seed=config.seed)
         found["linear_probe"] = {
             **classification_metrics(test_y, probe.pop("predictions"), label_names, source="linear probe"),
             **{k: v for k, v in probe.items() if k not in ("accuracy", "macro_f1")},
@@ -167,7 +171,7 @@ def _embedding_metrics(
     found.update(_probes(embeddings, frames, label_names, config, train))
     propagation = transductive_propagation(train_x, train_y, test_x, len(label_names), k=config.knn_k)
     found["label_propagation"] = {
-        **accuracy_and_macro_f1(test_y, propagation.pop("predictions")),
+        **accuracy_and_macro_f1(test_y, propagation.pop("predictions"), num_classes=len(label_names)),
         **propagation,
     }
     return found
@@ -196,7 +200,8 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
     chosen = head if head is not None else embedding[headline_source]
     if head is not None:
         head.pop("predictions")
-    headline = {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"], "source": headline_source}
+    headline = {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"],
+                "absent_classes": chosen["absent_classes"], "source": headline_source}
     plot_confusion_matrix(
         chosen["confusion_matrix"], label_names, ctx.output("confusion_matrix.png"),
         title=f"{_method_name(train)}: test confusion ({headline_source.replace('_', ' ')}, rows normalised)",
@@ -256,6 +261,9 @@ def run(config: EvaluateConfig, run_dir: str | Path, force: bool = False, echo=p
     def body(ctx: StageContext) -> dict[str, Any]:
         metrics = json_ready(evaluate(prepare, train, config, ctx))
         ctx.output("metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        test_results = {"dataset": prepare.config["dataset"], "split": "test", "documents": metrics["test_documents"],
+                        **metrics["headline"], "macro_silhouette": _summary(metrics)["macro_silhouette"]}
+        ctx.output(TEST_RESULTS_FILE).write_text(json.dumps(test_results, indent=2) + "\n")  # the model card's
         return _summary(metrics)
 
     return run_stage(
@@ -281,4 +289,27 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         + (f" | reference probe: {pair(summary['reference_probe'])}" if summary.get("reference_probe") else ""),
         f"  label propagation: {pair(summary['label_propagation'])} | "
         f"macro-silhouette: {fmt(summary['macro_silhouette'])}",
-    ]
+    ] + ([warning] if (warning := undertrained_head_line(summary)) else [])
+
+
+UNDERTRAINED_POINTS = 5.0  # the head's test accuracy this far below a probe's or propagation's: say so
+RIVALS = {"linear_probe": "linear probe", "reference_probe": "reference probe", "label_propagation": "label propagation"}
+
+
+def undertrained_head_line(summary: dict[str, Any]) -> str | None:
+    """One line when the head's test accuracy is more than ``UNDERTRAINED_POINTS`` below the best of the
+    linear probes and label propagation on the same embeddings: the head, not the embeddings, is behind."""
+    head = summary.get("head")
+    if head is None or head.get("accuracy") is None:
+        return None
+    rivals = {name: summary[key]["accuracy"] for key, name in RIVALS.items()
+              if summary.get(key) and summary[key].get("accuracy") is not None}
+    if not rivals:
+        return None
+    best = max(rivals, key=rivals.get)
+    gap = 100 * (rivals[best] - head["accuracy"])
+    if gap <= UNDERTRAINED_POINTS:
+        return None
+    return (f"evaluate: the head looks under-trained: its test accuracy is {gap:.1f} points below the {best}'s "
+            f"({head['accuracy']:.4f} vs {rivals[best]:.4f}); read the {best}'s number for what the embeddings "
+            f"hold, or train longer (--epochs, --head-lr)")

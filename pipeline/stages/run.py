@@ -16,6 +16,7 @@ so it is a stage to run on its own when its edge list is wanted.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 from pipeline import options
 from pipeline.artifacts import default_run_name, run_config_hash
 from pipeline.manifest import Manifest
+from pipeline.model_card import add_test_results
 from pipeline.stages import embed as embed_stage
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import prepare as prepare_stage
@@ -74,16 +76,39 @@ def run(config: RunConfig, run_dir: str | Path | None = None, force: bool = Fals
     Returns the manifest of each stage, by stage name.
     """
     run_dir = Path(run_dir) if run_dir is not None else config.default_run_dir()
-    protocol = ""
-    if config.train.method == "finetune":  # what --train-layers/--precision auto mean here, said up front
-        resolved = train_stage.resolve_protocol(config.train).loop
-        protocol = (f"; --train-layers {config.train.loop.train_layers} -> {resolved.train_layers} "
-                    f"({describe(resolved.train_layers)}), precision {resolved.precision}")
-    echo(f"run: {' -> '.join(config.stages)} in {run_dir}{protocol}")
+    with warnings.catch_warnings(record=True) as caught:  # the first line names the run, before any warning
+        echo(f"{first_line(config)}; {' -> '.join(config.stages)} in {run_dir}")
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     manifests = {"prepare": prepare_stage.run(config.prepare, run_dir, force=force, echo=echo)}
     if "embed" in config.stages:
         embed_config = embed_stage.EmbedConfig(config.train.encoder)
         manifests["embed"] = embed_stage.run(embed_config, run_dir, force=force, echo=echo)
     manifests["train"] = train_stage.run(config.train, run_dir, force=force, resume=resume, echo=echo)
     manifests["evaluate"] = evaluate_stage.run(config.evaluate, run_dir, force=force, echo=echo)
+    if config.train.method == "finetune":
+        echo(f"run: model card with the test results in {add_test_results(run_dir)}")
     return manifests
+
+
+def encoder_name(model: str) -> str:
+    """How the first line names an encoder: ``all-MiniLM-L6-v2``, or a model folder's name."""
+    return Path(model.rstrip("/")).name or model
+
+
+def first_line(config: RunConfig) -> str:
+    """What the run is: dataset, encoder, loss and what ``--train-layers`` / ``--precision`` resolve to here
+    (``run: R8 | all-MiniLM-L6-v2 | loss gloss+ce | --train-layers auto -> 0 (adapter: ...) | precision fp32``)."""
+    limit = "" if config.prepare.limit is None else f" (train<={config.prepare.limit})"
+    parts = [f"run: {config.prepare.dataset}{limit}"]
+    if config.train.method == "textgcn":
+        return " | ".join(parts + ["TextGCN (--method textgcn, no encoder)"])
+    parts.append(encoder_name(config.train.encoder.model))
+    if config.train.method == "bertgcn":
+        return " | ".join(parts + ["BertGCN (--method bertgcn)"])
+    resolved = train_stage.resolve_protocol(config.train).loop
+    requested = config.train.loop.train_layers
+    layers = f"{requested} -> {resolved.train_layers}" if requested != resolved.train_layers else requested
+    return " | ".join(parts + [f"loss {config.train.loss}",
+                               f"--train-layers {layers} ({describe(resolved.train_layers)})",
+                               f"precision {resolved.precision}"])

@@ -1,6 +1,8 @@
 """``gloss train``: fine-tune the encoder with G-Loss or a comparison loss (``--method finetune``).
 
-Outputs (``RUN/train/``): ``model/`` (the best epoch's encoder, ``head.pt``, ``labels.json``),
+Outputs (``RUN/train/``): ``model/`` (the best epoch's encoder, ``head.pt``, ``labels.json`` and the model
+card ``README.md``, :mod:`pipeline.model_card`; load it as a classifier with
+:meth:`pipeline.classifier.GlossClassifier.from_pretrained`),
 ``embeddings_{train,val,test}.npy`` and, with a head, ``logits_{val,test}.npy`` from the best epoch,
 ``history.jsonl`` (one record per epoch) and ``val_embeddings/epoch-K.npy`` (to follow the graph across
 epochs). Checkpoints live in ``RUN/.scratch/train/`` until the stage finishes; ``--resume`` continues
@@ -59,6 +61,7 @@ from pipeline.baselines.linear import LinearConfig
 from pipeline.encoder import EncoderConfig, load_encoder, resolve_device, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, current_stage, load_manifest, run_stage
+from pipeline.model_card import card_facts, write_card
 from pipeline.resources import peak_rss_mb
 from pipeline.training import distributed
 from pipeline.training.loop import Checkpoints, FitCallbacks, FitData, LoopConfig, fit
@@ -354,6 +357,7 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
                    compile=config.loop.compile, trainable_parameters=_trainable(model, head),
                    processes=ranks.world_size,
                    frozen_cache={"kind": built.cache_kind, "hits": built.cache_hits, "seconds": built.cache_seconds})
+    write_card(model_dir(ctx.out_dir), card_facts(prepared.config["dataset"], prepared.summary, config_dict, summary))
     return summary
 
 

@@ -266,7 +266,9 @@ def score_embeddings(embeddings: np.ndarray, labels: np.ndarray, head: nn.Module
         with torch.inference_mode():
             logits = head(torch.from_numpy(embeddings).to(next(head.parameters()).device))
         predictions = logits.argmax(dim=1).cpu().numpy()
-        scores.update({f"val_{k}": v for k, v in accuracy_and_macro_f1(labels, predictions).items()})
+        # macro-F1 over the head's C classes (the training label set), however many the val split holds
+        scores.update({f"val_{k}": v
+                       for k, v in accuracy_and_macro_f1(labels, predictions, num_classes=logits.shape[1]).items()})
     return scores
 
 
@@ -499,7 +501,7 @@ class _Fit:
         elif self.callbacks.progress and number % max(1, total // 4) == 0 and number < total:
             # No terminal (a log file): a line per quarter epoch instead of a progress bar.
             self.echo(f"train: epoch {epoch}: {number}/{total} batches, "
-                      f"total={sums.parts['total'] / sums.docs:.4f}, {rate:.1f} docs/s")
+                      f"training loss so far {sums.parts['total'] / sums.docs:.4f}, {rate:.1f} docs/s")
 
     # ------------------------------------------------------------------ step 3: end of epoch
 
@@ -567,9 +569,7 @@ class _Fit:
         write_history(state.history, self.checkpoints.folder / HISTORY_FILE)
 
     def _echo_epoch(self, record: dict, improved: bool, state: _State) -> None:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items()
-                          if isinstance(v, float) and k.startswith(("train_", "val_")) and k != "train_seconds")
-        self.echo(f"train: epoch {record['epoch']}: {shown}, {record['seconds']:.0f}s" + (" (best)" if improved else ""))
+        self.echo(epoch_line(record, improved))
         if state.stopped_early:
             self.echo(f"train: early stop after epoch {record['epoch']}: {self.objective.monitor} has not "
                       f"improved for {state.bad_epochs} epochs")
@@ -587,3 +587,30 @@ class _Fit:
         self.objective.load_network_state(best.get("objective"))
         barrier(self.ranks)  # every rank has read best.pt before rank 0 moves on (and deletes it)
         return FitResult(state.best_epoch, state.history, len(state.history), state.stopped_early)
+
+
+VAL_SCORE_WORDS = {"val_accuracy": "accuracy", "val_macro_f1": "macro-F1", "val_macro_silhouette": "macro-silhouette"}
+
+
+def epoch_line(record: dict, improved: bool) -> str:
+    """The console line of an epoch, in words: the training loss per document and its parts, the validation
+    scores, the time. Statistics (``train_stat_*``: unreached or unscored nodes, ...) stay in
+    ``history.jsonl``, whose keys are the record's.
+
+    ``train: epoch 2: training loss 0.9472 (ce 1.0650, g_loss 0.9178); validation accuracy 0.9000, macro-F1
+    0.8800; 12s (best so far)``
+    """
+    def number(key: str) -> float | None:
+        value = record.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    parts = [f"{key[len('train_'):]} {record[key]:.4f}" for key in record
+             if key.startswith("train_") and key not in ("train_total", "train_seconds")
+             and not is_statistic(key[len("train_"):]) and number(key) is not None]
+    words = [f"training loss {record['train_total']:.4f}" + (f" ({', '.join(parts)})" if len(parts) > 1 else "")
+             if number("train_total") is not None else ""]
+    scores = [f"{word} {record[key]:.4f}" for key, word in VAL_SCORE_WORDS.items() if number(key) is not None]
+    if scores:
+        words.append("validation " + ", ".join(scores))
+    words.append(f"{record.get('seconds', 0):.0f}s" + (" (best so far)" if improved else ""))
+    return f"train: epoch {record['epoch']}: " + "; ".join(word for word in words if word)

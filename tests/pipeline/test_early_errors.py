@@ -26,6 +26,6 @@ def test_run_stops_before_training(tmp_path, train, test, args, message):
     result = CliRunner().invoke(main, ["run", "--dataset", "d", "--data-root", str(tmp_path), "--run-dir", str(run),
                                        *args])
     assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.strip().splitlines() if not line.startswith("run: prepare ->")]
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("run: d |")]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert not run.exists() or not any(run.iterdir())

@@ -32,6 +32,7 @@ def test_spec_has_three_losses_and_only_the_options_this_checkout_has(suite, tmp
     path.write_text(suite.spec_text(args, flags))
     runs = read_spec(path)
     assert [r.method for r in runs] == ["ce", "scl+ce", "gloss+ce"] and {r.dataset for r in runs} == {"R8"}
+    assert {r.tier for r in runs} == {"gpu-full"}  # its rows never pool with the CPU tiers
     options = dict(runs[0].options)
     assert options["limit"] == 64 and options["limit_test"] == 64 and options["max-length"] == 32
     assert options["model"] == "/m" and options["device"] == "cpu" and options["epochs"] == 1

@@ -24,13 +24,13 @@ def _blobs(seed: int, n: int, spread: float):
 def test_choose_c_keeps_the_best_val_macro_f1_and_ties_go_to_the_smaller_c():
     train_x, train_y = _blobs(0, 40, 0.1)  # separable: every C scores 1.0 on val
     val_x, val_y = _blobs(1, 20, 0.1)
-    chosen = choose_c(train_x, train_y, val_x, val_y, LinearConfig(c_grid=(100.0, 1.0, 0.01)))
+    chosen = choose_c(train_x, train_y, val_x, val_y, LinearConfig(c_grid=(100.0, 1.0, 0.01)), num_classes=2)
     assert [s["c"] for s in chosen.scores] == [0.01, 1.0, 100.0]
     assert all(s["val_macro_f1"] == 1.0 for s in chosen.scores) and chosen.c == 0.01
 
     train_x, train_y = _blobs(2, 60, 1.0)  # overlapping: the grid's scores differ; the best one is kept
     val_x, val_y = _blobs(3, 60, 1.0)
-    chosen = choose_c(train_x, train_y, val_x, val_y, LinearConfig(c_grid=(1e-4, 1e-2, 1.0, 100.0)))
+    chosen = choose_c(train_x, train_y, val_x, val_y, LinearConfig(c_grid=(1e-4, 1e-2, 1.0, 100.0)), num_classes=2)
     best = max(s["val_macro_f1"] for s in chosen.scores)
     assert len({s["val_macro_f1"] for s in chosen.scores}) > 1
     assert chosen.c == min(s["c"] for s in chosen.scores if s["val_macro_f1"] == best)
@@ -38,7 +38,7 @@ def test_choose_c_keeps_the_best_val_macro_f1_and_ties_go_to_the_smaller_c():
 
 def test_log_probabilities_are_placed_by_label_id():
     x, y = _blobs(0, 40, 0.1)
-    chosen = choose_c(x, y * 2, x, y * 2, LinearConfig(c_grid=(1.0,)))  # classes 0 and 2 of 3
+    chosen = choose_c(x, y * 2, x, y * 2, LinearConfig(c_grid=(1.0,)), num_classes=3)  # classes 0 and 2 of 3
     logits = log_proba_by_label_id(chosen.model, x, 3)
     assert logits.shape == (40, 3) and np.all(np.isneginf(logits[:, 1]))
     np.testing.assert_allclose(np.exp(logits).sum(1), 1.0, atol=1e-5)

@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +9,12 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from tests.cli import gloss as _gloss
+from tests.conftest import require_benchmark_data
 
 
 @pytest.fixture
 def r8_run(tmp_path):
-    root = os.environ.get("GLOSS_DATA")
-    if not root or not Path(root, "R8", "train.csv").is_file():
-        pytest.skip("GLOSS_DATA does not point at the benchmark data")
+    root = str(require_benchmark_data())
     run = tmp_path / "run"
     assert _gloss("prepare", "--dataset", "R8", "--data-root", root, "--limit", "200", "--limit-test", "89", "--run-dir", str(run)).exit_code == 0
     return run

@@ -1,20 +1,17 @@
 """A sweep of two tiny TextGCN runs produces every output; a second invocation runs nothing new."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from tests.conftest import require_benchmark_data
 
 
 @pytest.fixture
 def data():
-    root = os.environ.get("GLOSS_DATA")
-    if not root or not Path(root, "R8", "train.csv").is_file():
-        pytest.skip("GLOSS_DATA does not point at the benchmark data")
+    root = str(require_benchmark_data())
     return root
 
 
@@ -28,11 +25,13 @@ def test_sweep_runs_then_skips(data, tmp_path):
     first = CliRunner().invoke(main, ["compare", "--spec", str(spec), "--out", str(out), "--data-root", data])
     assert first.exit_code == 0, first.output
     assert first.output.count(": running") == 2
-    for name in ("table.md", "table.csv", "results.json", "accuracy.png", "convergence.png", "silhouette.png"):
+    for name in ("table.md", "table.csv", "results.json", "accuracy.png", "convergence.png", "silhouette.png",
+                 "predictors.png"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     [row] = results["aggregated"]
     assert row["method"] == "textgcn" and row["accuracy"]["n"] == 2 and row["seeds"] == [0, 1]
+    assert row["split_seeds"] == [0, 1]  # replicate s on split s, pooled in one row
     table = (out / "table.md").read_text()
     assert "not measured by gloss" in table and "97.07" in table  # published TextGCN R8, marked as such
     assert (out / "logs" / "R8-textgcn-seed0.log").is_file()

@@ -38,7 +38,22 @@ def test_classification_metrics_match_sklearn_on_random_predictions():
     assert metrics["macro_f1"] == pytest.approx(report["macro avg"]["f1-score"])
     assert metrics["weighted_f1"] == pytest.approx(report["weighted avg"]["f1-score"])
     assert metrics["per_class"]["class3"]["recall"] == pytest.approx(report["class3"]["recall"])
-    assert accuracy_and_macro_f1(y_true, y_pred)["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    scores = accuracy_and_macro_f1(y_true, y_pred, num_classes=5)
+    assert scores["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert scores["absent_classes"] == 0
+
+
+def test_macro_f1_averages_over_the_training_label_set_and_counts_absent_classes():
+    """A split without class c (in gold and in predictions) scores c as 0, not as if C were 2."""
+    y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 0, 1, 0])
+    present = [4 / 5, 2 / 3]  # a: P=2/3 R=1 F1=4/5; b: P=1 R=1/2 F1=2/3; c: absent from both
+    scores = accuracy_and_macro_f1(y_true, y_pred, num_classes=3)
+    assert scores == {"accuracy": 0.75, "macro_f1": pytest.approx(sum(present) / 3), "absent_classes": 1}
+    metrics = classification_metrics(y_true, y_pred, NAMES)
+    assert metrics["macro_f1"] == pytest.approx(sum(present) / 3) and metrics["absent_classes"] == 1
+    assert metrics["weighted_f1"] == pytest.approx((2 * present[0] + 2 * present[1]) / 4)
+    # a class only predicted (never gold) is not absent: it is a false positive
+    assert accuracy_and_macro_f1(np.array([0, 0]), np.array([0, 2]), num_classes=3)["absent_classes"] == 1
 
 
 def test_class_absent_from_test_is_reported_with_zero_support():

@@ -9,7 +9,7 @@ def test_linear_probe_is_perfect_on_separable_data():
     centres = rng.normal(size=(4, 16)) * 10
     x = (centres[y] + rng.normal(size=(120, 16))).astype(np.float32)
     train, test = np.arange(120) % 3 != 0, np.arange(120) % 3 == 0
-    result = linear_probe(x[train], y[train], x[test], y[test])
+    result = linear_probe(x[train], y[train], x[test], y[test], num_classes=4)
     assert result["accuracy"] == 1.0 and result["macro_f1"] == 1.0
     assert result["converged"] and result["predictions"].shape == (40,)
 
@@ -20,8 +20,8 @@ def test_linear_probe_on_noisy_unit_norm_embeddings_is_deterministic():
     x = rng.normal(size=(200, 32)) * 0.01
     x[:, 0] += np.where(y == 0, 0.03, -0.03)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    first = linear_probe(x[::2], y[::2], x[1::2], y[1::2])
-    again = linear_probe(x[::2], y[::2], x[1::2], y[1::2])
+    first = linear_probe(x[::2], y[::2], x[1::2], y[1::2], num_classes=2)
+    again = linear_probe(x[::2], y[::2], x[1::2], y[1::2], num_classes=2)
     assert first["accuracy"] >= 0.9
     assert (first["predictions"] == again["predictions"]).all()
 
@@ -62,7 +62,7 @@ def test_reference_probe_scores_the_best_epoch_not_the_last(monkeypatch):
 
     x, y = _blobs(1)
     scores = iter([0.9] + [0.1] * 60)
-    monkeypatch.setattr(probe, "accuracy_and_macro_f1", lambda *_: {"macro_f1": next(scores)})
+    monkeypatch.setattr(probe, "accuracy_and_macro_f1", lambda *_, **__: {"macro_f1": next(scores)})
     result = probe.reference_probe(x, y, x, y, x, num_classes=3, lr=0.5, seed=0)
     assert result["best_epoch"] == 1 and result["epochs_run"] == 11
     import torch

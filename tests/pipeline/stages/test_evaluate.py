@@ -85,7 +85,10 @@ def test_evaluate_end_to_end_matches_sklearn_and_skips_a_second_run(run):
     assert head["per_class"]["b"]["f1-score"] == pytest.approx(report["b"]["f1-score"])
     assert head["confusion_matrix"] == confusion_matrix(y, predicted).tolist()
     assert head["accuracy"] < 1.0  # every fourth prediction is wrong
-    assert metrics["headline"] == {"accuracy": head["accuracy"], "macro_f1": head["macro_f1"], "source": "head"}
+    assert metrics["headline"] == {"accuracy": head["accuracy"], "macro_f1": head["macro_f1"], "absent_classes": 0,
+                                   "source": "head"}
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert summary["headline"] == metrics["headline"] and head["val"]["absent_classes"] == 0
     assert metrics["linear_probe"]["accuracy"] == 1.0
     assert metrics["label_propagation"]["accuracy"] == 1.0
     assert metrics["silhouette"]["macro_silhouette"] > 0.3
