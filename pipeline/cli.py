@@ -252,6 +252,9 @@ def _gcn_options() -> list:
                                              "x0.1 after epoch 30)."),
         click.option("--init-from", type=click.Path(file_okay=False), default=None,
                      help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
+        click.option("--c-grid", default=o.LR_C_GRID, show_default=True,
+                     help="tfidf/frozen: values of logistic regression's C tried; the best val macro-F1 is "
+                          "kept (ties: the smaller C)."),
     ]
 
 
@@ -263,7 +266,7 @@ def train_options(func):
                   "on every batch.")
     decorators = [
         click.option("--method", type=click.Choice(o.METHODS), default=o.DEFAULT_METHOD, show_default=True,
-                     help="Fine-tune the encoder with --loss, or train a graph baseline."),
+                     help=o.METHOD_HELP),
         click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
                      help="Objective of --method finetune."),
         click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
@@ -361,6 +364,7 @@ def _parse_train_layers(value: str) -> str:
 
 def _train_config(opts: dict):
     sigma = _parse_sigma(opts["sigma"])  # before the stages' heavy imports
+    from pipeline.baselines.linear import LinearConfig, parse_c_grid
     from pipeline.stages.train import GCNConfig, TrainConfig
     from pipeline.training.loop import LoopConfig, parse_milestones
     from pipeline.training.objectives import ObjectiveConfig
@@ -374,6 +378,7 @@ def _train_config(opts: dict):
     )
     try:
         milestones = parse_milestones(opts["milestones"])
+        linear = LinearConfig(c_grid=parse_c_grid(opts["c_grid"]))
     except ValueError as exc:
         raise GlossError(str(exc)) from None
     loop = LoopConfig(
@@ -396,7 +401,7 @@ def _train_config(opts: dict):
     unlabeled = opts.get("unlabeled")
     if unlabeled is not None and unlabeled not in options.UNLABELED_SPLITS:
         unlabeled = os.path.abspath(unlabeled)
-    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
+    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn, linear=linear,
                          preset=opts.get("preset"), unlabeled=unlabeled)
     return _lr_where_it_trains(config)
 

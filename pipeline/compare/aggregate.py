@@ -79,7 +79,7 @@ def method_name(run_dir: Path, train_summary: dict) -> str:
     marker = run_dir / NAME_FILE
     if marker.is_file():
         return marker.read_text().strip()
-    if train_summary.get("method") in ("textgcn", "bertgcn"):
+    if train_summary.get("method", "finetune") != "finetune":  # a baseline: textgcn, tfidf-lr, ...
         return train_summary["method"]
     return str(train_summary.get("loss"))
 

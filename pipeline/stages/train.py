@@ -60,6 +60,7 @@ from pipeline.artifacts import (
     split_texts,
     write_history,
 )
+from pipeline.baselines.linear import LinearConfig
 from pipeline.encoder import EncoderConfig, load_encoder, resolve_device, resolve_model_path
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, current_stage, load_manifest, run_stage
@@ -110,6 +111,7 @@ class TrainConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     gcn: GCNConfig = field(default_factory=GCNConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)  # --method tfidf|frozen
     preset: str | None = None  # the --preset whose values were the defaults (options.PRESETS)
     # False: no test embeddings or logits are computed (tuning trials never look at test data); recorded in
     # the stage config only when False, so the hashes of ordinary runs do not change.
@@ -126,7 +128,9 @@ class TrainConfig:
         full = asdict(self)
         keep = {"finetune": ("method", "encoder", "objective", "loop"),
                 "textgcn": ("method", "gcn"),
-                "bertgcn": ("method", "encoder", "loop", "gcn")}[self.method]
+                "bertgcn": ("method", "encoder", "loop", "gcn"),
+                "tfidf": ("method", "linear"),
+                "frozen": ("method", "encoder", "linear")}[self.method]
         out = {k: full[k] for k in keep} | {"preset": self.preset}
         if "objective" in out and self.objective.bank_index == options.DEFAULT_BANK_INDEX:  # earlier runs' hashes
             out["objective"] = {k: v for k, v in out["objective"].items() if k not in ("bank_index", "nprobe")}
@@ -138,7 +142,7 @@ class TrainConfig:
                 from pipeline.hashing import sha256_file
 
                 out["unlabeled_sha256"] = sha256_file(self.unlabeled)
-        if self.method == "textgcn":
+        if self.method in ("textgcn", "tfidf", "frozen"):
             out["seed"] = self.loop.seed
         return out
 
@@ -216,7 +220,10 @@ def unlabeled_texts(value: str | None, frames: dict, encoding: str = options.ENC
 
 def resolve_protocol(config: TrainConfig) -> TrainConfig:
     """``config`` with ``--train-layers auto`` and ``--precision auto`` replaced by what they mean on its
-    device (fine-tuning only; the other methods keep theirs)."""
+    device (fine-tuning; BertGCN's ``--train-layers`` too; the other methods keep theirs)."""
+    if config.method == "bertgcn":
+        layers = resolve_train_layers(config.loop.train_layers, resolve_device(config.encoder.device))
+        return replace(config, loop=replace(config.loop, train_layers=layers))
     if config.method != "finetune":
         return config
     device = resolve_device(config.encoder.device)
@@ -236,7 +243,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
             raise GlossError(f"--method {config.method}: data-parallel training (torchrun) is for --method finetune")
         from pipeline.baselines.stage import run_baseline
 
-        return run_baseline(config, run_dir, force=force, echo=echo)
+        return run_baseline(resolve_protocol(config), run_dir, force=force, echo=echo)
     resolve_model_path(config.encoder.model)
     embedded = load_manifest(run_dir, "embed") if config.objective.reads_corpus_sigma else None
     requested = config.loop.train_layers
