@@ -249,7 +249,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     requested = config.loop.train_layers
     config = resolve_protocol(config)
     config, ranks = _join_data_parallel(config)
-    distributed.require_shared_folder(Path(run_dir), ranks)  # before any rank reads the run directory
+    distributed.require_shared_folder(Path(run_dir), ranks)  # before a model is loaded or anything written
     if not ranks.main:
         echo = _silent
     echo(f"train: --train-layers {config.loop.train_layers}"
