@@ -221,7 +221,7 @@ def load_average() -> float:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def run_step(step: Step, lane: str, root: Path, args) -> int:
