@@ -293,19 +293,25 @@ def run_phase(phase: str, lane: str | None, root: Path, args) -> list[str]:
 
 
 # --- report and status ----------------------------------------------------------------------------------
-def finished_runs(root: Path, datasets: list[str] | None = None) -> list[Path]:
+def finished_runs(root: Path, datasets: list[str] | None = None) -> list[tuple[Step, Path]]:
+    """Every finished run of the sweep phases, with its step."""
     from pipeline.compare.sweep import is_finished
 
-    return [sweep_out(root, s.phase) / "runs" / run for phase in PHASE_SPECS for s in sweep_steps(phase, datasets)
-            for run in s.runs if is_finished(sweep_out(root, s.phase) / "runs" / run)]
+    return [(s, sweep_out(root, s.phase) / "runs" / run) for phase in PHASE_SPECS
+            for s in sweep_steps(phase, datasets) for run in s.runs
+            if is_finished(sweep_out(root, s.phase) / "runs" / run)]
 
 
 def report(root: Path, args) -> int:
-    runs = finished_runs(root, args.datasets)
-    if not runs:
+    """``gloss compare`` of every finished run into ``--out``, paired against gloss+ce once it has runs."""
+    finished = finished_runs(root, args.datasets)
+    if not finished:
         raise SystemExit(f"run_benchmark: report: no finished run under {root}")
-    command = gloss("compare", *[a for run in runs for a in ("--runs", str(run))], "--out", str(args.out),
-                    "--reference", REFERENCE)
+    command = gloss("compare", *[a for _, run in finished for a in ("--runs", str(run))], "--out", str(args.out))
+    if any(step.method == REFERENCE for step, _ in finished):
+        command += ["--reference", REFERENCE]
+    else:
+        print(f"report: no finished {REFERENCE} run yet: the tables without its paired tests")
     if args.dry_run:
         print(" ".join(command))
         return 0
@@ -364,10 +370,15 @@ def status_rows(root: Path, args) -> list[dict]:
     return rows
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def write_status(root: Path, args) -> Path:
     rows = status_rows(root, args)
     lines = ["# Benchmark status", "",
-             f"Written {_now()} from commit {pinned_commit()}; runs and studies under `{root.name}/`.", "",
+             f"Written {_now()} from commit {pinned_commit()}; runs and studies under `{_shown(root)}`.", "",
              "| phase | unit | done | remaining | wall time so far (h) |", "|---|---|---:|---:|---:|"]
     lines += [f"| {r['phase']} | {r['unit']} | {r['done']} | {r['remaining']} | {r['hours']:.2f} |" for r in rows]
     lines += ["", f"Wall time: finished steps of both lanes (`logs/{STEP_LOG}`). Tune counts complete, pruned and "

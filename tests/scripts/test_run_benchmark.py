@@ -211,3 +211,20 @@ def test_status_counts_runs_trials_and_wall_time(driver, tmp_path):
     assert rows["tune"]["hours"] == pytest.approx(0.1)
     text = driver.write_status(root, args).read_text()
     assert "| final | runs | 2 | 28 | 1.00 |" in text and "from commit " in text and "Written " in text
+
+
+def test_report_compares_every_finished_run_against_gloss_ce_once_it_has_runs(driver, tmp_path, capsys):
+    args = driver.parse_args(["report", "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--dry-run"])
+    with pytest.raises(SystemExit, match="no finished run"):
+        driver.report(tmp_path, args)
+    finish(tmp_path / "cheap" / "runs" / "R8-textgcn-seed0")
+    finish(tmp_path / "adapter" / "runs" / "mr-ce-seed2")
+    (tmp_path / "final" / "runs" / "R8-ce-seed0").mkdir(parents=True)  # not finished: left out
+    assert driver.report(tmp_path, args) == 0
+    command = capsys.readouterr().out.splitlines()[-1]
+    assert command.count("--runs ") == 2 and "--reference" not in command and "R8-ce-seed0" not in command
+    finish(tmp_path / "final" / "runs" / "mr-gloss-ce-seed1")
+    driver.report(tmp_path, args)
+    command = capsys.readouterr().out.splitlines()[-1].split()
+    assert command.count("--runs") == 3 and command[-2:] == ["--reference", "gloss+ce"]
+    assert command[command.index("--out") + 1] == str(tmp_path / "out")
