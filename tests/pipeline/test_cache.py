@@ -77,7 +77,7 @@ def test_embed_reuses_cached_embeddings_in_another_run(toy_root, tmp_path, empty
     embed = ["embed", "--max-length", "16", "--device", "cpu"]
     result = CliRunner().invoke(main, [*embed, "--run-dir", str(first)])
     assert result.exit_code == 0, result.output
-    assert len(cache.entries("embeddings")) == 3
+    assert len(cache.entries("embeddings")) == 2  # train+val in one entry, test in another
 
     def no_encoder(config):
         raise AssertionError("the encoder was loaded although every split is cached")
@@ -92,7 +92,7 @@ def test_embed_reuses_cached_embeddings_in_another_run(toy_root, tmp_path, empty
     manifest = json.loads((second / "embed" / "manifest.json").read_text())
     assert manifest["summary"]["cached"] == ["train", "val", "test"]
     listed = CliRunner().invoke(main, ["cache", "list", "--kind", "embeddings"])
-    assert listed.exit_code == 0 and listed.output.count("embeddings  ") == 3, listed.output
+    assert listed.exit_code == 0 and listed.output.count("embeddings  ") == 2, listed.output
     assert "max_length=16" in listed.output
     cleared = CliRunner().invoke(main, ["cache", "clear"])
-    assert cleared.exit_code == 0 and "removed 4 entries" in cleared.output  # 3 splits + the encoder's hash
+    assert cleared.exit_code == 0 and "removed 3 entries" in cleared.output  # 2 entries + the encoder's hash
