@@ -12,11 +12,13 @@ from torch import Tensor, nn
 
 from graphs.knn import BACKENDS, faiss, knn_search
 
-__all__ = ["MemoryBank", "default_nlist"]
+__all__ = ["MemoryBank", "default_nlist", "UNLABELLED", "NEVER_FILLED"]
 
 logger = logging.getLogger(__name__)
 
 INDEXES = ("flat", "ivf")
+NEVER_FILLED = -1  # the label of a row that holds no embedding yet: never searched
+UNLABELLED = -2  # the label of a filled row without a label: searched, never a seed
 NPROBE = 8  # inverted lists visited per query by index="ivf"
 # IVF k-means (FAISS's 10 iterations): default_nlist keeps at least IVF_MIN_POINTS_PER_LIST training rows per
 # list, and FAISS subsamples (seeded) to IVF_TRAIN_POINTS_PER_LIST rows per list.
@@ -35,6 +37,10 @@ class MemoryBank(nn.Module):
     r"""Detached embeddings and labels of every row of a training set, the labelled seeds of the
     ``graph="bank"`` mode of :class:`~graphs.losses.GLoss` (in the spirit of the memory bank of Wu et al.,
     "Unsupervised Feature Learning via Non-Parametric Instance Discrimination", CVPR 2018).
+
+    Rows may also hold *unlabelled* documents (label :data:`UNLABELLED`, e.g. the test split, as TextGCN's
+    graph holds its test nodes): they are filled and searched like the others, so propagation passes
+    through them, but :attr:`labelled` is ``False`` for them and G-Loss never makes them seeds or scores them.
 
     Refresh it with :meth:`fill` (e.g. once per epoch, from a full encoding pass), keep it current with
     :meth:`update` after each batch, and query it with :meth:`search`, which never returns the rows in
@@ -72,7 +78,7 @@ class MemoryBank(nn.Module):
         nprobe (int, optional): Lists visited per query by ``"ivf"``. (default: ``8``)
 
     Shapes:
-        - **storage:** embeddings :math:`(S, D)`, labels :math:`(S)` (``-1`` = never filled)
+        - **storage:** embeddings :math:`(S, D)`, labels :math:`(S)` (``-1`` = never filled, ``-2`` = unlabelled)
         - **search:** queries :math:`(Q, D)`, exclude :math:`(Q)` or :math:`(Q, m)`
           :math:`\to` scores :math:`(Q, k)`, indices :math:`(Q, k)`
     """
@@ -107,8 +113,18 @@ class MemoryBank(nn.Module):
         return self.size
 
     @property
+    def filled(self) -> Tensor:
+        """Boolean mask of the rows that hold an embedding (labelled or not). Shapes: [S]."""
+        return self.labels != NEVER_FILLED
+
+    @property
+    def labelled(self) -> Tensor:
+        """Boolean mask of the rows with a label (the seeds). Shapes: [S]."""
+        return self.labels >= 0
+
+    @property
     def num_filled(self) -> int:
-        return int((self.labels >= 0).sum())
+        return int(self.filled.sum())
 
     def _prepare(self, embeddings: Tensor) -> Tensor:
         embeddings = embeddings.detach().to(device=self.embeddings.device, dtype=self.embeddings.dtype)
@@ -130,12 +146,14 @@ class MemoryBank(nn.Module):
         if indices is not None and n > 0 and (int(indices.min()) < 0 or int(indices.max()) >= self.size):
             raise ValueError(f"Expected 'indices' to lie in [0, {self.size}) (got {int(indices.min())}.."
                              f"{int(indices.max())})")
-        if labels is not None and n > 0 and int(labels.min()) < 0:
-            raise ValueError(f"Expected 'labels' to be non-negative (got {int(labels.min())})")
+        if labels is not None and n > 0 and bool(((labels < 0) & (labels != UNLABELLED)).any()):
+            raise ValueError(f"Expected 'labels' to be non-negative, or {UNLABELLED} for unlabelled rows "
+                             f"(got {int(labels.min())})")
 
     @torch.no_grad()
     def fill(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> MemoryBank:
-        r"""Writes (detached) embeddings and labels, of rows :obj:`indices` or of rows ``0 .. N-1``.
+        r"""Writes (detached) embeddings and labels, of rows :obj:`indices` or of rows ``0 .. N-1``; a label
+        :data:`UNLABELLED` marks an unlabelled row.
 
         Shapes:
             - **input:** embeddings :math:`(N, D)`, labels :math:`(N)`, indices :math:`(N)`
@@ -160,7 +178,7 @@ class MemoryBank(nn.Module):
         """
         self._check_rows(embeddings, labels, indices)
         indices = indices.to(self.labels.device)
-        if labels is None and bool((self.labels[indices] < 0).any()):
+        if labels is None and bool((self.labels[indices] == NEVER_FILLED).any()):
             raise ValueError("Expected 'labels' when updating rows that were never filled")
         self.embeddings[indices] = self._prepare(embeddings)
         if labels is not None:
@@ -179,7 +197,7 @@ class MemoryBank(nn.Module):
         """
         if queries.dim() != 2:
             raise ValueError(f"Expected 'queries' to be two-dimensional (got {queries.dim()} dimensions)")
-        filled = self.labels >= 0  # [S]
+        filled = self.filled  # [S]
         num_filled = int(filled.sum())
         if num_filled == 0:
             raise ValueError("Expected the memory bank to be filled before searching it (call 'fill')")
@@ -223,7 +241,7 @@ class MemoryBank(nn.Module):
         if faiss is None:
             raise ImportError("MemoryBank(index='ivf') requires 'faiss'. Install it via 'pip install faiss-cpu'")
         start = time.perf_counter()
-        ids = (self.labels >= 0).nonzero().view(-1)  # [F]
+        ids = self.filled.nonzero().view(-1)  # [F]
         if ids.numel() == 0:
             raise ValueError("Expected the memory bank to be filled before indexing it (call 'fill')")
         nlist = min(self.nlist or default_nlist(ids.numel()), ids.numel())
@@ -294,7 +312,7 @@ class MemoryBank(nn.Module):
         order = torch.sort(bad.to(torch.uint8), dim=1, stable=True).indices[:, :k]  # [Q, k], best usable first
         scores, index = scores.gather(1, order), index.gather(1, order)  # [Q, k]
         if bool(short.any()):
-            filled = self.labels >= 0
+            filled = self.filled
             rows = short.nonzero().view(-1)
             sub = None if drop is None else drop[rows]
             scores[rows], index[rows] = self._exact_search(queries[rows], k, sub, filled, num_filled)
@@ -302,6 +320,9 @@ class MemoryBank(nn.Module):
 
     def extra_repr(self) -> str:
         text = f"size={self.size}, dim={self.dim}, metric='{self.metric}', filled={self.num_filled}"
+        unlabelled = int((self.labels == UNLABELLED).sum())
+        if unlabelled:
+            text += f", unlabelled={unlabelled}"
         if self.index != "flat":
             text += f", index='{self.index}', nlist={self.nlist}, nprobe={self.nprobe}"
         return text

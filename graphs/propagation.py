@@ -29,6 +29,8 @@ __all__ = [
     "holdout_mask",
     "graph_label_propagation",
     "knn_label_propagation",
+    "graph_label_spreading",
+    "neighbour_vote",
 ]
 
 
@@ -288,7 +290,8 @@ def graph_label_propagation(
         tol (float, optional): Stop once no entry changes by more than this. (default: :obj:`1e-6`)
 
     Returns:
-        ``predictions`` (long ``[N]``, visible rows = their label), ``iterations``, ``converged``,
+        ``predictions`` (long ``[N]``, visible rows = their label), ``scores`` (float64 ``[N, C]``, the
+        propagated rows, each summing to one; all zeros for an unreached node), ``iterations``, ``converged``,
         ``unreached`` (hidden nodes without a path to a visible one), ``undirected_edges`` (node pairs
         joined by a positive weight).
 
@@ -314,6 +317,7 @@ def graph_label_propagation(
     predictions = torch.where(reached, scores.argmax(-1), torch.full_like(labels, majority))  # [N]
     return {
         "predictions": predictions,
+        "scores": scores / scores.sum(-1, keepdim=True).clamp_min(1e-300),  # [N, C]
         "iterations": layer.last_num_iters,
         "converged": layer.last_num_iters < num_iters,
         "unreached": int((~reached & ~visible).sum()),
@@ -373,3 +377,69 @@ def knn_label_propagation(
         edge_weight = torch.zeros(0, device=x.device)
     result = graph_label_propagation(edge_index, edge_weight, labels, visible, num_classes, num_iters, tol)
     return {**result, "k": k}
+
+
+@torch.no_grad()
+def graph_label_spreading(
+    edge_index: Tensor,
+    edge_weight: Tensor,
+    labels: Tensor,
+    visible: Tensor,
+    alpha: float = 0.9,
+    num_classes: int | None = None,
+    num_iters: int = 1000,
+    tol: float = 1e-6,
+) -> Tensor:
+    r"""Label spreading (Zhou et al., "Learning with Local and Global Consistency", NeurIPS 2003; the
+    semantics of scikit-learn's ``LabelSpreading``): the visible labels are seeds that are *not* clamped,
+
+    .. math::
+        \mathbf{F}^{(t+1)} = \alpha \mathbf{S} \mathbf{F}^{(t)} + (1 - \alpha) \mathbf{Y}, \qquad
+        \mathbf{S} = \mathbf{D}^{-1/2} \mathbf{W} \mathbf{D}^{-1/2}
+
+    on the graph symmetrised by the maximum weight, iterated with :class:`DifferentiableLabelPropagation`
+    until the largest change is below :obj:`tol`. Each row of the result is then divided by its sum (a class
+    distribution); a node whose component holds no seed keeps a zero row.
+
+    Args:
+        edge_index (Tensor): Edges, ``source_to_target`` (symmetrised here).
+        edge_weight (Tensor): Non-negative edge weights.
+        labels (Tensor): Class id of every node (only visible rows are read).
+        visible (Tensor): Boolean mask of the seeds.
+        alpha (float, optional): :math:`\alpha \in (0, 1)`, the share of a node's scores that comes from its
+            neighbours. (default: :obj:`0.9`)
+        num_classes, num_iters, tol: As in :func:`graph_label_propagation`.
+
+    Shapes:
+        - **input:** edge_index :math:`(2, E)`, edge_weight :math:`(E)`, labels :math:`(N)`,
+          visible :math:`(N)`
+        - **output:** float64 :math:`(N, C)`
+    """
+    num_nodes = labels.size(0)
+    visible = _check_visible(visible.to(device=labels.device, dtype=torch.bool), num_nodes)
+    c = int(labels.max()) + 1 if num_classes is None else num_classes
+    edge_index, w = symmetrize(edge_index.long(), edge_weight.double(), num_nodes, reduce="max")  # [2, E']
+    w = normalize_edge_weight(edge_index, w, num_nodes, mode="sym")  # S = D^-1/2 W D^-1/2
+    S = torch.sparse_coo_tensor(edge_index.flip(0), w, (num_nodes, num_nodes), check_invariants=False).coalesce()
+    seeds = torch.nn.functional.one_hot(labels.clamp_min(0), c).double() * visible.unsqueeze(1)  # [N, C]
+    scores = DifferentiableLabelPropagation(num_iters=num_iters, tol=tol, alpha=alpha)(seeds, S)  # [N, C]
+    return scores / scores.sum(-1, keepdim=True).clamp_min(1e-300)  # [N, C]
+
+
+def neighbour_vote(node_scores: Tensor, neighbors: Tensor, weights: Tensor) -> Tensor:
+    r"""The weighted mean of the score rows of each query's neighbours,
+    :math:`\mathbf{p}_q = \sum_j w_{qj} \mathbf{F}_j / \sum_j w_{qj}`: a kNN vote when
+    :obj:`node_scores` are one-hot labels, the inductive step of label spreading when they are spread scores.
+    A query whose weights are all zero gets a zero row.
+
+    Shapes:
+        - **input:** node_scores :math:`(N, C)`, neighbors :math:`(Q, k)` long (ids into the rows of
+          node_scores), weights :math:`(Q, k)` non-negative
+        - **output:** :math:`(Q, C)`, rows summing to one (or zero)
+    """
+    if neighbors.shape != weights.shape:
+        raise ValueError(f"Expected 'neighbors' and 'weights' to have the same shape (got {list(neighbors.shape)} "
+                         f"and {list(weights.shape)})")
+    weights = weights.to(node_scores.dtype)
+    total = (weights.unsqueeze(-1) * node_scores[neighbors]).sum(1)  # [Q, C]
+    return total / weights.sum(1, keepdim=True).clamp_min(1e-300)  # [Q, C]

@@ -10,6 +10,8 @@ the linear head               ``RUN/train/model/head.pt``: :func:`save_head`, :f
 embeddings, logits            2-D ``.npy`` arrays checked on load: :func:`load_matrix`
 run paths and names           :func:`model_dir`, :func:`checkpoint_path`, :func:`default_run_name`
 a run's setting               :func:`run_identity`, :func:`run_config_hash` (replicates share it)
+what prediction needs         ``RUN/train/embeddings_train.npy`` + the train labels, and from ``RUN/evaluate``
+                              the predictor, ``k``/``alpha`` and spread scores: :func:`load_prediction_setup`
 ============================  ===========================================================================
 
 Heavy libraries (numpy, pandas, torch) are imported inside the functions that need them.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,9 @@ SCRATCH_DIR = ".scratch"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 TRAIN_STAGE = "train"
+EVALUATE_STAGE = "evaluate"
+METRICS_FILE = "metrics.json"
+SPREAD_FILE = "spread_scores.npz"
 
 
 # --- run paths and names -------------------------------------------------------------------------------
@@ -211,3 +217,61 @@ def load_matrix(
         kind = "NaN" if allow_inf else "NaN or infinite values"
         raise GlossError(f"{path}: row {row} holds {kind} ({int(bad.any(axis=1).sum())} rows affected)")
     return array
+
+
+# --- what gloss predict needs --------------------------------------------------------------------------
+@dataclass
+class PredictionSetup:
+    """What ``gloss predict`` reads from a run, besides the encoder: the training documents of the graph
+    predictors and the choices ``gloss evaluate`` made on validation.
+
+    ``predictor``/``setting`` are the evaluate headline (``head``/``inductive`` when evaluate has not run or
+    predates the graph predictors); ``chosen`` maps a predictor key (``lpa-inductive``) to its ``k`` and
+    ``alpha``; ``spread`` holds saved spread scores by ``k`` ([N_train, C]).
+    """
+
+    label_names: list[str]
+    train_embeddings: Any  # [N_train, D] float32, or None when the train stage wrote none
+    train_labels: Any  # [N_train] int64
+    predictor: str = "head"
+    setting: str = "inductive"
+    chosen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spread: dict[int, Any] = field(default_factory=dict)
+    evaluate_dir: Path | None = None
+
+
+def load_prediction_setup(run_dir: str | Path) -> PredictionSetup:
+    """The one loader of what prediction needs from ``RUN/train``, ``RUN/prepare`` and (when present)
+    ``RUN/evaluate``; folders written before the graph predictors existed read as the head predictor."""
+    import numpy as np
+
+    from pipeline.manifest import load_manifest
+
+    trained = load_manifest(run_dir, TRAIN_STAGE)
+    frames, label_names = load_splits(load_manifest(run_dir, "prepare"))
+    train_labels = split_labels(frames)["train"]
+    embeddings = None
+    if "embeddings_train.npy" in trained.data.get("outputs", {}):
+        embeddings = load_matrix(trained.output("embeddings_train.npy"), len(train_labels), "train", dtype=np.float32)
+    setup = PredictionSetup(label_names, embeddings, train_labels)
+    metrics_path = Path(run_dir) / EVALUATE_STAGE / METRICS_FILE
+    if not metrics_path.is_file():
+        return setup
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise GlossError(f"{metrics_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    setup.evaluate_dir = metrics_path.parent
+    setup.predictor = metrics.get("predictor") or "head"
+    setup.setting = metrics.get("setting") or "inductive"
+    setup.chosen = {key: {"k": block.get("k"), "alpha": block.get("alpha")}
+                    for key, block in (metrics.get("predictors") or {}).items()}
+    spread_path = metrics_path.parent / SPREAD_FILE
+    if spread_path.is_file():
+        with np.load(spread_path, allow_pickle=False) as saved:
+            setup.spread = {int(name[1:]): saved[name] for name in saved.files}
+    for k, scores in setup.spread.items():
+        if scores.shape != (len(train_labels), len(label_names)):
+            raise GlossError(f"{spread_path}: k{k} has shape {list(scores.shape)}, expected "
+                             f"[{len(train_labels)}, {len(label_names)}] (training documents, classes)")
+    return setup

@@ -252,6 +252,9 @@ def _gcn_options() -> list:
                                              "x0.1 after epoch 30)."),
         click.option("--init-from", type=click.Path(file_okay=False), default=None,
                      help="BertGCN: start from this CE fine-tuned run (else fine-tune with CE first)."),
+        click.option("--c-grid", default=o.LR_C_GRID, show_default=True,
+                     help="tfidf/frozen: values of logistic regression's C tried; the best val macro-F1 is "
+                          "kept (ties: the smaller C)."),
     ]
 
 
@@ -263,7 +266,7 @@ def train_options(func):
                   "on every batch.")
     decorators = [
         click.option("--method", type=click.Choice(o.METHODS), default=o.DEFAULT_METHOD, show_default=True,
-                     help="Fine-tune the encoder with --loss, or train a graph baseline."),
+                     help=o.METHOD_HELP),
         click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
                      help="Objective of --method finetune."),
         click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
@@ -277,6 +280,10 @@ def train_options(func):
                      show_default=True,
                      help="G-Loss batch graph: dense (paper), knn (in batch), bank (batch + memory bank)."),
         click.option("--k", type=click.IntRange(min=1), default=o.K, show_default=True, help="G-Loss kNN neighbours."),
+        click.option("--unlabeled", default=None,
+                     help="--graph bank: unlabelled documents join the memory bank (refreshed every epoch) and "
+                          "pass propagation on; never seeds, never scored, their labels never read. test, "
+                          "val+test (the prepared splits' texts) or a FILE as `gloss predict --input` reads."),
         click.option("--bank-index", type=click.Choice(o.BANK_INDEXES), default=o.DEFAULT_BANK_INDEX,
                      show_default=True, help="--graph bank: exact search (flat) or a FAISS IVF index (ivf, CPU)."),
         click.option("--nprobe", type=int, default=o.NPROBE, show_default=True,
@@ -357,6 +364,7 @@ def _parse_train_layers(value: str) -> str:
 
 def _train_config(opts: dict):
     sigma = _parse_sigma(opts["sigma"])  # before the stages' heavy imports
+    from pipeline.baselines.linear import LinearConfig, parse_c_grid
     from pipeline.stages.train import GCNConfig, TrainConfig
     from pipeline.training.loop import LoopConfig, parse_milestones
     from pipeline.training.objectives import ObjectiveConfig
@@ -370,6 +378,7 @@ def _train_config(opts: dict):
     )
     try:
         milestones = parse_milestones(opts["milestones"])
+        linear = LinearConfig(c_grid=parse_c_grid(opts["c_grid"]))
     except ValueError as exc:
         raise GlossError(str(exc)) from None
     loop = LoopConfig(
@@ -389,8 +398,11 @@ def _train_config(opts: dict):
         bertgcn_schedule=opts["bertgcn_schedule"],
         init_from=os.path.abspath(opts["init_from"]) if opts["init_from"] else None,
     )
-    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn,
-                         preset=opts.get("preset"))
+    unlabeled = opts.get("unlabeled")
+    if unlabeled is not None and unlabeled not in options.UNLABELED_SPLITS:
+        unlabeled = os.path.abspath(unlabeled)
+    config = TrainConfig(method=opts["method"], encoder=encoder, objective=objective, loop=loop, gcn=gcn, linear=linear,
+                         preset=opts.get("preset"), unlabeled=unlabeled)
     return _lr_where_it_trains(config)
 
 
@@ -557,9 +569,17 @@ def compare(spec, run_dirs, out_dir, data_root, pair, reference, background):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write JSONL here (default: standard output).")
 @click.option("--device", default=options.DEVICE, show_default=True)
+@click.option("--predictor", type=click.Choice(options.PREDICTORS), default=None,
+              help="head, knn (vote of the k nearest training documents), lpa (label propagation) or mix "
+                   "(alpha * lpa + (1 - alpha) * head), with the k and alpha `gloss evaluate` chose on validation "
+                   "[default: the predictor `gloss evaluate --predictor` chose, else head].")
+@click.option("--transductive", is_flag=True,
+              help="lpa/mix: propagate over the training documents and all given documents together (default: "
+                   "each document on its own).")
 @encoding_option
-def predict(run_dir, input_path, output, device, encoding):
-    """Predict labels for new documents with a run's fine-tuned encoder and head (the inductive use)."""
+def predict(run_dir, input_path, output, device, predictor, transductive, encoding):
+    """Predict labels for new documents with a run's fine-tuned encoder and its head or graph (the inductive
+    use)."""
     import json
 
     from pipeline.output_paths import check_output_file
@@ -567,7 +587,8 @@ def predict(run_dir, input_path, output, device, encoding):
 
     if output:
         check_output_file(output)
-    result = run_predict(run_dir, input_path, device=device, encoding=encoding)
+    result = run_predict(run_dir, input_path, device=device, encoding=encoding, predictor=predictor,
+                         transductive=transductive)
     lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
     if output:
         from pipeline.atomic import write_text_atomic
@@ -576,7 +597,7 @@ def predict(run_dir, input_path, output, device, encoding):
     else:
         click.echo(lines, nl=False)
     click.echo(
-        f"predict: {result['documents']} documents, {result['empty']} empty (no prediction), "
+        f"predict ({result['predictor']}): {result['documents']} documents, {result['empty']} empty (no prediction), "
         f"{result['truncated']} truncated to {result['max_length']} tokens", err=True,
     )
 
@@ -620,8 +641,16 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
 @main.command(short_help="Test metrics, confusion matrix, silhouette, t-SNE, probe, propagation.")
 @config_option
 @run_dir_option(required=True)
-@click.option("--knn-k", type=click.IntRange(min=1), default=options.K, show_default=True,
-              help="Neighbours per node of the train+test kNN graph for transductive label propagation.")
+@click.option("--predictor", type=click.Choice(options.PREDICTORS), default=options.DEFAULT_PREDICTOR,
+              show_default=True,
+              help="The headline predictor (all are computed and reported): the head; knn = weighted vote of the k "
+                   "nearest training documents; lpa = label propagation over the kNN graph; mix = alpha * lpa + "
+                   "(1 - alpha) * head. k and alpha are chosen by validation macro-F1.")
+@click.option("--transductive", is_flag=True,
+              help="Headline lpa/mix over the graph of train + val + test (default: inductive, training graph only).")
+@click.option("--knn-k", type=click.IntRange(min=1), default=None,
+              help="Fix k of every kNN graph instead of choosing it on validation among 5, 10, 20, 50 "
+                   "(label_propagation uses 10 unless given).")
 @click.option("--tsne-max", type=click.IntRange(min=0), default=options.TSNE_MAX, show_default=True,
               help="Most test embeddings drawn in tsne.png (a seeded sample; 0 skips the plot).")
 @click.option("--seed", type=int, default=options.SEED, show_default=True, help="Seed of the t-SNE and of the samples.")
@@ -629,13 +658,14 @@ def run(dataset, data_root, val_fraction, split_seed, limit, limit_test, encodin
               help="Linear probe: scikit-learn's logistic regression, the released code's (full-batch Adam on "
                    "un-normalised embeddings, early stopping on val macro-F1), or both.")
 @force_option
-def evaluate(run_dir, knn_k, tsne_max, seed, probe, force):
+def evaluate(run_dir, predictor, transductive, knn_k, tsne_max, seed, probe, force):
     """Evaluate RUN/train on the test split of RUN/prepare: head accuracy, macro-/weighted-F1, per-class report
     and confusion matrix; cosine macro-silhouette and t-SNE of the test embeddings; a linear probe and
     transductive label propagation on the embeddings. Writes RUN/evaluate/metrics.json and plots."""
     from pipeline.stages import evaluate as stage
 
-    config = stage.EvaluateConfig(knn_k=knn_k, tsne_max=tsne_max, seed=seed, probe=probe)
+    config = stage.EvaluateConfig(knn_k=knn_k, predictor=predictor, transductive=transductive, tsne_max=tsne_max,
+                                  seed=seed, probe=probe)
     manifest = stage.run(config, run_dir, force=force, echo=click.echo)
     for line in stage.summary_lines(manifest.summary):
         click.echo(line)

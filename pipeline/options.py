@@ -7,14 +7,20 @@ Imports nothing heavy (no torch), so ``gloss --help`` can list the choices. ``gr
 from __future__ import annotations
 
 # --- methods and losses -------------------------------------------------------------------------------
-METHODS = ("finetune", "textgcn", "bertgcn")
+METHODS = ("finetune", "textgcn", "bertgcn", "tfidf", "frozen")
 DEFAULT_METHOD = "finetune"
+# The name a method's runs carry in manifests, metrics and `gloss compare` tables (fine-tuning: its --loss).
+REPORTED_METHODS = {"textgcn": "textgcn", "bertgcn": "bertgcn", "tfidf": "tfidf-lr", "frozen": "frozen-lr"}
+METHOD_HELP = ("Fine-tune the encoder with --loss, or train a baseline: textgcn, bertgcn, tfidf (TF-IDF + logistic "
+               "regression, tfidf-lr) or frozen (the pre-trained encoder's embeddings + logistic regression, "
+               "frozen-lr).")
 LOSSES = ("ce", "gloss", "gloss+ce", "scl+ce", "lcl+ce", "triplet", "cosine")
 DEFAULT_LOSS = "gloss+ce"
 G_LOSSES = ("gloss", "gloss+ce")  # the losses that build a G-Loss batch graph (and use --sigma)
 
 # --- G-Loss --------------------------------------------------------------------------------------------
 GRAPH_MODES = ("dense", "knn", "bank")
+UNLABELED_SPLITS = ("test", "val+test")  # --unlabeled: these prepared splits' texts (else a file)
 DEFAULT_GRAPH_MODE = "dense"
 LOSS_FORMS = ("nll", "released")  # of --variant gloss only
 DEFAULT_LOSS_FORM = "nll"
@@ -118,6 +124,9 @@ BERTGCN_ACTIVATION = "relu"
 BERTGCN_SCHEDULES = ("constant", "multistep")  # the original: x0.1 after epoch 30 (MultiStepLR)
 BERTGCN_SCHEDULE = "constant"
 BERTGCN_MILESTONES = (30,)  # of BERTGCN_SCHEDULES "multistep"
+# --method tfidf|frozen: logistic regression whose C is chosen on val macro-F1 (ties: the smaller C).
+LR_C_GRID = "0.01,0.1,1,10,100,1000,10000"
+LR_MAX_ITER = 1000
 
 # --- prepare / run -------------------------------------------------------------------------------------------
 VAL_FRACTION = 0.1
@@ -133,6 +142,9 @@ DEFAULT_BACKEND = "auto"
 TSNE_MAX = 2000
 PROBES = ("sklearn", "reference", "both")  # scikit-learn logistic regression, the released code's probe, or both
 DEFAULT_PROBE = "sklearn"
+# gloss evaluate / predict: what predicts the labels (the head, or the kNN graph of the embeddings)
+PREDICTORS = ("head", "knn", "lpa", "mix")
+DEFAULT_PREDICTOR = "head"
 REFERENCE_PROBE_LR = 1e-4  # the released code's standalone probe: full-batch Adam on frozen embeddings,
 REFERENCE_PROBE_EPOCHS = 50  # at most this many epochs,
 REFERENCE_PROBE_PATIENCE = 10  # stopping after this many epochs without a better val macro-F1

@@ -244,7 +244,7 @@ class GLoss(nn.Module):
     def _compute(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None,
                  visible: Tensor | None) -> dict[str, Tensor]:
         x, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
-        hidden = visible_all.logical_not().nonzero().view(-1)  # [U]
+        hidden = self._hidden(visible_all, x.size(0))  # [U]
         keep = self._scored_hidden(y_all, visible_all, hidden)  # [U] bool
         loss, unreached = None, hidden.new_zeros(())
         if keep is not None:
@@ -298,8 +298,8 @@ class GLoss(nn.Module):
         """
         self._check_inputs(embeddings, labels, indices, visible)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            _, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
-            hidden = visible_all.logical_not().nonzero().view(-1)  # [U]
+            x, x_all, y_all, visible_all, bank_nbr = self._nodes(embeddings, labels, indices, visible)
+            hidden = self._hidden(visible_all, x.size(0))  # [U]
             return self._scores(x_all, y_all, visible_all, hidden, bank_nbr)  # [U, C]
 
     def reseed(self, seed: int) -> None:
@@ -414,6 +414,12 @@ class GLoss(nn.Module):
                          int((~keep).sum()))
         return keep
 
+    @staticmethod
+    def _hidden(visible_all: Tensor, batch_size: int) -> Tensor:
+        """The scored nodes: the batch's hidden rows (the first ``batch_size`` nodes); hidden bank rows
+        (unlabelled documents) pass propagation on and are never scored. Shapes: [N] -> [U]."""
+        return visible_all[:batch_size].logical_not().nonzero().view(-1)  # [U]
+
     def _with_bank(self, x: Tensor, labels: Tensor, visible: Tensor,
                    indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Appends the batch's bank neighbours as always-visible nodes ``B .. B+M-1``."""
@@ -425,10 +431,11 @@ class GLoss(nn.Module):
         rows, inverse = torch.unique(nbr.view(-1), return_inverse=True)  # [M], [B * k]
         rows = rows.to(x.device)
         x_bank = bank.embeddings[rows].to(device=x.device, dtype=x.dtype)  # [M, D], detached
-        y_bank = bank.labels[rows].to(x.device)  # [M]
+        y_bank = bank.labels[rows].clamp_min(0).to(x.device)  # [M]; an unlabelled row's value is never read
         x_all = torch.cat([x, x_bank], dim=0)  # [B + M, D]
         y_all = torch.cat([labels, y_bank], dim=0)  # [B + M]
-        visible_all = torch.cat([visible, visible.new_ones(rows.numel())], dim=0)  # [B + M]
+        # Labelled bank rows are seeds; unlabelled ones are hidden, and never scored (see _hidden).
+        visible_all = torch.cat([visible, bank.labelled[rows].to(visible.device)], dim=0)  # [B + M]
         bank_nbr = (inverse.to(x.device) + x.size(0)).view(-1, k)  # [B, k] node ids of bank neighbours
         return x_all, y_all, visible_all, bank_nbr
 

@@ -10,6 +10,14 @@ sentence-transformer encoder (default: the packaged MiniLM).
    ``m * softmax(GCN) + (1 - m) * softmax(head(encoder))`` (NLL of its log). Encoder and head learn at
    ``bertgcn_encoder_lr`` (1e-5), the GCN at ``bertgcn_lr`` (1e-3). The whole bank is re-encoded after
    every epoch, then validation scores are taken; the best epoch by val macro-F1 is kept.
+
+What the encoder trains is ``--train-layers`` (:mod:`pipeline.training.partial`, the same batch encoders as
+fine-tuning; ``auto`` is resolved by the train stage): ``all`` runs every layer on every batch and re-encodes
+the whole corpus each epoch; ``N`` trains the top ``N`` layers on the frozen lower layers' per-token states,
+computed once per document and kept in the shared cache (keyed by the ``--init-from`` run's model files), so
+a batch and the bank's re-encoding run only the top ``N`` layers; ``0`` trains a fresh residual adapter on the
+frozen pooled embeddings, at the GCN's learning rate (``bertgcn_lr``: it is new, like the GCN). Step 1 (CE
+without ``--init-from``) trains the same part as the joint epochs.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pipeline.artifacts import (
     write_history,
 )
 from pipeline.baselines.textgcn import build_textgcn_graph
-from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, to_device
+from pipeline.encoder import EncoderConfig, load_encoder
 from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.manifest import Manifest, StageContext, load_manifest
@@ -44,6 +52,7 @@ from pipeline.resources import peak_rss_mb
 from pipeline.training.batching import plan_batches
 from pipeline.training.loop import EPOCH_SEED_STRIDE, Checkpoints, FitCallbacks, FitData, fit
 from pipeline.training.objectives import Objective, ObjectiveConfig
+from pipeline.training.partial import build_encoder, describe, param_groups
 
 
 def _require_same_split(init: str, prepared: Manifest) -> None:
@@ -59,32 +68,19 @@ def _require_same_split(init: str, prepared: Manifest) -> None:
 
 
 def _load_fine_tuned(init: str, config, prepared: Manifest, num_classes: int, echo):
-    """(encoder, head) of the CE fine-tuned run ``init``, prepared on the same splits."""
+    """(encoder, head, its EncoderConfig) of the CE fine-tuned run ``init``, prepared on the same splits."""
     _require_same_split(init, prepared)
     trained = load_manifest(init, "train")
     if trained.config.get("method") != "finetune" or not trained.summary.get("has_head"):
         raise GlossError(f"--init-from {init}: expected a fine-tuned run with a head (e.g. --loss ce)")
     folder = model_dir(trained.stage_dir)
-    model = load_encoder(EncoderConfig(str(folder), config.encoder.pooling, config.encoder.max_length,
-                                       config.encoder.device))
+    encoder = EncoderConfig(str(folder), config.encoder.pooling, config.encoder.max_length, config.encoder.device)
+    model = load_encoder(encoder)
     head = load_head(folder, model.device, num_classes)
     if head is None:
         raise GlossError(f"--init-from {init}: {folder / HEAD_FILE} not found")
     echo(f"train: BertGCN starts from the fine-tuned encoder of {init}")
-    return model, head
-
-
-def _initial_encoder(ctx: StageContext, config, prepared: Manifest, texts, labels, num_classes, echo):
-    """(encoder, head) fine-tuned with CE: loaded from --init-from, or trained here."""
-    if config.gcn.init_from:
-        return _load_fine_tuned(config.gcn.init_from, config, prepared, num_classes, echo)
-    torch.manual_seed(config.loop.seed)
-    model = load_encoder(config.encoder)
-    head = torch.nn.Linear(model.get_embedding_dimension(), num_classes).to(model.device)
-    echo(f"train: BertGCN step 1: CE fine-tuning for {config.loop.epochs} epoch(s)")
-    fit(model, head, Objective(ObjectiveConfig(loss="ce"), num_classes), FitData.from_splits(texts, labels),
-        config.loop, Checkpoints(ctx.scratch_dir / "ce"), callbacks=FitCallbacks(echo=echo))
-    return model, head
+    return model, head, encoder
 
 
 @dataclass
@@ -111,11 +107,36 @@ class _Corpus:
         return torch.arange(rows.start, rows.stop, device=device)
 
 
-class _Joint:
-    """The encoder, its linear head and the BertGCN graph half over a memory bank, trained together."""
+def _initial_encoder(ctx: StageContext, config, prepared: Manifest, corpus: _Corpus, num_classes, echo):
+    """(encoder, head, batch encoder): the CE fine-tuned encoder and head, loaded from --init-from or trained
+    here, and the batch encoder of ``--train-layers`` over every split (frozen parts cached)."""
+    echo(f"train: BertGCN --train-layers {config.loop.train_layers}: {describe(config.loop.train_layers)}")
+    if config.gcn.init_from:
+        model, head, encoder = _load_fine_tuned(config.gcn.init_from, config, prepared, num_classes, echo)
+        built = build_encoder(model, config.loop.train_layers, encoder, corpus.texts, config.loop.eval_batch_size,
+                              echo)
+        return model, head, built.encoder
+    torch.manual_seed(config.loop.seed)
+    model = load_encoder(config.encoder)
+    built = build_encoder(model, config.loop.train_layers, config.encoder, corpus.texts,
+                          config.loop.eval_batch_size, echo)
+    head = torch.nn.Linear(model.get_embedding_dimension(), num_classes).to(model.device)
+    echo(f"train: BertGCN step 1: CE fine-tuning for {config.loop.epochs} epoch(s)")
+    fit(model, head, Objective(ObjectiveConfig(loss="ce"), num_classes),
+        FitData.from_splits(corpus.texts, corpus.labels), config.loop, Checkpoints(ctx.scratch_dir / "ce"),
+        callbacks=FitCallbacks(echo=echo), encoder=built.encoder)
+    return model, head, built.encoder
 
-    def __init__(self, model, head: torch.nn.Linear, adj: torch.Tensor, corpus: _Corpus, num_classes: int, config):
-        self.model, self.head, self.corpus, self.loop = model, head, corpus, config.loop
+
+class _Joint:
+    """The encoder, its linear head and the BertGCN graph half over a memory bank, trained together.
+
+    ``encoder`` is the batch encoder (:mod:`pipeline.training.partial`) of ``model`` over the corpus's splits:
+    it runs what ``--train-layers`` trains."""
+
+    def __init__(self, model, head: torch.nn.Linear, encoder, adj: torch.Tensor, corpus: _Corpus, num_classes: int,
+                 config):
+        self.model, self.head, self.encoder, self.corpus, self.loop = model, head, encoder, corpus, config.loop
         self.num_classes = num_classes
         self.device = device = model.device
         self.doc_ids = {split: corpus.node_ids(split, device) for split in SPLITS}
@@ -124,10 +145,9 @@ class _Joint:
         self.bertgcn = BertGCN(adj, self.encode_bank(), num_classes, hidden_channels=gcn.hidden,
                                dropout=gcn.dropout, m=gcn.m, activation=gcn.bertgcn_activation,
                                bias=gcn.bertgcn_bias).to(device)
-        self.optimizer = torch.optim.Adam([
-            {"params": list(model.parameters()) + list(head.parameters()), "lr": gcn.bertgcn_encoder_lr},
-            {"params": self.bertgcn.head.parameters(), "lr": gcn.bertgcn_lr},
-        ])
+        groups = param_groups(model, encoder, gcn.bertgcn_encoder_lr, gcn.bertgcn_lr)  # trained weights; adapter
+        groups[0]["params"] = groups[0]["params"] + list(head.parameters())
+        self.optimizer = torch.optim.Adam(groups + [{"params": self.bertgcn.head.parameters(), "lr": gcn.bertgcn_lr}])
         # The original BertGCN steps MultiStepLR(milestones=[30], gamma=0.1) after every epoch.
         milestones = list(options.BERTGCN_MILESTONES) if gcn.bertgcn_schedule == "multistep" else []
         self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones,
@@ -139,8 +159,8 @@ class _Joint:
         return self.model, self.head, self.bertgcn
 
     def encode_bank(self) -> torch.Tensor:
-        """Every document encoded without gradients ``[N_docs, D]``."""
-        bank = embed_texts(self.model, self.corpus.all_texts, self.loop.eval_batch_size)
+        """Every document encoded without gradients, in eval mode ``[N_docs, D]``."""
+        bank = np.concatenate([self.encoder.embed(split, self.loop.eval_batch_size) for split in SPLITS])
         return torch.from_numpy(bank).to(self.device)
 
     def predict(self, split: str) -> np.ndarray:
@@ -160,8 +180,7 @@ class _Joint:
         for rows in plan_batches(np.ones(len(texts)), self.corpus.labels["train"], self.loop.batch_size,
                                  self.loop.seed, epoch, bucket=False):
             idx = torch.as_tensor(rows, device=self.device)
-            features = to_device(self.model.preprocess([texts[i] for i in rows]), self.device)
-            embeddings = self.model(features)["sentence_embedding"]  # [B, D]
+            embeddings = self.encoder.batch("train", rows)  # [B, D]
             log_probs = self.bertgcn(embeddings, self.head(embeddings), idx)  # [B, C]
             loss = F.nll_loss(log_probs, self.train_labels[idx])
             if not torch.isfinite(loss):
@@ -231,12 +250,12 @@ def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
     frames, label_names = load_splits(prepared)
     corpus = _Corpus(split_texts(frames), split_labels(frames))
     num_classes = len(label_names)
-    model, head = _initial_encoder(ctx, config, prepared, corpus.texts, corpus.labels, num_classes, echo)
+    model, head, encoder = _initial_encoder(ctx, config, prepared, corpus, num_classes, echo)
     started = time.perf_counter()
     graph, _, build_seconds = build_textgcn_graph(corpus.all_texts, prepared.config["dataset"],
                                                   window_size=config.gcn.window, pair_count=config.gcn.pair_count)
     echo(f"train: BertGCN graph: {graph.num_nodes} nodes ({graph.num_words} words), built in {build_seconds:.1f}s")
-    joint = _Joint(model, head, graph.to_torch_sparse().to(model.device), corpus, num_classes, config)
+    joint = _Joint(model, head, encoder, graph.to_torch_sparse().to(model.device), corpus, num_classes, config)
     history, best_epoch = _train_joint(joint, echo)
     bank = _write_outputs(ctx, joint, history)
     return {
@@ -249,5 +268,7 @@ def train_bertgcn(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
         "total_seconds": round(time.perf_counter() - started, 1),
         "graph": {"nodes": graph.num_nodes, "words": graph.num_words, "build_seconds": round(build_seconds, 2)},
         "device": str(joint.device),
+        "train_layers": config.loop.train_layers,
+        "trainable_parameters": sum(p.numel() for group in joint.optimizer.param_groups for p in group["params"]),
         "peak_rss_mb": peak_rss_mb(),
     }

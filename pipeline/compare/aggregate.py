@@ -79,7 +79,7 @@ def method_name(run_dir: Path, train_summary: dict) -> str:
     marker = run_dir / NAME_FILE
     if marker.is_file():
         return marker.read_text().strip()
-    if train_summary.get("method") in ("textgcn", "bertgcn"):
+    if train_summary.get("method", "finetune") != "finetune":  # a baseline: textgcn, tfidf-lr, ...
         return train_summary["method"]
     return str(train_summary.get("loss"))
 
@@ -136,6 +136,17 @@ def epochs_to_share(history: list[dict], share: float = CONVERGED_SHARE) -> tupl
     return epoch, (float(sum(seconds)) if all(isinstance(t, int | float) for t in seconds) else None)
 
 
+def predictor_label(evaluate_summary: dict) -> str:
+    """The suffix that makes the headline predictor part of a row's identity: ``""`` for the head (or the probe
+    standing in for it), `` [lpa]`` / `` [lpa, transductive]`` for a graph predictor of ``gloss evaluate
+    --predictor``, so head and graph numbers never pool in one row."""
+    predictor = evaluate_summary.get("predictor") or "head"
+    if predictor == "head":
+        return ""
+    transductive = evaluate_summary.get("setting") == "transductive"
+    return f" [{predictor}{', transductive' if transductive else ''}]"
+
+
 def read_run(run_dir: str | Path) -> RunRecord:
     """One finished run (prepare, train and evaluate manifests present)."""
     run_dir = Path(run_dir)
@@ -147,7 +158,8 @@ def read_run(run_dir: str | Path) -> RunRecord:
     head, probe, propagation = (summary.get(k) or {} for k in ("head", "linear_probe", "label_propagation"))
     epochs_to_99, seconds_to_99 = epochs_to_share(history)
     return RunRecord(
-        run_dir=str(run_dir), dataset=dataset_label(prepared.config), method=method_name(run_dir, trained.summary),
+        run_dir=str(run_dir), dataset=dataset_label(prepared.config),
+        method=method_name(run_dir, trained.summary) + predictor_label(summary),
         seed=int(seed), accuracy=summary["headline"]["accuracy"], macro_f1=summary["headline"]["macro_f1"],
         macro_silhouette=summary.get("macro_silhouette"), seconds_per_epoch=trained.summary.get("seconds_per_epoch"),
         best_epoch=trained.summary.get("best_epoch"), train_seconds=trained.data.get("wall_seconds"),

@@ -6,8 +6,15 @@ embeddings of the best checkpoint) and ``history.jsonl``. Writes ``RUN/evaluate/
 
 * ``metrics.json``: head metrics (accuracy, macro-/weighted-F1, per-class report, confusion matrix), the
   cosine macro-silhouette of the test embeddings, linear probes (train -> test embeddings; `--probe`), transductive
-  label propagation over the kNN graph of train + test embeddings, the ``headline`` (head if there is one,
-  else the linear probe) and the training cost copied from the train manifest. Plain JSON: NaN is null.
+  label propagation over the kNN graph of train + test embeddings (``label_propagation``, k = ``--knn-k`` or 10),
+  the graph predictors (``predictors``: ``head``, ``knn``, ``lpa-transductive``, ``lpa-inductive``,
+  ``mix-transductive``, ``mix-inductive``, each with its test accuracy and macro-F1, the ``k``/``alpha`` chosen on
+  validation and its setting; :mod:`pipeline.evaluation.graph_predictors`), the ``headline`` (``--predictor``; the
+  head by default, else the linear probe when there is no head) with its ``predictor``, ``setting``, ``k`` and
+  ``alpha``, and the training cost copied from the train manifest. Plain JSON: NaN is null.
+* ``predictions_test.npz``: the test label ids of every predictor (one int64 array per ``predictors`` key).
+* ``spread_scores.npz``: the training documents' label-spreading scores (``k<K>``: [N_train, C]) for the ``k`` the
+  inductive ``lpa``/``mix`` chose, which ``gloss predict`` reuses.
 * ``test_results.json``: the headline test scores (source, accuracy, macro-F1, macro-silhouette), which
   ``gloss run`` adds to the model card (:mod:`pipeline.model_card`).
 * ``confusion_matrix.png`` (row-normalised, of the headline's predictions) and ``tsne.png`` (test embeddings).
@@ -24,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from pipeline import options
-from pipeline.artifacts import HISTORY_FILE, history_summary, load_matrix, load_splits, read_history
+from pipeline.artifacts import (
+    HISTORY_FILE,
+    history_summary,
+    load_matrix,
+    load_splits,
+    read_history,
+    split_labels,
+)
 from pipeline.errors import GlossError
 from pipeline.manifest import Manifest, StageContext, load_manifest, run_stage
 from pipeline.model_card import TEST_RESULTS_FILE
@@ -38,7 +52,10 @@ class EvaluateConfig:
     """Options of ``gloss evaluate``.
 
     Args:
-        knn_k: neighbours per node of the kNN graph used for transductive label propagation.
+        knn_k: neighbours per node of every kNN graph; ``None`` chooses it on validation for the graph
+            predictors (and uses 10 for ``label_propagation``).
+        predictor: the headline predictor, one of ``options.PREDICTORS``.
+        transductive: the headline ``lpa``/``mix`` propagates over train + val + test (else inductive).
         tsne_max: the most test embeddings drawn in ``tsne.png`` (seeded sample); 0 skips the plot.
         seed: seed of the t-SNE, of its sample and of the silhouette sample.
         silhouette_max: the most test embeddings scored by the silhouette (seeded sample above it).
@@ -47,7 +64,9 @@ class EvaluateConfig:
             ``embeddings_val.npy``) or ``both``.
     """
 
-    knn_k: int = options.K
+    knn_k: int | None = None
+    predictor: str = options.DEFAULT_PREDICTOR
+    transductive: bool = False
     tsne_max: int = options.TSNE_MAX
     seed: int = options.SEED
     silhouette_max: int = 10000
@@ -148,8 +167,9 @@ def _embedding_metrics(
     from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 
     found: dict[str, Any] = {"silhouette": None, "tsne_points": None, "linear_probe": None, "reference_probe": None,
-                             "label_propagation": None}
+                             "label_propagation": None, "embeddings": {}}
     embeddings = _load_embeddings(train, frames)
+    found["embeddings"] = embeddings
     if "test" not in embeddings:
         return found
     test_x = embeddings["test"]  # [N_test, D]
@@ -169,12 +189,76 @@ def _embedding_metrics(
     train_x = embeddings["train"]  # [N_train, D]
     train_y = frames["train"]["label_id"].to_numpy()
     found.update(_probes(embeddings, frames, label_names, config, train))
-    propagation = transductive_propagation(train_x, train_y, test_x, len(label_names), k=config.knn_k)
+    propagation = transductive_propagation(train_x, train_y, test_x, len(label_names), k=config.knn_k or options.K)
     found["label_propagation"] = {
         **accuracy_and_macro_f1(test_y, propagation.pop("predictions"), num_classes=len(label_names)),
         **propagation,
     }
     return found
+
+
+def _head_probabilities(train: Manifest, frames: dict, num_classes: int) -> dict[str, np.ndarray] | None:
+    """Softmax of the head's val and test logits (``None`` without both). Shapes: {split: [N_split, C]}."""
+    from pipeline.evaluation.graph_predictors import softmax
+
+    outputs = train.data.get("outputs", {})
+    if not {"logits_val.npy", "logits_test.npy"} <= set(outputs):
+        return None
+    return {split: softmax(load_matrix(train.output(f"logits_{split}.npy"), len(frames[split]), split,
+                                       columns=num_classes, allow_inf=True)) for split in ("val", "test")}
+
+
+def _graph_predictors(train: Manifest, frames: dict, label_names: list[str], embeddings: dict,
+                      config: EvaluateConfig, ctx: StageContext) -> dict[str, Any]:
+    """Every graph predictor with ``k``/``alpha`` chosen on validation (test labels are read only to score the
+    chosen predictions): ``{key: Choice}``; the spread scores the inductive ones used go to ``spread_scores.npz``."""
+    from pipeline.evaluation.graph_predictors import TrainingGraph, choose_predictors
+
+    if not {"train", "val", "test"} <= set(embeddings) or len(frames["val"]) == 0:
+        return {}
+    labels = split_labels(frames)
+    graph = TrainingGraph(embeddings["train"], labels["train"], len(label_names))
+    head = _head_probabilities(train, frames, len(label_names))
+    chosen = choose_predictors(graph, embeddings["val"], labels["val"], embeddings["test"],
+                               head_val=None if head is None else head["val"],
+                               head_test=None if head is None else head["test"], k=config.knn_k)
+    spread_ks = sorted({c.k for key, c in chosen.items() if key.endswith("-inductive")})
+    np.savez(ctx.output("spread_scores.npz"), **{f"k{k}": graph.spread_scores(k) for k in spread_ks})
+    return chosen
+
+
+def _predictor_table(head: dict | None, chosen: dict, test_y: np.ndarray) -> dict[str, dict[str, Any]]:
+    """``metrics.json``'s ``predictors``: per predictor key, its test accuracy and macro-F1, setting, k, alpha."""
+    from pipeline.evaluation.metrics import accuracy_and_macro_f1
+
+    table: dict[str, dict[str, Any]] = {}
+    if head is not None:
+        val = head.get("val") or {}
+        table["head"] = {"predictor": "head", "setting": "inductive", "k": None, "k_given": False, "alpha": None,
+                         "val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1"),
+                         "accuracy": head["accuracy"], "macro_f1": head["macro_f1"],
+                         "absent_classes": head.get("absent_classes")}
+    for key, choice in chosen.items():
+        table[key] = {**choice.summary(),
+                      **accuracy_and_macro_f1(test_y, choice.test_predictions, num_classes=choice.test_scores.shape[1])}
+    if "knn" in chosen and "lpa-inductive" in chosen:  # does inductive lpa differ from the plain vote here?
+        same = chosen["knn"].test_predictions == chosen["lpa-inductive"].test_predictions
+        table["lpa-inductive"]["test_agreement_with_knn"] = float(same.mean()) if same.size else None
+    return table
+
+
+def _check_predictor(config: EvaluateConfig, train: Manifest) -> None:
+    """One-line errors, before any work, for a headline predictor the train outputs cannot give."""
+    outputs = set(train.data.get("outputs", {}))
+    if config.predictor == "mix" and not {"logits_val.npy", "logits_test.npy"} <= outputs:
+        raise GlossError(f"--predictor mix: {train.path} has no head logits (logits_val.npy, logits_test.npy) "
+                         f"to mix with the graph; loss '{train.config.get('loss')}' trains no head")
+    needed = {f"embeddings_{split}.npy" for split in ("train", "val", "test")}
+    if config.predictor in ("knn", "lpa", "mix") and not needed <= outputs:
+        raise GlossError(f"--predictor {config.predictor}: {train.path} lacks "
+                         f"{', '.join(sorted(needed - outputs))}, which the graph predictors need")
+    if config.transductive and config.predictor not in ("lpa", "mix"):
+        raise GlossError(f"--transductive applies to --predictor lpa or mix (got --predictor {config.predictor})")
 
 
 def _method_name(train: Manifest) -> str:
@@ -195,15 +279,32 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
         )
     head = _head_metrics(train, frames, label_names)
     embedding = _embedding_metrics(train, frames, label_names, config, ctx)
-    headline_source = "head" if head is not None else (
-        "linear_probe" if embedding["linear_probe"] is not None else "reference_probe")
-    chosen = head if head is not None else embedding[headline_source]
+    chosen = _graph_predictors(train, frames, label_names, embedding.pop("embeddings"), config, ctx)
+    test_y = split_labels(frames)["test"]
+    predictors = _predictor_table(head, chosen, test_y)
+    predictions = {key: c.test_predictions for key, c in chosen.items()}
+    if head is not None:
+        predictions = {"head": head["predictions"], **predictions}
+    np.savez(ctx.output("predictions_test.npz"), **{k: v.astype(np.int64) for k, v in predictions.items()})
+    if config.predictor == "head":
+        headline_source = "head" if head is not None else (
+            "linear_probe" if embedding["linear_probe"] is not None else "reference_probe")
+        best = head if head is not None else embedding[headline_source]
+        matrix = best["confusion_matrix"]
+    else:
+        from pipeline.evaluation.graph_predictors import predictor_key
+        from pipeline.evaluation.metrics import classification_metrics
+
+        headline_source = predictor_key(config.predictor, "transductive" if config.transductive else "inductive")
+        best = predictors[headline_source]
+        matrix = classification_metrics(test_y, predictions[headline_source], label_names,
+                                        source=headline_source)["confusion_matrix"]
     if head is not None:
         head.pop("predictions")
-    headline = {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"],
-                "absent_classes": chosen["absent_classes"], "source": headline_source}
+    headline = {"accuracy": best["accuracy"], "macro_f1": best["macro_f1"],
+                "absent_classes": best["absent_classes"], "source": headline_source}
     plot_confusion_matrix(
-        chosen["confusion_matrix"], label_names, ctx.output("confusion_matrix.png"),
+        matrix, label_names, ctx.output("confusion_matrix.png"),
         title=f"{_method_name(train)}: test confusion ({headline_source.replace('_', ' ')}, rows normalised)",
     )
     history = None
@@ -215,6 +316,11 @@ def evaluate(prepare: Manifest, train: Manifest, config: EvaluateConfig, ctx: St
         "labels": label_names,
         "test_documents": len(frames["test"]),
         "headline": headline,
+        "predictor": config.predictor,
+        "setting": predictors.get(headline_source, {}).get("setting"),
+        "k": predictors.get(headline_source, {}).get("k"),
+        "alpha": predictors.get(headline_source, {}).get("alpha"),
+        "predictors": predictors,
         "head": head,
         "linear_probe": embedding["linear_probe"],
         "reference_probe": embedding["reference_probe"],
@@ -242,6 +348,11 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "linear_probe": pair(metrics["linear_probe"]),
         "reference_probe": pair(metrics["reference_probe"]),
         "label_propagation": pair(metrics["label_propagation"]),
+        "predictor": metrics["predictor"],
+        "setting": metrics["setting"],
+        "k": metrics["k"],
+        "alpha": metrics["alpha"],
+        "predictors": {key: pair(block) for key, block in metrics["predictors"].items()},
         "macro_silhouette": None if silhouette is None else silhouette["macro_silhouette"],
         **metrics["train"],
     }
@@ -249,14 +360,17 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def run(config: EvaluateConfig, run_dir: str | Path, force: bool = False, echo=print) -> Manifest:
     """Evaluate the model of ``run_dir/train`` on the splits of ``run_dir/prepare`` into ``run_dir/evaluate``."""
-    if config.knn_k < 1:
+    if config.knn_k is not None and config.knn_k < 1:
         raise GlossError(f"--knn-k must be at least 1 (got {config.knn_k})")
+    if config.predictor not in options.PREDICTORS:
+        raise GlossError(options.choice_error("--predictor", config.predictor, options.PREDICTORS))
     if config.tsne_max < 0:
         raise GlossError(f"--tsne-max must be 0 (no plot) or more (got {config.tsne_max})")
     if config.probe not in options.PROBES:
         raise GlossError(options.choice_error("--probe", config.probe, options.PROBES))
     prepare = load_manifest(run_dir, "prepare")
     train = load_manifest(run_dir, "train")
+    _check_predictor(config, train)
 
     def body(ctx: StageContext) -> dict[str, Any]:
         metrics = json_ready(evaluate(prepare, train, config, ctx))
@@ -289,6 +403,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         + (f" | reference probe: {pair(summary['reference_probe'])}" if summary.get("reference_probe") else ""),
         f"  label propagation: {pair(summary['label_propagation'])} | "
         f"macro-silhouette: {fmt(summary['macro_silhouette'])}",
+        *(["  graph predictors (k, alpha chosen on val): " + " | ".join(
+            f"{key}: {pair(block)}" for key, block in summary["predictors"].items() if key != "head")]
+          if len(summary.get("predictors") or {}) > 1 else []),
     ] + ([warning] if (warning := undertrained_head_line(summary)) else [])
 
 

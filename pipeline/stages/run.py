@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import options
 from pipeline.artifacts import default_run_name, run_config_hash
 from pipeline.encoder import resolve_model_path
 from pipeline.manifest import Manifest
@@ -45,8 +46,8 @@ class RunConfig:
 
     @property
     def method_name(self) -> str:
-        """The loss for fine-tuning, else the method (``gloss+ce``, ``textgcn``)."""
-        return self.train.loss if self.train.method == "finetune" else self.train.method
+        """The loss for fine-tuning, else the method's reported name (``gloss+ce``, ``textgcn``, ``tfidf-lr``)."""
+        return self.train.loss if self.train.method == "finetune" else options.REPORTED_METHODS[self.train.method]
 
     def config_hash(self) -> str:
         """:func:`pipeline.artifacts.run_config_hash` of this run's prepare and train configs."""

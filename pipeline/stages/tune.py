@@ -85,6 +85,9 @@ def check_config(config: TuneConfig) -> None:
         raise GlossError(f"--trials {config.trials}: must be at least 0 (0: the lr grid only)")
     if config.train.method != "finetune":
         raise GlossError(f"--method {config.train.method}: `gloss tune` tunes --method finetune (a --loss)")
+    if config.train.unlabeled in options.UNLABELED_SPLITS:
+        raise GlossError(f"--unlabeled {config.train.unlabeled}: `gloss tune` never reads the test split "
+                         "(give --unlabeled FILE, or tune without it)")
     if config.epochs is not None and config.epochs < 1:
         raise GlossError(f"--tune-epochs {config.epochs}: must be at least 1")
     if config.timeout is not None and config.timeout <= 0:

@@ -86,11 +86,14 @@ class FitData:
     train_labels: np.ndarray
     val_texts: list[str]
     val_labels: np.ndarray
+    # texts without labels that join G-Loss's memory bank after the training rows (the encoder's split "unlabeled")
+    unlabeled_texts: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_splits(cls, texts: dict[str, list[str]], labels: dict[str, np.ndarray]) -> FitData:
+    def from_splits(cls, texts: dict[str, list[str]], labels: dict[str, np.ndarray],
+                    unlabeled: list[str] | None = None) -> FitData:
         """From per-split dicts (``pipeline.artifacts.split_texts`` / ``split_labels``)."""
-        return cls(texts["train"], labels["train"], texts["val"], labels["val"])
+        return cls(texts["train"], labels["train"], texts["val"], labels["val"], list(unlabeled or []))
 
 
 @dataclass
@@ -297,7 +300,8 @@ def fit(
     training; each rank trains on its shard of every global batch under ``DistributedDataParallel``, rank 0
     alone validates and writes (see :mod:`pipeline.training.distributed`).
     """
-    encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts})
+    encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts}
+                                     | ({"unlabeled": data.unlabeled_texts} if data.unlabeled_texts else {}))
     run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks(),
                encoder, ranks or Ranks())
     state = run.resume()
@@ -404,7 +408,14 @@ class _Fit:
     def _encode_train(self) -> tuple[torch.Tensor, torch.Tensor]:
         embeddings = self.encoder.embed("train", self.config.eval_batch_size, progress=self._label("memory bank"),
                                         echo=self.echo)
-        return torch.from_numpy(embeddings), self.labels
+        if not self.data.unlabeled_texts:
+            return torch.from_numpy(embeddings), self.labels
+        from graphs.memory_bank import UNLABELLED
+
+        extra = self.encoder.embed("unlabeled", self.config.eval_batch_size,
+                                   progress=self._label("memory bank, unlabelled"), echo=self.echo)  # [U, D]
+        unlabelled = torch.full((len(extra),), UNLABELLED, dtype=torch.long)  # [U]
+        return torch.from_numpy(np.concatenate([embeddings, extra])), torch.cat([self.labels, unlabelled])
 
     def train_one_epoch(self, epoch: int) -> _Sums:
         """Seed the epoch, let the objective refresh (memory bank), then one pass over the batch plan."""

@@ -445,6 +445,10 @@ def build_encoder(model, train_layers: str, encoder: EncoderConfig, texts: dict[
         raise GlossError(f"--train-layers {n}: the encoder has {layers} layers (use all, or 0-{layers - 1})")
     started = time.perf_counter()
     if n == 0:
+        if any(isinstance(module, nn.Module) and type(module).__name__ == "Dense" for module in list(model)[2:]):
+            raise GlossError("--train-layers 0: the encoder already ends in a Dense layer (an adapter run's model); "
+                             "its pooled embeddings include it, so a new adapter would apply it twice: use "
+                             "--train-layers N or all")
         pooled, hits = cached_split_embeddings(lambda: model, encoder, texts, batch_size,
                                                "train: frozen embeddings", echo)
         lengths = {split: np.asarray(token_lengths(model, t)) for split, t in texts.items()}

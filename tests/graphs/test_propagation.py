@@ -203,3 +203,45 @@ def test_knn_label_propagation_caps_k_and_handles_a_single_node():
     assert result["k"] == 2
     alone = knn_label_propagation(x[:1], torch.tensor([0]), torch.tensor([True]), 10)
     assert alone["k"] == 0 and alone["predictions"].tolist() == [0] and alone["undirected_edges"] == 0
+
+
+def test_graph_label_spreading_matches_the_closed_form():
+    """Zhou et al.'s fixed point (1 - a)(I - a S)^-1 Y with S = D^-1/2 W D^-1/2, rows normalised."""
+    from graphs.edge_weights import normalize_edge_weight, symmetrize
+    from graphs.propagation import graph_label_spreading
+
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 5, 5]])
+    weight = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.3, 0.7])
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    visible = torch.tensor([True, False, True, False, False, True])
+    got = graph_label_spreading(edge_index, weight, labels, visible, alpha=0.8, tol=1e-12)
+    ei, w = symmetrize(edge_index, weight.double(), 6, reduce="max")
+    S = torch.zeros(6, 6, dtype=torch.float64)
+    S[ei[1], ei[0]] = normalize_edge_weight(ei, w, 6, mode="sym")
+    Y = torch.nn.functional.one_hot(labels, 3).double() * visible.unsqueeze(1)
+    F = 0.2 * torch.linalg.solve(torch.eye(6, dtype=torch.float64) - 0.8 * S, Y)
+    torch.testing.assert_close(got, F / F.sum(1, keepdim=True))
+    assert got.argmax(1)[visible].tolist() == [0, 1, 2]  # seeds are not clamped, yet keep their class here
+
+
+def test_neighbour_vote_is_the_weighted_mean_of_the_neighbours_rows():
+    from graphs.propagation import neighbour_vote
+
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
+    ids = torch.tensor([[0, 1], [2, 0], [1, 2]])
+    weights = torch.tensor([[3.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    got = neighbour_vote(rows, ids, weights)
+    torch.testing.assert_close(got, torch.tensor([[0.75, 0.25], [0.75, 0.25], [0.0, 0.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="same shape"):
+        neighbour_vote(rows, ids, weights[:, :1])
+
+
+def test_graph_label_propagation_returns_normalised_scores():
+    from graphs.propagation import graph_label_propagation
+
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    out = graph_label_propagation(edge_index, torch.ones(3), torch.tensor([0, 0, 1, 0]),
+                                  torch.tensor([True, False, True, False]), num_classes=2)
+    assert out["scores"].shape == (4, 2)
+    torch.testing.assert_close(out["scores"].sum(1), torch.ones(4, dtype=torch.float64))
+    assert out["scores"].argmax(1).tolist() == out["predictions"].tolist()

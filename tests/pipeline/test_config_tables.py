@@ -65,7 +65,9 @@ def test_prepare_seed_is_the_split_seed_not_the_training_seed(captured, tmp_path
 
 
 def test_precedence_flags_over_run_over_stage_tables_over_top_level(captured, tmp_path):
-    text = "lr = 1e-4\nepochs = 7\npatience = 2\n[train]\nlr = 2e-4\nepochs = 6\n[run]\nlr = 3e-4\n"
+    # lr trains only where pre-trained layers do: --train-layers 1, not the CPU's auto -> 0
+    text = ('train-layers = "1"\nlr = 1e-4\nepochs = 7\npatience = 2\n[train]\nlr = 2e-4\nepochs = 6\n'
+            "[run]\nlr = 3e-4\n")
     config = _resolved(captured, tmp_path, text, "--epochs", 4)
     assert config.train.loop.epochs == 4  # flag
     assert config.train.loop.lr == 3e-4  # [run] over [train] and top level

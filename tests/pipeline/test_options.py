@@ -140,8 +140,10 @@ def test_config_dataclasses_take_their_defaults_from_options():
     assert loop.milestones == (30,) and loop.second_forward is False
     assert (gcn.epochs, gcn.lr, gcn.hidden, gcn.m) == (
         options.GCN_EPOCHS, options.GCN_LR, options.GCN_HIDDEN, options.BERTGCN_M)
-    assert EncoderConfig().max_length == options.MAX_LENGTH and EvaluateConfig().knn_k == options.K
+    # knn_k None: k is chosen on validation (label_propagation falls back to options.K)
+    assert EncoderConfig().max_length == options.MAX_LENGTH and EvaluateConfig().knn_k is None
     assert EvaluateConfig().probe == options.DEFAULT_PROBE
+    assert EvaluateConfig().predictor == options.DEFAULT_PREDICTOR
 
 
 def test_reference_probe_defaults_are_the_options():

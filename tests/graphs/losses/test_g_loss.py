@@ -326,3 +326,36 @@ def test_nothing_reached_gives_an_attached_zero():
     out = GLoss(graph="knn", sigma=0.5, k=2)(x, labels, visible=visible)
     assert out["g_loss"].item() == 0.0 and out["g_loss"].grad_fn is not None
     assert out["stat_g_loss_unreached"].item() == 3
+
+
+def test_unlabelled_bank_rows_pass_propagation_on_but_are_never_seeds_or_scored():
+    from graphs.memory_bank import UNLABELLED
+
+    # Batch: two labelled anchors (0, 1) and one hidden node (2) far from both; the bank holds one document
+    # between node 2 and anchor 0's class, either with its label or unlabelled.
+    batch = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, -0.8]])
+    labels = torch.tensor([0, 1, 1])
+    visible = torch.tensor([True, True, False])
+    bank_rows = torch.tensor([[0.9, -0.45], [0.0, 1.0], [1.0, 0.0]])
+    for bank_labels, seeds in ((torch.tensor([0, 1, 0]), 3), (torch.tensor([UNLABELLED, 1, 0]), 2)):
+        bank = MemoryBank(6, 2).fill(bank_rows, bank_labels, torch.tensor([3, 4, 5]))
+        gloss = GLoss(graph="bank", memory_bank=bank, sigma=0.3, k=3, bank_update=False)
+        _, _, _, visible_all, _ = gloss._nodes(batch, labels, torch.tensor([0, 1, 2]), visible)
+        assert int(visible_all[3:].sum()) == seeds  # an unlabelled row is never a seed
+        out = gloss(batch, labels, indices=torch.tensor([0, 1, 2]), visible=visible)
+        assert int(out["stat_g_loss_hidden"]) == 1  # only the batch's hidden node is scored
+        scores = gloss.propagated_scores(batch, labels, visible, indices=torch.tensor([0, 1, 2]))
+        assert scores.shape == (1, 2)
+    # The unlabelled document takes part in the graph: without it (never filled) node 2's scores change.
+    far = torch.tensor([[-1.0, 0.0]])
+    def node_2_scores(rows, row_labels, ids):
+        bank = MemoryBank(8, 2).fill(torch.cat([rows, far]), torch.cat([row_labels, torch.tensor([1])]), ids)
+        gloss = GLoss(graph="bank", memory_bank=bank, sigma=0.3, k=2, bank_update=False)
+        return gloss.propagated_scores(batch, labels, visible, indices=torch.tensor([0, 1, 2])), bank
+
+    with_it, bank = node_2_scores(bank_rows, torch.tensor([UNLABELLED, 1, 0]), torch.tensor([3, 4, 5, 6]))
+    without, _ = node_2_scores(bank_rows[1:], torch.tensor([1, 0]), torch.tensor([4, 5, 6]))
+    assert not torch.allclose(with_it, without)
+    assert "unlabelled=1" in repr(bank)
+    with pytest.raises(ValueError, match="or -2 for unlabelled rows"):
+        bank.fill(bank_rows[:1], torch.tensor([-3]))

@@ -141,3 +141,13 @@ def test_dataset_label_marks_train_and_test_slices():
     assert dataset_label({"dataset": "R8", "limit": 1000, "limit_test": 444}) == "R8 (train<=1000, test<=444)"
     assert dataset_label({"dataset": "mr", "limit_test": 500}) == "mr (test<=500)"
     assert benchmark_name(dataset_label({"dataset": "R8", "limit": 10, "limit_test": 5})) == "R8"
+
+
+def test_the_headline_predictor_is_part_of_a_rows_identity():
+    from pipeline.compare.aggregate import predictor_label
+
+    assert predictor_label({"predictor": "head", "setting": "inductive"}) == ""
+    assert predictor_label({}) == ""  # evaluated before graph predictors existed: the head
+    assert predictor_label({"predictor": "lpa", "setting": "inductive"}) == " [lpa]"
+    assert predictor_label({"predictor": "mix", "setting": "transductive"}) == " [mix, transductive]"
+    assert predictor_label({"predictor": "knn", "setting": "inductive"}) == " [knn]"

@@ -14,7 +14,8 @@ HISTORY = [{"epoch": 1, "val_macro_f1": 0.50, "seconds": 10.0}, {"epoch": 2, "va
 
 
 def fake_run(run_dir: Path, *, split_seed: int, seed: int, accuracy: float, loss: str = "ce", lr: float = 2e-5,
-             init_from: Path | None = None, tier: str | None = None, history=HISTORY) -> Path:
+             init_from: Path | None = None, tier: str | None = None, history=HISTORY,
+             predictor: dict | None = None) -> Path:
     """A finished run's three manifests, as `gloss run` writes them, without training anything."""
     quiet = {"force": True, "echo": lambda _: None}
     prepared = run_stage(run_dir, "prepare", {"dataset": "R8", "data_root": "/data", "val_fraction": 0.1,
@@ -32,7 +33,7 @@ def fake_run(run_dir: Path, *, split_seed: int, seed: int, accuracy: float, loss
     summary = {"headline": {"accuracy": accuracy, "macro_f1": accuracy - 0.1, "source": "head"},
                "head": {"accuracy": accuracy, "macro_f1": accuracy - 0.1},
                "linear_probe": {"accuracy": accuracy + 0.01, "macro_f1": accuracy - 0.05},
-               "label_propagation": {"accuracy": accuracy - 0.02, "macro_f1": accuracy - 0.2}}
+               "label_propagation": {"accuracy": accuracy - 0.02, "macro_f1": accuracy - 0.2}, **(predictor or {})}
     run_stage(run_dir, "evaluate", {}, lambda ctx: summary, upstream={"prepare": prepared, "train": trained}, **quiet)
     if tier:
         (run_dir / "compare-tier.txt").write_text(tier + "\n")
@@ -89,6 +90,14 @@ def test_epochs_to_share_by_hand():
     assert epochs_to_share(HISTORY, share=0.5) == (1, 10.0)
     assert epochs_to_share([{"val_macro_f1": None}, {"val_macro_f1": 0.4}]) == (2, None)
     assert epochs_to_share([{"val_macro_silhouette": 0.3}]) == (None, None)
+
+
+def test_head_and_graph_headlines_never_pool(tmp_path):
+    graph = {"predictor": "lpa", "setting": "inductive"}
+    records = [read_run(fake_run(tmp_path / f"ce-{s}", split_seed=s, seed=s, accuracy=0.9,
+                                 predictor=graph if s == 2 else None)) for s in range(3)]
+    rows = aggregate(records)
+    assert [(r["label"], r["accuracy"]["n"]) for r in rows] == [("ce", 2), ("ce [lpa]", 1)]
 
 
 def test_tiers_never_pool(tmp_path):

@@ -203,3 +203,59 @@ def test_reference_probe_needs_val_embeddings(run):
     result = _evaluate(run, "--probe", "reference")
     assert result.exit_code == 1
     assert "the reference probe needs" in result.output and "embeddings_val.npy" in result.output
+
+
+def _chosen(run: Path) -> tuple[dict, dict]:
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    with np.load(run / "evaluate" / "predictions_test.npz") as saved:
+        predictions = {key: saved[key] for key in saved.files}
+    return metrics, predictions
+
+
+def test_graph_predictors_ignore_the_test_labels(run):
+    """k and alpha come from validation: shuffling the test labels changes no chosen value and no prediction."""
+    fabricate_train(run)
+    assert CliRunner().invoke(main, ["evaluate", "--run-dir", str(run), "--tsne-max", "0"]).exit_code == 0
+    before, predicted = _chosen(run)
+    path = run / "prepare" / "test.csv"
+    test = pd.read_csv(path, keep_default_na=False)
+    order = np.random.default_rng(1).permutation(len(test))
+    test[["label", "label_id"]] = test[["label", "label_id"]].to_numpy()[order]
+    test.to_csv(path, index=False)
+    result = CliRunner().invoke(main, ["evaluate", "--run-dir", str(run), "--tsne-max", "0", "--force"])
+    assert result.exit_code == 0, result.output
+    after, predicted_after = _chosen(run)
+    graph_keys = {"knn", "lpa-transductive", "lpa-inductive", "mix-transductive", "mix-inductive"}
+    assert graph_keys <= set(before["predictors"])
+    chosen_fields = ("k", "alpha", "k_given", "val_accuracy", "val_macro_f1", "setting")
+    for key in graph_keys:
+        assert {f: after["predictors"][key][f] for f in chosen_fields} == \
+            {f: before["predictors"][key][f] for f in chosen_fields}, key
+        assert before["predictors"][key]["k_given"] is False
+    assert predicted.keys() == predicted_after.keys()
+    for key in predicted:
+        np.testing.assert_array_equal(predicted[key], predicted_after[key])
+    # The shuffle did reach the scores: the test metrics moved.
+    assert after["predictors"]["knn"]["accuracy"] != before["predictors"]["knn"]["accuracy"]
+
+
+def test_predictor_headline_and_given_k(run):
+    fabricate_train(run)
+    result = _evaluate(run, "--predictor", "mix", "--transductive")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    chosen = metrics["predictors"]["mix-transductive"]
+    assert metrics["headline"] == {"accuracy": chosen["accuracy"], "macro_f1": chosen["macro_f1"],
+                                   "absent_classes": chosen["absent_classes"], "source": "mix-transductive"}
+    assert (metrics["predictor"], metrics["setting"], metrics["k"]) == ("mix", "transductive", 5)
+    assert metrics["alpha"] == chosen["alpha"] and chosen["k_given"] is True
+    assert all(block["k"] in (None, 5) for block in metrics["predictors"].values())
+    assert "graph predictors" in result.output
+
+
+def test_mix_without_a_head_is_refused_before_any_work(run):
+    fabricate_train(run, logits=False, loss="gloss")
+    result = _evaluate(run, "--predictor", "mix")
+    assert result.exit_code != 0
+    assert "--predictor mix" in result.output and "no head" in result.output
+    assert not (run / "evaluate").exists()
