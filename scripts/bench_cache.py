@@ -2,12 +2,15 @@
 
     nice python scripts/bench_cache.py                          # R8, split seeds 0 and 1, --train-layers 1
     python scripts/bench_cache.py --limit 48 --max-length 32    # smoke run
+    nice python scripts/bench_cache.py --limit 600 --embed      # also time `gloss embed` after each step
 
 Method: for each ``--split-seeds`` value, ``gloss prepare`` of ``--dataset`` (from ``$GLOSS_DATA``, with that
 seed and ``--limit``) into its own run folder, a fresh packaged all-MiniLM-L6-v2 on the CPU, then the caching
 step ``gloss train --train-layers N`` runs before its first epoch (:func:`pipeline.training.partial.build_encoder`
 on train, val and test, batches of 64 as the train stage's evaluation batches), timed; every seed shares one
-fresh private ``GLOSS_CACHE``, as runs on one machine do. ``hits`` are the splits found in the cache. The
+fresh private ``GLOSS_CACHE``, as runs on one machine do. ``hits`` are the splits found in the cache. With
+``--embed``, the embed stage (``gloss embed``: the corpus sigma of G-Loss) then runs on the same run folder,
+timed (``embed_seconds``, ``embed_hits``). The
 machine's load average is printed beside the figures (a shared 2-core CPU: other processes slow every step).
 Each line printed is one JSON object.
 """
@@ -47,6 +50,17 @@ def _caching_step(run: Path, args) -> dict:
             "documents": {split: len(t) for split, t in texts.items()}, "load_before": load, "load_after": _load()}
 
 
+def _embed_stage(run: Path, args) -> dict:
+    from pipeline.encoder import EncoderConfig
+    from pipeline.stages import embed
+
+    started = time.perf_counter()
+    manifest = embed.run(embed.EmbedConfig(EncoderConfig(max_length=args.max_length, device="cpu")), run,
+                         echo=lambda _: None)
+    return {"embed_seconds": round(time.perf_counter() - started, 1), "embed_hits": manifest.summary["cached"],
+            "load_after_embed": _load()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="R8")
@@ -54,6 +68,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--train-layers", default="1")
+    parser.add_argument("--embed", action="store_true", help="time the embed stage after the caching step")
     args = parser.parse_args()
     from pipeline.stages import prepare
 
@@ -66,6 +81,8 @@ def main() -> None:
             prepare.run(config, run, echo=lambda _: None)
             record = {"dataset": args.dataset, "split_seed": seed, "limit": args.limit, "max_length": args.max_length,
                       "train_layers": args.train_layers, **_caching_step(run, args)}
+            if args.embed:
+                record.update(_embed_stage(run, args))
             print(json.dumps(record), flush=True)
 
 
