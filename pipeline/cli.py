@@ -258,21 +258,13 @@ def _gcn_options() -> list:
     ]
 
 
-def train_options(func):
-    """Every option of `gloss train` (shared with `gloss run`)."""
+def _g_loss_options() -> list:
+    """G-Loss's options of `gloss train`: its batch graph, kernel width, visible share and variants."""
     o = options
     sigma_help = ("G-Loss kernel width: a number; sqrt (paper) or dicm (reference code), computed once by "
                   "`gloss embed` on the pre-trained train embeddings; batch-sqrt or batch-dicm, recomputed "
                   "on every batch.")
-    decorators = [
-        click.option("--method", type=click.Choice(o.METHODS), default=o.DEFAULT_METHOD, show_default=True,
-                     help=o.METHOD_HELP),
-        click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
-                     help="Objective of --method finetune."),
-        click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
-                     show_default=o.loss_default_text("lam"),
-                     help="Weight of the graph/contrastive part: lambda * L + (1 - lambda) * CE (default per "
-                          "--loss)."),
+    return [
         click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=o.GAMMA,
                      show_default=True, help="G-Loss: share of batch nodes whose labels stay visible."),
         click.option("--sigma", default=o.DEFAULT_SIGMA, show_default=True, help=sigma_help),
@@ -293,6 +285,22 @@ def train_options(func):
                           "code's form."),
         click.option("--variant", type=click.Choice(o.VARIANTS), default=o.DEFAULT_VARIANT, show_default=True,
                      help="G-Loss: gloss's implementation, or the released code's computation (dense graph)."),
+    ]
+
+
+def train_options(func):
+    """Every option of `gloss train` (shared with `gloss run`)."""
+    o = options
+    decorators = [
+        click.option("--method", type=click.Choice(o.METHODS), default=o.DEFAULT_METHOD, show_default=True,
+                     help=o.METHOD_HELP),
+        click.option("--loss", type=click.Choice(o.LOSSES), default=o.DEFAULT_LOSS, show_default=True,
+                     help="Objective of --method finetune."),
+        click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
+                     show_default=o.loss_default_text("lam"),
+                     help="Weight of the graph/contrastive part: lambda * L + (1 - lambda) * CE (default per "
+                          "--loss)."),
+        *_g_loss_options(),
         click.option("--class-weights", type=click.Choice(o.CLASS_WEIGHTS), default=o.DEFAULT_CLASS_WEIGHTS,
                      show_default=True,
                      help="Class weights of CE, G-Loss and SupCon: balanced = n / (C * n_c) on the training split."),

@@ -89,3 +89,20 @@ def toy_root(tmp_path: Path) -> Path:
     write_csv(tmp_path / "toy" / "train.csv", train)
     write_csv(tmp_path / "toy" / "test.csv", test)
     return tmp_path
+
+
+@pytest.fixture
+def saved_figures(monkeypatch) -> list:
+    """Every matplotlib figure saved during the test, as it was when saved: plot tests read what a figure
+    draws (its artists' data), not only that a PNG exists."""
+    from matplotlib.figure import Figure
+
+    figures = []
+    original = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures

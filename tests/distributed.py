@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -25,7 +26,8 @@ def free_port() -> int:
 def _worker(rank: int, world_size: int, port: int, folder: str, fn, args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    # a rank left waiting in a collective fails after 5 minutes instead of hanging the suite
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(minutes=5))
     try:
         result = fn(rank, world_size, *args)
         torch.save(result, Path(folder) / f"rank{rank}.pt")

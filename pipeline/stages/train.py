@@ -30,7 +30,10 @@ so the protocol is part of the run's identity. ``--precision auto`` is resolved 
 
 Under ``torchrun --nproc-per-node N --no-python gloss train ...`` the stage trains data-parallel
 (:mod:`pipeline.training.distributed`): every rank runs it, rank 0 alone writes ``RUN/train`` and says what
-happens; the others train their shards and write nothing.
+happens; the others train their shards and write nothing. Across several machines the run directory must be on
+a filesystem every machine mounts at the same path (rank 0 writes the checkpoints, every rank reads them): this
+is checked before the first epoch and refused in one line otherwise. A failure on one rank (a non-finite loss,
+a validation or write error on rank 0) stops every rank with the same one-line error.
 """
 
 from __future__ import annotations
@@ -246,6 +249,7 @@ def run(config: TrainConfig, run_dir: str | Path, force: bool = False, resume: b
     requested = config.loop.train_layers
     config = resolve_protocol(config)
     config, ranks = _join_data_parallel(config)
+    distributed.require_shared_folder(Path(run_dir), ranks)  # before a model is loaded or anything written
     if not ranks.main:
         echo = _silent
     echo(f"train: --train-layers {config.loop.train_layers}"
@@ -341,34 +345,37 @@ def _finetune(ctx: StageContext, config: TrainConfig, config_dict: dict, prepare
               ranks: distributed.Ranks = distributed.Ranks()) -> dict:
     import torch
 
-    splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
-    frames, label_names = load_splits(prepared, splits)  # a tuning trial never reads, encodes or caches test
-    texts, labels = split_texts(frames), split_labels(frames)
-    if len(np.unique(labels["train"])) < 2:
-        raise GlossError(f"{prepared.output('train.csv')}: the training split has a single class")
-    unlabeled = unlabeled_texts(config.unlabeled, frames)
-    if unlabeled:
-        texts["unlabeled"] = unlabeled
-        echo(f"train: {len(unlabeled)} unlabelled documents ({config.unlabeled}) join the memory bank")
-    class_weights = _class_weights(config, labels["train"], len(label_names))
-    torch.manual_seed(config.loop.seed)
-    model = load_encoder(config.encoder)
-    dim = model.get_embedding_dimension()
-    weighting = None
-    if uses_weighting_network(config.objective):
-        echo("train: lcl+ce: loading a second copy of the encoder as the weighting network (--lcl-weighting separate)")
-        weighting = WeightingNetwork.from_encoder_config(config.encoder, len(label_names))
-    try:
-        objective = Objective(config.objective, len(label_names), sigma_value=sigma and sigma.value,
-                              seed=config.loop.seed, train_size=len(texts["train"]) + len(unlabeled), dim=dim,
-                              class_weights=class_weights, weighting=weighting)
-    except ValueError as exc:
-        raise GlossError(str(exc)) from None
-    built = build_encoder(model, config.loop.train_layers, config.encoder, texts, config.loop.eval_batch_size, echo)
-    if weighting is not None:  # the weighting copy trains what the main encoder trains, on the same cached inputs
-        weighting.follow(encoder_for_copy(built.encoder, weighting.encoder))
-    head = torch.nn.Linear(dim, len(label_names)).to(model.device) if objective.has_head else None
-    objective.to(model.device)
+    # each rank reads, loads and caches on its own: one failing stops all (none left waiting in fit's collectives)
+    with distributed.together(ranks):
+        splits = SPLITS if config.write_test_outputs else tuple(s for s in SPLITS if s != "test")
+        frames, label_names = load_splits(prepared, splits)  # a tuning trial never reads, encodes or caches test
+        texts, labels = split_texts(frames), split_labels(frames)
+        if len(np.unique(labels["train"])) < 2:
+            raise GlossError(f"{prepared.output('train.csv')}: the training split has a single class")
+        unlabeled = unlabeled_texts(config.unlabeled, frames)
+        if unlabeled:
+            texts["unlabeled"] = unlabeled
+            echo(f"train: {len(unlabeled)} unlabelled documents ({config.unlabeled}) join the memory bank")
+        class_weights = _class_weights(config, labels["train"], len(label_names))
+        torch.manual_seed(config.loop.seed)
+        model = load_encoder(config.encoder)
+        dim = model.get_embedding_dimension()
+        weighting = None
+        if uses_weighting_network(config.objective):
+            echo("train: lcl+ce: loading a second copy of the encoder as the weighting network "
+                 "(--lcl-weighting separate)")
+            weighting = WeightingNetwork.from_encoder_config(config.encoder, len(label_names))
+        try:
+            objective = Objective(config.objective, len(label_names), sigma_value=sigma and sigma.value,
+                                  seed=config.loop.seed, train_size=len(texts["train"]) + len(unlabeled), dim=dim,
+                                  class_weights=class_weights, weighting=weighting)
+        except ValueError as exc:
+            raise GlossError(str(exc)) from None
+        built = build_encoder(model, config.loop.train_layers, config.encoder, texts, config.loop.eval_batch_size, echo)
+        if weighting is not None:  # the weighting copy trains what the main encoder trains, on the same cached inputs
+            weighting.follow(encoder_for_copy(built.encoder, weighting.encoder))
+        head = torch.nn.Linear(dim, len(label_names)).to(model.device) if objective.has_head else None
+        objective.to(model.device)
     if not resume and (ctx.scratch_dir / LAST_CHECKPOINT).is_file():
         echo(f"train: an interrupted run left checkpoints in {ctx.scratch_dir}; starting over (--resume continues it)")
     result = fit(model, head, objective, FitData.from_splits(texts, labels, unlabeled), config.loop,

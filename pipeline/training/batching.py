@@ -34,15 +34,17 @@ def plan_batches(
             then shuffle the batch order.
         balanced: build batches from same-class pairs so every class present in a batch has at least two
             examples (what graph and contrastive losses need).
-        min_size: a last batch smaller than this joins the one before (2: a one-document batch teaches pairwise
-            losses nothing; a data-parallel run needs a row per rank).
+        min_size: a batch smaller than this joins another (2: a one-document batch teaches pairwise losses
+            nothing; a data-parallel run needs a row per rank, its ``world_size``): the last one of a shuffled
+            plan joins the one before; in a balanced plan, any (a last pair, a class with one document) joins
+            its neighbour.
     """
     if batch_size < 1:
         raise ValueError(f"Expected 'batch_size' to be positive (got {batch_size})")
     rng = epoch_rng(seed, epoch)
     n = len(labels)
     if balanced:
-        batches = _pack(_same_class_groups(labels, rng), batch_size)
+        batches = _merge_small(_pack(_same_class_groups(labels, rng), batch_size), min_size)
         return [batches[i] for i in rng.permutation(len(batches))]
     order = rng.permutation(n)
     if bucket:
@@ -57,6 +59,18 @@ def plan_batches(
     if bucket:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _merge_small(batches: list[np.ndarray], min_size: int) -> list[np.ndarray]:
+    """``batches`` in order, each one smaller than ``min_size`` joined to the batch before it (the first to the
+    one after), unless it is the only one."""
+    merged: list[np.ndarray] = []
+    for batch in batches:
+        if merged and (len(batch) < min_size or len(merged[-1]) < min_size):
+            merged[-1] = np.concatenate([merged[-1], batch])
+        else:
+            merged.append(batch)
+    return merged
 
 
 def _same_class_groups(labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:

@@ -32,7 +32,15 @@ from pipeline.errors import GlossError
 from pipeline.evaluation.metrics import accuracy_and_macro_f1, silhouette
 from pipeline.hashing import config_differences
 from pipeline.training.batching import plan_batches
-from pipeline.training.distributed import Ranks, barrier, broadcast, shard, sum_over_ranks
+from pipeline.training.distributed import (
+    Ranks,
+    from_main,
+    raise_together,
+    require_shared_folder,
+    shard,
+    sum_over_ranks,
+    together,
+)
 from pipeline.training.objectives import Objective
 from pipeline.training.partial import FullEncoder, param_groups
 from pipeline.training.precision import autocast, grad_scaler, resolve_precision
@@ -298,10 +306,15 @@ def fit(
 
     ``ranks`` (a :class:`~pipeline.training.distributed.Ranks` of an initialised process group): data-parallel
     training; each rank trains on its shard of every global batch under ``DistributedDataParallel``, rank 0
-    alone validates and writes (see :mod:`pipeline.training.distributed`).
+    alone validates and writes (see :mod:`pipeline.training.distributed`). ``checkpoints.folder`` must be one
+    folder every rank sees (a shared filesystem across nodes): checked first, refused in one line otherwise.
+    A failure on one rank (a non-finite loss or embedding, a validation or write error) stops every rank with
+    the same one-line error.
     """
     encoder = encoder or FullEncoder(model, {"train": data.train_texts, "val": data.val_texts}
                                      | ({"unlabeled": data.unlabeled_texts} if data.unlabeled_texts else {}))
+    checkpoints.folder.mkdir(parents=True, exist_ok=True)
+    require_shared_folder(checkpoints.folder, ranks or Ranks())
     run = _Fit(model, head, objective, data, config, checkpoints, val_embeddings_dir, callbacks or FitCallbacks(),
                encoder, ranks or Ranks())
     state = run.resume()
@@ -381,7 +394,8 @@ class _Fit:
     def resume(self) -> _State:
         """The state to start from: fresh, or restored from the last checkpoint with ``resume``."""
         state = _State()
-        saved = self.checkpoints.load_last(self.device)
+        with together(self.ranks):  # every rank reads the last checkpoint; one failing stops all
+            saved = self.checkpoints.load_last(self.device)
         if saved is None:
             if self.checkpoints.resume:
                 self.echo(f"train: --resume found no checkpoint in {self.checkpoints.folder}; starting from epoch 1")
@@ -436,25 +450,25 @@ class _Fit:
             bar.close()
         return sums
 
-    def _diverged(self, epoch: int, number: int, what: str) -> GlossError:
-        return GlossError(
-            f"epoch {epoch} batch {number}: {what}; stopped, the last good checkpoint is kept in "
-            f"{self.checkpoints.folder} (lower --lr and rerun with --resume)"
-        )
+    def _stop_unless(self, finite: bool, epoch: int, number: int, what: str) -> None:
+        """Stop training unless ``finite``; in a data-parallel run the ranks agree first (a collective: every
+        rank calls it at the same point), so all stop with the same line, naming the rank that diverged."""
+        where = f" on rank {self.ranks.rank}" if self.ranks.active else ""
+        raise_together(None if finite else GlossError(
+            f"epoch {epoch} batch {number}: {what}{where}; stopped, the last good checkpoint is kept in "
+            f"{self.checkpoints.folder} (lower --lr and rerun with --resume)"), self.ranks)
 
     def _forward(self, epoch: int, number: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The loss parts of one batch (under the precision's autocast)."""
         batch_labels = self.labels[rows].to(self.device)
         with autocast(self.device, self.precision):
             embeddings = self.encoder.batch("train", rows)
-            if not torch.isfinite(embeddings).all():
-                raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
             logits = self.head(embeddings) if self.head is not None else None
             # second_forward: the embedding loss scores a second pass of the same batch (fresh dropout), as the
             # released G-Loss code does; CE keeps the first.
             second = self.encoder.batch("train", rows) if self.second_forward else None
-            if second is not None and not torch.isfinite(second).all():
-                raise self._diverged(epoch, number, "NaN or Inf in the embeddings")
+            finite = all(bool(torch.isfinite(e).all()) for e in (embeddings, second) if e is not None)
+            self._stop_unless(finite, epoch, number, "NaN or Inf in the embeddings")
             return self.objective(embeddings, logits, batch_labels, indices=torch.as_tensor(rows, device=self.device),
                                   loss_embeddings=second, features=self._weighting_features(rows))
 
@@ -472,8 +486,8 @@ class _Fit:
         """Forward, loss, backward and an optimizer step on one batch (this rank's shard); its loss parts."""
         parts = self.step(epoch, number, rows)
         total = parts["total"]
-        if not torch.isfinite(total):
-            raise self._diverged(epoch, number, f"the loss is {total.item()}")
+        finite = bool(torch.isfinite(total))
+        self._stop_unless(finite, epoch, number, "" if finite else f"the loss is {total.item()}")
         self.optimizer.zero_grad(set_to_none=True)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.scaler is None:
@@ -520,7 +534,7 @@ class _Fit:
         """Validate, record the epoch, checkpoint, decide on early stopping, call ``on_epoch_end``."""
         train_seconds = time.perf_counter() - sums.started
         self._sum_over_ranks(sums)
-        scores = broadcast(self._validate(epoch) if self.ranks.main else None, self.ranks)
+        scores = from_main(lambda: self._validate(epoch), self.ranks)
         record = {
             "epoch": epoch,
             **sums.means(),
@@ -532,18 +546,22 @@ class _Fit:
         }
         improved = state.observe(epoch, scores.get(self.objective.monitor), self.config.patience,
                                  self.config.epochs)
-        if improved and self.ranks.main:
-            _atomic_save({"epoch": epoch, "model": self.model.state_dict(), "head": self._head_state(),
-                          "objective": self.objective.network_state()}, self.checkpoints.best)
         record.update(best_so_far=state.best_epoch, stopped_early=state.stopped_early)
         state.history.append(record)
-        if self.ranks.main:
-            self._save_last(epoch, state)
-            self._echo_epoch(record, improved, state)
-        barrier(self.ranks)  # the others read best.pt / last.pt only once rank 0 has written them
+        # rank 0 writes; the others wait (they read best.pt / last.pt only once written) and stop with it
+        from_main(lambda: self._write_epoch(epoch, state, record, improved), self.ranks)
         if self.callbacks.on_epoch_end is not None:
-            self.callbacks.on_epoch_end(epoch, record)
+            with together(self.ranks):
+                self.callbacks.on_epoch_end(epoch, record)
         return record
+
+    def _write_epoch(self, epoch: int, state: _State, record: dict, improved: bool) -> None:
+        """The epoch's checkpoints (``best.pt`` when it improved, ``last.pt``), history and line."""
+        if improved:
+            _atomic_save({"epoch": epoch, "model": self.model.state_dict(), "head": self._head_state(),
+                          "objective": self.objective.network_state()}, self.checkpoints.best)
+        self._save_last(epoch, state)
+        self._echo_epoch(record, improved, state)
 
     def _validate(self, epoch: int) -> dict:
         """The validation scores of the current weights (rank 0 of a data-parallel run); writes the epoch's
@@ -591,12 +609,12 @@ class _Fit:
         """Load the best epoch's weights back into ``model``/``head``."""
         if state.best_epoch == 0:
             raise GlossError("train: no epoch produced a finite validation score")
-        best = torch.load(self.checkpoints.best, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(best["model"])
-        if self.head is not None:
-            self.head.load_state_dict(best["head"])
-        self.objective.load_network_state(best.get("objective"))
-        barrier(self.ranks)  # every rank has read best.pt before rank 0 moves on (and deletes it)
+        with together(self.ranks):  # every rank has read best.pt before rank 0 moves on (and deletes it)
+            best = torch.load(self.checkpoints.best, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(best["model"])
+            if self.head is not None:
+                self.head.load_state_dict(best["head"])
+            self.objective.load_network_state(best.get("objective"))
         return FitResult(state.best_epoch, state.history, len(state.history), state.stopped_early)
 
 

@@ -21,6 +21,11 @@ G-Loss is built with ``variant=`` (``"gloss"`` or the released code's ``"release
 ``combined=(loss == "gloss+ce")``. Class weights (a ``[C]`` tensor, e.g. ``--class-weights balanced``
 resolved by the train stage) reach CE, G-Loss and SupCon alike (and both CE terms of ``lcl+ce``).
 
+In a data-parallel run (an initialised process group when the objective is built) every part is a loss of the
+global batch: the embedding losses gather it themselves (:mod:`graphs.distributed`) and CE gathers the shards'
+logits and labels, so its weighted mean counts every document of the global batch once, as one process does,
+whatever the shards' sizes and the class weights.
+
 ``lcl+ce`` (label-aware contrastive loss, Suresh & Ong 2021) weighs each anchor's negatives by
 ``softmax(g(x))``, the class distribution of a weighting network ``g``: with ``lcl_weighting="separate"``
 (the paper) a :class:`WeightingNetwork` (a second encoder and its own linear head) that the objective owns as
@@ -254,7 +259,8 @@ class Objective(nn.Module):
                                  f"(got {list(class_weights.shape)})")
         from graphs.distributed import is_distributed
 
-        context = _Context(num_classes, sigma, seed, train_size, dim, class_weights, gather=is_distributed())
+        self.gather = is_distributed()  # a data-parallel run: every part is a loss of the global batch
+        context = _Context(num_classes, sigma, seed, train_size, dim, class_weights, gather=self.gather)
         self.embedding_loss: nn.Module | None = None if spec.build is None else spec.build(config, context)
         self.weighting = self._check_weighting(weighting)
         if spec.part is None:
@@ -344,7 +350,7 @@ class Objective(nn.Module):
         """
         parts: dict[str, Tensor] = {}
         if "ce" in self.weights:
-            parts["ce"] = F.cross_entropy(logits, labels, weight=self.class_weights)
+            parts["ce"] = self._cross_entropy(logits, labels)
         if self.embedding_loss is not None:
             extra = {"indices": indices} if self.spec.indexed else {}
             if self.spec.weighted:
@@ -363,8 +369,23 @@ class Objective(nn.Module):
         if features is None:
             raise ValueError("Expected the batch's tokenised 'features' for the weighting network")
         weighting_logits = self.weighting(features)  # [B, C]
-        parts["ce_weighting"] = F.cross_entropy(weighting_logits, labels, weight=self.class_weights)
+        parts["ce_weighting"] = self._cross_entropy(weighting_logits, labels)
         return weighting_logits
+
+    def _cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Class-weighted CE, the mean over the global batch: in a data-parallel run the shards' logits (with
+        gradients) and labels are gathered first, so each rank computes the single-process value; a per-shard
+        mean would weigh the documents of a smaller shard (an odd global batch, ``--balanced``) or of a shard
+        with lighter classes more.
+
+        Shapes:
+            logits [B_r, C], labels [B_r] -> a scalar
+        """
+        if self.gather:
+            from graphs.distributed import gather_rows
+
+            logits, labels = gather_rows(logits, labels)  # [B, C], [B]
+        return F.cross_entropy(logits, labels, weight=self.class_weights)
 
 
 def balanced_class_weights(labels, num_classes: int) -> Tensor:

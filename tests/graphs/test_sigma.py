@@ -35,10 +35,17 @@ def test_sampling_is_seeded_and_bounded():
     assert sigma_dicm(x, labels, sample=40, seed=3) >= sigma_dicm(x, labels, sample=None)
 
 
-def test_heuristics_ignore_gradients():
-    x = torch.randn(10, 3, requires_grad=True)
-    assert isinstance(sigma_sqrt_median(x), float)
-    assert isinstance(sigma_dicm(x, torch.arange(10) % 2), float)
+def test_heuristics_of_a_tensor_with_gradients_are_plain_floats_of_a_loop():
+    x = torch.randn(9, 3, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    labels = torch.arange(9) % 2
+    pairs = [(i, j) for i in range(9) for j in range(i + 1, 9)]
+    distances = {(i, j): float((x[i] - x[j]).detach().double().norm()) for i, j in pairs}
+    lower_median = sorted(distances.values())[(len(pairs) - 1) // 2]  # 36 distances: the 18th, not a mean of two
+    closest_across = min(d for (i, j), d in distances.items() if labels[i] != labels[j])
+    sqrt_sigma, dicm_sigma = sigma_sqrt_median(x), sigma_dicm(x, labels)
+    assert type(sqrt_sigma) is float and type(dicm_sigma) is float and x.grad is None
+    assert sqrt_sigma == pytest.approx(math.sqrt(lower_median / 3), rel=1e-6)
+    assert dicm_sigma == pytest.approx(closest_across / 3, rel=1e-6)
 
 
 def test_resolve_sigma():

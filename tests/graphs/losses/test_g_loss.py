@@ -13,11 +13,18 @@ def _embeddings(n=8, d=5, seed=0, dtype=torch.float64):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-def _manual_dense_scores(x, labels, visible, sigma):
+def _manual_dense_scores(x, labels, visible, sigma, k=None):
     """The propagated scores F_u of the paper's formula, written out with dense matrices and an explicit
-    inverse (no gloss function)."""
+    inverse (no gloss function); with ``k``, on the symmetric kNN graph: an edge where either end is among the
+    other's ``k`` nearest."""
     x = x / x.norm(dim=1, keepdim=True)
     w = torch.exp(-torch.cdist(x, x).pow(2) / (2 * sigma**2)) * (1 - torch.eye(len(x), dtype=x.dtype))
+    if k is not None:
+        distances = torch.cdist(x, x) + torch.diag(torch.full((len(x),), float("inf"), dtype=x.dtype))
+        near = torch.zeros(len(x), len(x), dtype=torch.bool)
+        for i, row in enumerate(distances.topk(k, largest=False).indices):
+            near[i, row] = True
+        w = w * (near | near.T)
     d = w.sum(1).rsqrt()
     s = d[:, None] * w * d[None, :]
     T = s / s.sum(1, keepdim=True)
@@ -26,9 +33,9 @@ def _manual_dense_scores(x, labels, visible, sigma):
     return torch.linalg.inv(torch.eye(len(u), dtype=x.dtype) - T[u][:, u]) @ T[u][:, v] @ y_v  # [U, C]
 
 
-def _manual_dense_loss(x, labels, visible, sigma):
+def _manual_dense_loss(x, labels, visible, sigma, k=None):
     """The paper's loss: the mean negative log of the normalised propagated score of the true class."""
-    F_u = _manual_dense_scores(x, labels, visible, sigma)
+    F_u = _manual_dense_scores(x, labels, visible, sigma, k)
     p = F_u / F_u.sum(1, keepdim=True)
     return -p.gather(1, labels[~visible].view(-1, 1)).log().mean()
 
@@ -55,11 +62,16 @@ def test_knn_with_full_neighbourhood_converges_to_dense():
     torch.testing.assert_close(knn, dense, atol=1e-6, rtol=0)
 
 
-def test_knn_with_small_k_differs_from_dense():
-    x = _embeddings(seed=1)
+def test_knn_with_small_k_is_the_formula_on_the_knn_graph():
+    x = _embeddings(seed=1).requires_grad_()
     dense = GLoss(graph="dense", sigma=0.7)(x, LABELS, visible=VISIBLE)["g_loss"]
-    knn = GLoss(graph="knn", sigma=0.7, k=2)(x, LABELS, visible=VISIBLE)["g_loss"]
-    assert abs(float(knn - dense)) > 1e-3
+    loss = GLoss(graph="knn", sigma=0.7, k=3, num_iters=3000, tol=1e-13)(x, LABELS, visible=VISIBLE)
+    assert loss["stat_g_loss_unreached"] == 0  # every hidden node is scored, as in the closed form
+    expected = _manual_dense_loss(x, LABELS, VISIBLE, 0.7, k=3)
+    torch.testing.assert_close(loss["g_loss"], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.autograd.grad(loss["g_loss"], x)[0], torch.autograd.grad(expected, x)[0],
+                               atol=1e-6, rtol=0)
+    assert abs(float(loss["g_loss"] - dense)) > 1e-3  # and the kNN graph is not the dense one
 
 
 def test_bank_never_uses_a_batch_rows_own_copy():

@@ -35,7 +35,26 @@ def test_textgcn_stage_then_evaluate(r8_run):
     evaluated = _gloss("evaluate", "--run-dir", str(r8_run), "--tsne-max", "0")
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((r8_run / "evaluate" / "metrics.json").read_text())
-    assert metrics["method"] == "textgcn" and metrics["headline"]["accuracy"] > 0.7
+    assert metrics["method"] == "textgcn"
+    # TextGCN beats a bag-of-words reference on the same split, scikit-learn's TF-IDF logistic regression
+    # with its defaults (measured 0.93 against 0.80; the majority class is 0.49)
+    reference, majority = _bag_of_words_accuracy(r8_run)
+    assert metrics["headline"]["accuracy"] >= reference + 0.05 and reference > majority + 0.2, (
+        metrics["headline"]["accuracy"], reference, majority)
+
+
+def _bag_of_words_accuracy(run) -> tuple[float, float]:
+    """Test accuracy of TF-IDF + logistic regression trained on the run's train split, and the majority class's."""
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = (pd.read_csv(run / "prepare" / f"{split}.csv", keep_default_na=False) for split in ("train", "test"))
+    vectorizer = TfidfVectorizer()
+    model = LogisticRegression(max_iter=2000).fit(vectorizer.fit_transform(train["text"]), train["label"])
+    predicted = model.predict(vectorizer.transform(test["text"]))
+    majority = train["label"].value_counts().index[0]
+    return float((predicted == test["label"]).mean()), float((test["label"] == majority).mean())
 
 
 def test_bertgcn_stage_writes_logits_and_embeddings(r8_run):

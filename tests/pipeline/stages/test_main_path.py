@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from pipeline import options
 from pipeline.cli import main
 from tests.cli import gloss as _gloss
 from tests.cli import prepare_tiny
@@ -155,8 +156,10 @@ def test_run_with_the_reference_preset_end_to_end(tiny_root, tmp_path):
     assert (config["objective"]["variant"], config["objective"]["class_weights"]) == ("released", "balanced")
     assert (config["encoder"]["pooling"], config["encoder"]["max_length"]) == ("cls", 8)  # flag over preset
     loop = config["loop"]
+    # the CPU's --train-layers auto -> 0 trains no pre-trained weight: the preset's lr 1e-5 is reported, not applied
+    assert "--preset reference: its lr 1e-05 is not applied" in result.output
     assert (loop["optimizer"], loop["lr"], loop["schedule"], loop["milestones"], loop["second_forward"]) == (
-        "adam", 1e-5, "multistep", [30], True)
+        "adam", options.LR, "multistep", [30], True)
     assert (loop["epochs"], loop["batch_size"], loop["patience"]) == (1, 16, 10)
     import pandas as pd
 

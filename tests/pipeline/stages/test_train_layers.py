@@ -56,7 +56,8 @@ def test_cpu_default_is_the_adapter_and_predict_uses_it(prepared, tmp_path):
     assert "skipped" in again.output.lower() or "unchanged" in again.output.lower(), again.output
 
 
-def test_top_layer_on_cached_states_with_the_memory_bank(prepared, tmp_path):
+def test_top_layer_on_cached_states_with_the_memory_bank(prepared, tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOSS_CACHE", str(tmp_path / "cache"))  # its own cache: it asserts the states are computed
     run = _copy(prepared, tmp_path)
     args = ["--loss", "gloss+ce", "--graph", "bank", "--k", "3", "--sigma", "batch-sqrt", "--train-layers", "1", *TINY]
     result = _gloss("train", "--run-dir", str(run), *args)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from pipeline.training.batching import plan_batches
 
@@ -46,3 +47,14 @@ def test_balanced_batches_have_two_per_present_class():
 def test_no_single_document_batch():
     batches = plan_batches(np.ones(33), np.zeros(33, dtype=int), 16, seed=0, epoch=1, bucket=False)
     assert min(len(b) for b in batches) >= 2 and _cover(batches, 33)
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_balanced_batches_keep_a_row_for_every_rank(world_size):
+    # a class with one document and groups of 2 and 3 that leave short batches: each joins a neighbour
+    labels = np.repeat(np.arange(6), [1, 3, 2, 5, 2, 3])
+    for epoch in range(1, 6):
+        batches = plan_batches(np.ones(len(labels)), labels, 2 * world_size, seed=0, epoch=epoch, balanced=True,
+                               min_size=world_size)
+        assert _cover(batches, len(labels))
+        assert min(len(batch) for batch in batches) >= world_size, [len(b) for b in batches]

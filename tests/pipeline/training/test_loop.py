@@ -19,12 +19,16 @@ DATA = FitData(TEXTS, LABELS, TEXTS[::2], LABELS[::2])
 CONFIG = LoopConfig(epochs=2, batch_size=6, patience=5, eval_batch_size=16, bucket=False)
 
 
-def _fit(tmp_path, objective_config, callbacks, resume=False):
+def _fit(tmp_path, objective_config, callbacks, resume=False, weights=None):
+    """fit() from a fixed start; ``weights`` (a dict) receives the trained model's state."""
     torch.manual_seed(0)
     model = load_encoder(EncoderConfig(max_length=12, device="cpu"))
     objective = Objective(objective_config, 3, seed=0, train_size=len(TEXTS), dim=model.get_embedding_dimension())
     checkpoints = Checkpoints(tmp_path / "ckpt", run_config={"loss": objective_config.loss}, resume=resume)
-    return fit(model, None, objective, DATA, CONFIG, checkpoints, callbacks=callbacks), objective
+    result = fit(model, None, objective, DATA, CONFIG, checkpoints, callbacks=callbacks)
+    if weights is not None:
+        weights.update(model.state_dict())
+    return result, objective
 
 
 def test_on_epoch_end_sees_every_record_and_statistics_are_epoch_totals(tmp_path):
@@ -56,11 +60,21 @@ def test_raising_from_on_epoch_end_stops_and_the_run_resumes(tmp_path):
     assert (tmp_path / "ckpt" / "last.pt").is_file()
     for name in ("last.pt", "best.pt"):  # tensors and plain metadata only
         assert torch.load(tmp_path / "ckpt" / name, weights_only=True)["epoch"] == 1
-    lines = []
+    lines, resumed_weights = [], {}
     result, _ = _fit(tmp_path, ObjectiveConfig(loss="cosine"), FitCallbacks(echo=lines.append, progress=False),
-                     resume=True)
+                     resume=True, weights=resumed_weights)
     assert any("resumed from" in line and "after epoch 1" in line for line in lines)
     assert [r["epoch"] for r in result.history] == [1, 2] and result.epochs_run == 2
+    # ... to the end of an uninterrupted run: the same metrics and weights (every layer trains, with dropout)
+    whole_weights = {}
+    whole, _ = _fit(tmp_path / "whole", ObjectiveConfig(loss="cosine"), FitCallbacks(echo=lambda _: None,
+                    progress=False), weights=whole_weights)
+    for got, expected in zip(result.history, whole.history, strict=True):
+        for key in ("train_total", "train_cosine", "val_macro_silhouette"):
+            assert got[key] == pytest.approx(expected[key], abs=1e-6), (got["epoch"], key)
+    assert whole.best_epoch == result.best_epoch
+    for name, value in whole_weights.items():
+        torch.testing.assert_close(resumed_weights[name], value, atol=1e-6, rtol=0, msg=name)
 
 
 def test_multistep_drops_the_learning_rate_after_each_milestone_epoch():
