@@ -6,12 +6,16 @@ An entry is a folder ``CACHE/<kind>/<key>/`` holding whatever its writer put the
 is written into a temporary sibling and renamed into place, so a folder with ``meta.json`` is complete; two
 processes writing the same entry at once both succeed (the second drops its copy).
 
-Kinds in use (``pipeline.options.CACHE_KINDS``): ``embeddings`` (``gloss embed``: one split's pre-trained embeddings, keyed by the encoder
-files' hash, pooling, max length, precision and the texts' hash; ``--train-layers 0`` reads the same entries),
-``frozen-layers`` (``--train-layers N``: one split's per-token float16 states of the frozen lower layers,
-``states.npy`` [tokens, H] unpadded plus ``offsets.npy`` [N + 1], keyed by the encoder files' hash, the layer
-split, max length, the texts' hash and the dtype; :mod:`pipeline.training.partial`) and ``encoder-hash`` (the
+Kinds in use (``pipeline.options.CACHE_KINDS``): ``embeddings`` (``gloss embed``: pre-trained pooled
+embeddings of a list of texts, keyed by the encoder files' hash, pooling, max length, precision and the
+texts' hash; ``--train-layers 0`` reads the same entries), ``frozen-layers`` (``--train-layers N``: per-token
+float16 states of the frozen lower layers, ``states.npy`` [tokens, H] unpadded plus ``offsets.npy`` [N + 1],
+keyed by the encoder files' hash, the layer split, max length, the texts' hash and the dtype;
+:mod:`pipeline.training.partial`; computing them fills the ``embeddings`` entry of the same texts too) and
+``encoder-hash`` (the
 hash of a model folder's files, keyed by their paths, sizes and modification times, so the files are read once).
+The texts of an ``embeddings`` or ``frozen-layers`` entry are the union of ``train`` and ``val`` (the same for
+every validation split of a dataset) or one other split (:mod:`pipeline.cache_groups`).
 ``gloss cache list`` shows the entries, ``gloss cache clear [--kind KIND]`` removes them.
 """
 

@@ -168,6 +168,32 @@ def cached_embeddings(get_model: Callable[[], Any], config: EncoderConfig, texts
     return np.load(folder / "embeddings.npy", allow_pickle=False), hit
 
 
+def cached_split_embeddings(get_model: Callable[[], Any], config: EncoderConfig, texts: dict[str, list[str]],
+                            batch_size: int, progress: str, echo: Callable[[str], None] | None = None):
+    """The pre-trained pooled embeddings of every split in ``texts`` (split -> [N, D] float32) through
+    :func:`cached_embeddings`, ``train`` and ``val`` read from one entry of their union
+    (:mod:`pipeline.cache_groups`: every split seed of a dataset shares it); and the splits the cache had.
+    ``progress`` is a prefix of the progress label (``"embed"`` -> ``embed: train+val``).
+
+    An entry written per split by earlier versions is still read when the union's entry is missing."""
+    import numpy as np
+
+    from pipeline.cache_groups import cache_groups, earlier_entries
+
+    arrays, hits = {}, []
+    for group in cache_groups(texts):
+        earlier = earlier_entries(options.CACHE_EMBEDDINGS, group, texts, lambda t: embedding_cache_parts(config, t))
+        if earlier is not None:
+            arrays.update({split: np.load(folder / "embeddings.npy", allow_pickle=False)
+                           for split, folder in earlier.items()})
+            hits += list(group.rows)
+            continue
+        pooled, hit = cached_embeddings(get_model, config, group.texts, batch_size, f"{progress}: {group.name}", echo)
+        arrays.update({split: pooled[rows] for split, rows in group.rows.items()})
+        hits += list(group.rows) if hit else []
+    return {split: arrays[split] for split in texts}, [split for split in texts if split in hits]
+
+
 def to_device(features: dict[str, Any], device) -> dict[str, Any]:
     """Move the tensors of a tokenised batch to ``device`` (other entries pass through)."""
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}

@@ -6,8 +6,9 @@ defaults, fitted on the training texts only) and logistic regression: the sanity
 
 ``--method frozen`` (reported as ``frozen-lr``): the pre-trained encoder's pooled embeddings, not fine-tuned
 and not rescaled, and logistic regression: the classification protocol of MTEB (Muennighoff et al., EACL
-2023). The embeddings come from the shared ``embeddings`` cache (:func:`pipeline.encoder.cached_embeddings`),
-so replicates, ``gloss embed`` and ``--train-layers 0`` encode a corpus once.
+2023). The embeddings come from the shared ``embeddings`` cache (:func:`pipeline.encoder.cached_split_embeddings`),
+so replicates, every validation split, ``gloss embed`` and ``--train-layers 0`` or ``N`` encode a corpus
+once.
 
 Both fit one ``LogisticRegression`` (L-BFGS) on the training split per value of ``C`` in the grid, score
 each on the validation split by macro-F1 and keep the best, ties to the smaller ``C``. The test split is

@@ -89,8 +89,9 @@ def _bertgcn_body(ctx: StageContext, config, prepared: Manifest, echo) -> dict:
 
 def _frozen_embeddings(config, texts: dict[str, list[str]], echo) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every split's pre-trained pooled embeddings ``[N_split, D]`` from the shared cache (the encoder is
-    loaded only when a split is missing there); and the splits the cache already had."""
-    from pipeline.encoder import cached_embeddings, load_encoder
+    loaded only when a split is missing there; train and val share one entry with every validation split of
+    the dataset); and the splits the cache already had."""
+    from pipeline.encoder import cached_split_embeddings, load_encoder
 
     loaded = []
 
@@ -99,11 +100,8 @@ def _frozen_embeddings(config, texts: dict[str, list[str]], echo) -> tuple[dict[
             loaded.append(load_encoder(config.encoder))
         return loaded[0]
 
-    embeddings, hits = {}, []
-    for split, documents in texts.items():
-        embeddings[split], hit = cached_embeddings(model, config.encoder, documents, config.loop.eval_batch_size,
-                                                   f"train: frozen embeddings, {split}", echo)
-        hits += [split] if hit else []
+    embeddings, hits = cached_split_embeddings(model, config.encoder, texts, config.loop.eval_batch_size,
+                                               "train: frozen embeddings", echo)
     echo(f"train: frozen embeddings of {', '.join(texts)}: "
          f"{'read from the cache' if len(hits) == len(texts) else 'encoded into the cache'}")
     return embeddings, hits

@@ -4,10 +4,12 @@ Outputs (``RUN/embed/``): ``embeddings_{train,val,test}.npy`` (float32 [N, D]) a
 paper's ``sqrt`` heuristic (sqrt(median pairwise distance / 3)) and the reference code's ``dicm``
 (smallest distance between differently labelled points / 3), on L2-normalised training embeddings.
 
-Each split's embeddings are read from, or written to, the shared cache (:mod:`pipeline.cache`, kind
-``embeddings``) keyed by the encoder files' hash, pooling, max length, precision (float32 on CPU, float16
-autocast on CUDA) and the sha256 of the texts, so every run on the same data reuses them; the stage still
-writes its outputs into ``RUN/embed/``. The encoder is loaded only when a split is missing from the cache.
+The embeddings are read from, or written to, the shared cache (:mod:`pipeline.cache`, kind ``embeddings``)
+keyed by the encoder files' hash, pooling, max length, precision (float32 on CPU, float16 autocast on CUDA)
+and the sha256 of the texts, so every run on the same data reuses them; ``train`` and ``val`` share one entry
+of their union (:mod:`pipeline.cache_groups`), so every validation split of a dataset reads the one the
+first wrote, and a ``--train-layers N`` run fills the same entries while it caches its frozen layers. The
+stage still writes its outputs into ``RUN/embed/``. The encoder is loaded only when something is missing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pipeline import cache, options
 from pipeline.artifacts import SPLITS, load_splits
 from pipeline.encoder import (
     EncoderConfig,
-    cached_embeddings,
+    cached_split_embeddings,
     load_encoder,
     resolve_device,
     resolve_model_path,
@@ -61,12 +63,10 @@ def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=prin
                 loaded.append(load_encoder(config.encoder))
             return loaded[0]
 
-        arrays, cached = {}, []
+        texts = {split: frames[split]["text"].tolist() for split in SPLITS}
+        arrays, cached = cached_split_embeddings(encoder, config.encoder, texts, config.batch_size, "embed", echo)
         for split in SPLITS:
-            arrays[split], hit = cached_embeddings(encoder, config.encoder, frames[split]["text"].tolist(),
-                                                   config.batch_size, f"embed: {split}", echo)
             np.save(ctx.output(f"embeddings_{split}.npy"), arrays[split])
-            cached += [split] if hit else []
         if cached:
             echo(f"embed: {', '.join(cached)} read from the cache in {cache.cache_root()}")
         sigma = sigma_heuristics(arrays["train"], frames["train"]["label_id"].to_numpy())

@@ -4,10 +4,12 @@
 
 - ``all`` -> :class:`FullEncoder`: texts are tokenised per batch and run through the whole model.
 - ``N`` (1 <= N < layers) -> :class:`CachedLayersEncoder`: the embeddings and all but the top ``N`` transformer
-  layers are frozen; their per-token outputs are computed once per split (eval mode, stored as float16,
+  layers are frozen; their per-token outputs are computed once per dataset (eval mode, stored as float16,
   unpadded) in the shared cache (:mod:`pipeline.cache`, kind ``frozen-layers``, keyed by the encoder files'
-  hash, the layer split, max length, the texts' hash and the dtype), and every batch runs only the top ``N``
-  layers and the pooling on them, padded per batch (length bucketing still pays).
+  hash, the layer split, max length, the texts' hash and the dtype; ``train`` and ``val`` in one entry of
+  their union, which every validation split of the dataset shares: :mod:`pipeline.cache_groups`), and every
+  batch runs only the top ``N`` layers and the pooling on them, padded per batch (length bucketing still
+  pays). The pass that computes them also stores the pre-trained pooled embeddings (``embeddings`` cache).
 - ``0`` -> :class:`AdapterEncoder`: the whole encoder is frozen and a residual ``Dense`` layer
   (``sentence_transformers`` ``Dense(D, D, tanh, use_residual=True)``, zero-initialised: training starts at
   the pre-trained embedding, ``e + tanh(W e + b)``) is trained on the pre-trained pooled embeddings, read from
@@ -30,10 +32,12 @@ import torch
 from torch import Tensor, nn
 
 from pipeline import cache, options
+from pipeline.cache_groups import cache_groups, earlier_entries
 from pipeline.encoder import (
     EncoderConfig,
-    cached_embeddings,
+    cached_split_embeddings,
     embed_texts,
+    embedding_cache_parts,
     resolve_model_path,
     to_device,
     token_lengths,
@@ -42,7 +46,7 @@ from pipeline.errors import GlossError
 from pipeline.hashing import sha256_json
 
 __all__ = ["AdapterEncoder", "CachedLayersEncoder", "FullEncoder", "TokenStates", "build_encoder",
-           "parse_train_layers", "resolve_train_layers"]
+           "cached_split_states", "parse_train_layers", "resolve_train_layers"]
 
 Echo = Callable[[str], None]
 
@@ -122,25 +126,38 @@ def _apply(modules, features: dict) -> Tensor:
 
 @dataclass
 class TokenStates:
-    """One split's frozen-part outputs: every document's unpadded per-token states, concatenated.
+    """Frozen-part outputs: every document's unpadded per-token states, concatenated; a split's view of a
+    cache entry holding more documents (``train+val``) also carries ``rows``, its documents' rows in the entry.
 
     Shapes:
-        states [T, H] float16 (T = total tokens; in memory or memory-mapped), offsets [N + 1] int64
+        states [T, H] float16 (T = total tokens; in memory or memory-mapped), offsets [P + 1] int64,
+        rows [N] int64 or ``None`` (N = P: every document, in order)
     """
 
     states: np.ndarray
     offsets: np.ndarray
+    rows: np.ndarray | None = None
+
+    def _entry_rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(rows) if self.rows is None else self.rows[rows]
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        """Token counts [N] of this view's documents."""
+        lengths = np.diff(self.offsets)
+        return lengths if self.rows is None else lengths[self.rows]
+
+    def take(self, rows: np.ndarray) -> TokenStates:
+        """The view of the documents ``rows`` [M] of this one (the states are shared, not copied)."""
+        return TokenStates(self.states, self.offsets, self._entry_rows(np.asarray(rows, dtype=np.int64)))
 
     def padded(self, rows: np.ndarray, device, dtype=torch.float32) -> tuple[Tensor, Tensor]:
         """The rows' states padded to the batch's longest: hidden [B, T, H] and attention mask [B, T]."""
-        lengths = self.lengths[rows]
+        entry_rows = self._entry_rows(rows)
+        lengths = np.diff(self.offsets)[entry_rows]
         hidden = torch.zeros(len(rows), int(lengths.max()), self.states.shape[1], dtype=dtype)
         mask = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
-        for i, row in enumerate(rows):
+        for i, row in enumerate(entry_rows):
             start, end = int(self.offsets[row]), int(self.offsets[row + 1])
             hidden[i, : end - start] = torch.from_numpy(np.asarray(self.states[start:end]))
             mask[i, : end - start] = 1
@@ -168,12 +185,16 @@ def load_states(folder) -> TokenStates:
     return TokenStates(np.load(path, mmap_mode=mmap), np.load(folder / "offsets.npy"))
 
 
-def _write_states(model, frozen: int, texts: list[str], batch_size: int, folder) -> None:
+def _write_states(model, frozen: int, texts: list[str], batch_size: int, folder, pooled: bool) -> np.ndarray | None:
+    """Write the frozen part's states of ``texts`` into ``folder``; with ``pooled``, also run the rest of the
+    pre-trained model on them in the same pass and return the pooled embeddings [N, D] float32 (what
+    :func:`pipeline.encoder.embed_texts` gives, for the ``embeddings`` cache)."""
     lengths = np.asarray(token_lengths(model, texts), dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    hidden_size = _bert(model).config.hidden_size
+    bert = _bert(model)
     out = np.lib.format.open_memmap(folder / "states.npy", mode="w+", dtype=np.float16,
-                                    shape=(int(offsets[-1]), hidden_size))
+                                    shape=(int(offsets[-1]), bert.config.hidden_size))
+    embeddings = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32) if pooled else None
     order = np.argsort(-lengths, kind="stable")
     device = model.device
     context = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -183,25 +204,66 @@ def _write_states(model, frozen: int, texts: list[str], batch_size: int, folder)
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             features = to_device(model.preprocess([texts[i] for i in rows]), device)
-            hidden = lower_states(model, features, frozen).float().cpu().numpy()
+            lower = lower_states(model, features, frozen)  # [B, T, H]
+            if embeddings is not None:
+                top = run_layers(bert, lower, features["attention_mask"], bert.encoder.layer[frozen:])
+                features = {"token_embeddings": top, "attention_mask": features["attention_mask"]}
+                embeddings[rows] = _apply(list(model)[1:], features).float().cpu().numpy()
+            hidden = lower.float().cpu().numpy()
             for i, row in enumerate(rows):
                 out[offsets[row] : offsets[row + 1]] = hidden[i, : lengths[row]]
     model.train(was_training)
     out.flush()
     del out
     np.save(folder / "offsets.npy", offsets)
+    return embeddings
 
 
 def cached_states(model, encoder: EncoderConfig, frozen: int, texts: list[str], batch_size: int,
                   announce: Callable[[], None] | None = None) -> tuple[TokenStates, bool]:
-    """A split's frozen-part states from the cache, computed and stored when missing (``announce()`` is called
-    first then); and whether it was a hit."""
+    """The frozen-part states of ``texts`` from the cache, computed and stored when missing (``announce()`` is
+    called first then); and whether it was a hit. Computing them also fills the ``embeddings`` entry of
+    ``texts`` when that is missing (the rest of the model runs in the same pass), so ``gloss embed`` and
+    ``--train-layers 0`` after a ``--train-layers N`` run encode nothing."""
     parts = frozen_cache_parts(encoder, frozen, layer_count(model), texts, model.device)
     if announce is not None and cache.lookup(options.CACHE_FROZEN_LAYERS, parts) is None:
         announce()
-    folder, hit = cache.get_or_create(options.CACHE_FROZEN_LAYERS, parts,
-                                      lambda tmp: _write_states(model, frozen, texts, batch_size, tmp))
+    pooled_parts = embedding_cache_parts(encoder, texts)
+    pooled = []
+
+    def write(folder) -> None:
+        pooled.append(_write_states(model, frozen, texts, batch_size, folder,
+                                    pooled=cache.lookup(options.CACHE_EMBEDDINGS, pooled_parts) is None))
+
+    folder, hit = cache.get_or_create(options.CACHE_FROZEN_LAYERS, parts, write)
+    if pooled and pooled[0] is not None:
+        cache.get_or_create(options.CACHE_EMBEDDINGS, pooled_parts,
+                            lambda tmp: np.save(tmp / "embeddings.npy", pooled[0]))
     return load_states(folder), hit
+
+
+def cached_split_states(model, encoder: EncoderConfig, frozen: int, texts: dict[str, list[str]], batch_size: int,
+                        echo: Echo) -> tuple[dict[str, TokenStates], list[str]]:
+    """The frozen-part states of every split in ``texts`` (split -> :class:`TokenStates`) through
+    :func:`cached_states`, ``train`` and ``val`` read from one entry of their union
+    (:mod:`pipeline.cache_groups`: every split seed of a dataset shares it); and the splits the cache had.
+    An entry written per split by earlier versions is still read when the union's entry is missing."""
+    layers = layer_count(model)
+    states, hits = {}, []
+    for group in cache_groups(texts):
+        earlier = earlier_entries(options.CACHE_FROZEN_LAYERS, group, texts,
+                                  lambda t: frozen_cache_parts(encoder, frozen, layers, t, model.device))
+        if earlier is not None:
+            states.update({split: load_states(folder) for split, folder in earlier.items()})
+            hits += list(group.rows)
+            continue
+        entry, hit = cached_states(
+            model, encoder, frozen, group.texts, batch_size,
+            announce=lambda g=group: echo(f"train: caching the embeddings and {frozen} frozen layers of {g.name} "
+                                          f"({len(g.texts)} documents)"))
+        states.update({split: entry.take(rows) for split, rows in group.rows.items()})
+        hits += list(group.rows) if hit else []
+    return {split: states[split] for split in texts}, [split for split in texts if split in hits]
 
 
 # ---------------------------------------------------------------------------------------------- batch encoders
@@ -381,30 +443,21 @@ def build_encoder(model, train_layers: str, encoder: EncoderConfig, texts: dict[
     layers = layer_count(model)
     if n >= layers:
         raise GlossError(f"--train-layers {n}: the encoder has {layers} layers (use all, or 0-{layers - 1})")
-    started, hits = time.perf_counter(), []
+    started = time.perf_counter()
     if n == 0:
         if any(isinstance(module, nn.Module) and type(module).__name__ == "Dense" for module in list(model)[2:]):
             raise GlossError("--train-layers 0: the encoder already ends in a Dense layer (an adapter run's model); "
                              "its pooled embeddings include it, so a new adapter would apply it twice: use "
                              "--train-layers N or all")
-        pooled = {}
-        for split, split_texts in texts.items():
-            pooled[split], hit = cached_embeddings(lambda: model, encoder, split_texts, batch_size,
-                                                   f"train: frozen embeddings, {split}", echo)
-            hits += [split] if hit else []
+        pooled, hits = cached_split_embeddings(lambda: model, encoder, texts, batch_size,
+                                               "train: frozen embeddings", echo)
         lengths = {split: np.asarray(token_lengths(model, t)) for split, t in texts.items()}
         freeze(model, 0)
         model.append(adapter(model.get_embedding_dimension()).to(model.device))
         built = AdapterEncoder(model, pooled, lengths)
         kind = options.CACHE_EMBEDDINGS
     else:
-        states = {}
-        for split, split_texts in texts.items():
-            states[split], hit = cached_states(
-                model, encoder, layers - n, split_texts, batch_size,
-                announce=lambda s=split, t=split_texts: echo(f"train: caching the embeddings and {layers - n} frozen "
-                                                             f"layers of {s} ({len(t)} documents)"))
-            hits += [split] if hit else []
+        states, hits = cached_split_states(model, encoder, layers - n, texts, batch_size, echo)
         freeze(model, n)
         built = CachedLayersEncoder(model, n, states)
         kind = options.CACHE_FROZEN_LAYERS

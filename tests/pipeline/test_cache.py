@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -77,7 +78,7 @@ def test_embed_reuses_cached_embeddings_in_another_run(toy_root, tmp_path, empty
     embed = ["embed", "--max-length", "16", "--device", "cpu"]
     result = CliRunner().invoke(main, [*embed, "--run-dir", str(first)])
     assert result.exit_code == 0, result.output
-    assert len(cache.entries("embeddings")) == 3
+    assert len(cache.entries("embeddings")) == 2  # train+val in one entry, test in another
 
     def no_encoder(config):
         raise AssertionError("the encoder was loaded although every split is cached")
@@ -92,7 +93,30 @@ def test_embed_reuses_cached_embeddings_in_another_run(toy_root, tmp_path, empty
     manifest = json.loads((second / "embed" / "manifest.json").read_text())
     assert manifest["summary"]["cached"] == ["train", "val", "test"]
     listed = CliRunner().invoke(main, ["cache", "list", "--kind", "embeddings"])
-    assert listed.exit_code == 0 and listed.output.count("embeddings  ") == 3, listed.output
+    assert listed.exit_code == 0 and listed.output.count("embeddings  ") == 2, listed.output
     assert "max_length=16" in listed.output
     cleared = CliRunner().invoke(main, ["cache", "clear"])
-    assert cleared.exit_code == 0 and "removed 4 entries" in cleared.output  # 3 splits + the encoder's hash
+    assert cleared.exit_code == 0 and "removed 3 entries" in cleared.output  # 2 entries + the encoder's hash
+
+
+def test_embed_of_another_split_seed_encodes_nothing(toy_root, tmp_path, empty_cache, monkeypatch):
+    from pipeline.encoder import EncoderConfig, embed_texts, load_encoder
+    from pipeline.stages import embed as stage
+
+    runs = {seed: tmp_path / f"split{seed}" for seed in (0, 1)}
+    for seed, run in runs.items():
+        args = ["prepare", "--dataset", "toy", "--data-root", str(toy_root), "--seed", str(seed), "--run-dir", str(run)]
+        assert CliRunner().invoke(main, args).exit_code == 0
+    embed = ["embed", "--max-length", "16", "--device", "cpu"]
+    assert CliRunner().invoke(main, [*embed, "--run-dir", str(runs[0])]).exit_code == 0
+    loads = []
+    monkeypatch.setattr(stage, "load_encoder", lambda config: loads.append(config))
+    result = CliRunner().invoke(main, [*embed, "--run-dir", str(runs[1])])
+    assert result.exit_code == 0 and "train, val, test read from the cache" in result.output, result.output
+    assert loads == [] and len(cache.entries("embeddings")) == 2
+    model = load_encoder(EncoderConfig(max_length=16, device="cpu"))
+    for split in ("train", "val"):
+        texts = pd.read_csv(runs[1] / "prepare" / f"{split}.csv")["text"].tolist()
+        assert texts != pd.read_csv(runs[0] / "prepare" / f"{split}.csv")["text"].tolist()
+        np.testing.assert_allclose(np.load(runs[1] / "embed" / f"embeddings_{split}.npy"),
+                                   embed_texts(model, texts, batch_size=8), atol=1e-5)

@@ -105,12 +105,14 @@ def test_shuffling_the_test_labels_changes_no_choice(method, tiny_root, tmp_path
     assert chosen[0] == chosen[1]
 
 
-def test_frozen_reads_the_embedding_cache_on_its_second_run(tiny_root, tmp_path):
+@pytest.mark.parametrize("seed_option", ["--seed", "--split-seed"])  # another validation split: the same pool
+def test_frozen_reads_the_embedding_cache_on_its_second_run(tiny_root, tmp_path, seed_option, monkeypatch):
+    monkeypatch.setenv("GLOSS_CACHE", str(tmp_path / "cache"))
     hits = []
     for seed in (0, 1):
         run = tmp_path / f"seed{seed}"
         result = gloss("run", "--method", "frozen", "--dataset", "tiny", "--data-root", tiny_root, *FAST,
-                       "--max-length", "17", "--seed", seed, "--run-dir", run)
+                       "--max-length", "17", seed_option, seed, "--run-dir", run)
         assert result.exit_code == 0, result.output
         hits.append(json.loads((run / "train" / "manifest.json").read_text())["summary"]["embedding_cache_hits"])
     assert hits == [[], ["train", "val", "test"]]

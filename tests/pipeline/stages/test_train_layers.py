@@ -67,7 +67,7 @@ def test_top_layer_on_cached_states_with_the_memory_bank(prepared, tmp_path, mon
     history = [json.loads(line) for line in (run / "train" / "history.jsonl").read_text().splitlines()]
     assert all(0 < h["mean_padded_length"] <= 16 for h in history) and "train_g_loss" in history[0]
     _predictions_match_test_logits(run)
-    assert "caching the embeddings and 5 frozen layers of train (" in result.output
+    assert "caching the embeddings and 5 frozen layers of train+val (" in result.output
     assert _gloss("evaluate", "--run-dir", str(run), "--tsne-max", "0").exit_code == 0
 
 

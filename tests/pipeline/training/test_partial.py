@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from pipeline import cache, options
-from pipeline.encoder import EncoderConfig, embed_texts, load_encoder, to_device, token_lengths
+from pipeline.encoder import (
+    EncoderConfig,
+    cached_embeddings,
+    cached_split_embeddings,
+    embed_texts,
+    load_encoder,
+    to_device,
+    token_lengths,
+)
 from pipeline.errors import GlossError
 from pipeline.training import partial
 from pipeline.training.objectives import Objective, ObjectiveConfig
@@ -187,3 +195,85 @@ def test_cuda_compiled_encoder_matches_eager(train_layers):
     compiled = partial.build_encoder(load_encoder(config), train_layers, config, SPLITS, 5, lambda _: None).encoder
     compiled.compile()
     np.testing.assert_allclose(compiled.embed("train", 5), eager.embed("train", 5), atol=2e-2)
+
+
+def _split_seed(seed: int) -> dict[str, list[str]]:
+    """train/val carved from TEXTS with ``seed`` (as ``gloss prepare --seed``), plus a fixed test split."""
+    held = set(np.random.default_rng(seed).choice(len(TEXTS), size=3, replace=False).tolist())
+    return {"train": [t for i, t in enumerate(TEXTS) if i not in held], "val": [TEXTS[i] for i in sorted(held)],
+            "test": ["grain prices", "oil output"]}
+
+
+def _counting(monkeypatch, module, name):
+    calls, real = [], getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("encoded although the cache holds it")
+
+
+def test_two_split_seeds_compute_the_frozen_layers_once(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOSS_CACHE", str(tmp_path / "shared"))
+    writes = _counting(monkeypatch, partial, "_write_states")
+    frozen = partial.layer_count(model) - 1
+    seeds = {seed: _split_seed(seed) for seed in (0, 1)}
+    assert seeds[0]["val"] != seeds[1]["val"]
+    states, hits = partial.cached_split_states(model, ENCODER, frozen, seeds[0], 4, echo=lambda _: None)
+    assert hits == [] and len(writes) == 2  # train+val, test
+    again, hits = partial.cached_split_states(model, ENCODER, frozen, seeds[1], 4, echo=lambda _: None)
+    assert hits == ["train", "val", "test"] and len(writes) == 2
+    assert len(cache.entries(options.CACHE_FROZEN_LAYERS)) == 2
+    monkeypatch.setenv("GLOSS_CACHE", str(tmp_path / "direct"))  # each split on its own, as before
+    for split, texts in seeds[1].items():
+        direct, _ = partial.cached_states(model, ENCODER, frozen, texts, batch_size=4)
+        assert again[split].lengths.tolist() == direct.lengths.tolist()
+        rows = np.arange(len(texts))
+        hidden, mask = again[split].padded(rows, "cpu")
+        want, want_mask = direct.padded(rows, "cpu")
+        assert torch.equal(mask, want_mask)
+        np.testing.assert_allclose(hidden.numpy(), want.numpy(), rtol=2e-3, atol=2e-3)  # float16: one ulp
+
+
+def test_the_frozen_layers_pass_stores_the_pretrained_embeddings(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOSS_CACHE", str(tmp_path / "cache"))
+    frozen = partial.layer_count(model) - 2
+    partial.cached_split_states(model, ENCODER, frozen, _split_seed(0), 4, echo=lambda _: None)
+    monkeypatch.setattr(partial, "_write_states", _refuse)
+    pooled, hits = cached_split_embeddings(_refuse, ENCODER, _split_seed(1), 4, "embed")
+    assert hits == ["train", "val", "test"]
+    for split, texts in _split_seed(1).items():
+        np.testing.assert_allclose(pooled[split], embed_texts(model, texts, batch_size=5), atol=1e-5)
+
+
+def test_entries_written_per_split_before_are_still_read(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOSS_CACHE", str(tmp_path / "cache"))
+    frozen = partial.layer_count(model) - 1
+    splits = _split_seed(0)
+    earlier = {}
+    for split, texts in splits.items():  # what versions with one entry per split wrote
+        earlier[split], _ = partial.cached_states(model, ENCODER, frozen, texts, batch_size=4)
+        cached_embeddings(lambda: model, ENCODER, texts, 4, "embed")
+    monkeypatch.setattr(partial, "_write_states", _refuse)
+    states, hits = partial.cached_split_states(model, ENCODER, frozen, splits, 4, echo=lambda _: None)
+    assert hits == ["train", "val", "test"]
+    for split in splits:
+        assert np.array_equal(states[split].states, earlier[split].states)
+    pooled, hits = cached_split_embeddings(_refuse, ENCODER, splits, 4, "embed")
+    assert hits == ["train", "val", "test"]
+    np.testing.assert_allclose(pooled["val"], embed_texts(model, splits["val"], batch_size=5), atol=1e-5)
+
+
+def test_a_view_of_token_states_reads_its_rows_of_the_entry():
+    states = partial.TokenStates(np.arange(12, dtype=np.float16).reshape(6, 2), np.array([0, 1, 4, 6]))
+    view = states.take(np.array([2, 0]))
+    assert view.lengths.tolist() == [2, 1]
+    hidden, mask = view.padded(np.array([1, 0]), "cpu")
+    assert mask.tolist() == [[1, 0], [1, 1]] and hidden[1].tolist() == [[8.0, 9.0], [10.0, 11.0]]
+    assert view.take(np.array([1])).rows.tolist() == [0]
