@@ -194,13 +194,16 @@ def _encoder_config(model, pooling, max_length, device):
 @config_option
 @encoder_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=options.EVAL_BATCH_SIZE, show_default=True)
+@click.option("--test/--no-test", default=True, show_default=True,
+              help="--no-test: embed train and val only, never reading the test texts (all `gloss tune` needs "
+                   "for a corpus sigma).")
 @run_dir_option(required=True)
 @force_option
-def embed(model, pooling, max_length, device, batch_size, run_dir, force):
+def embed(model, pooling, max_length, device, batch_size, test, run_dir, force):
     """Embed the prepared splits with the pre-trained encoder (.npy) and compute the sigma heuristics."""
     from pipeline.stages import embed as stage
 
-    config = stage.EmbedConfig(_encoder_config(model, pooling, max_length, device), batch_size)
+    config = stage.EmbedConfig(_encoder_config(model, pooling, max_length, device), batch_size, test)
     manifest = stage.run(config, run_dir, force=force, echo=click.echo)
     sigma = manifest.summary["sigma"]
     click.echo(f"embed: {manifest.summary['shapes']}; sigma sqrt={sigma['sqrt']:.4f} dicm={sigma['dicm']:.4f}")

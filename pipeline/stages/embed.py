@@ -1,6 +1,7 @@
 """``gloss embed``: pre-trained embeddings of train/val/test, and the sigma heuristics computed on them.
 
-Outputs (``RUN/embed/``): ``embeddings_{train,val,test}.npy`` (float32 [N, D]) and ``sigma.json`` with the
+Outputs (``RUN/embed/``): ``embeddings_{train,val,test}.npy`` (float32 [N, D]; ``--no-test``: train and val only,
+the test texts never read, as tuning needs) and ``sigma.json`` with the
 paper's ``sqrt`` heuristic (sqrt(median pairwise distance / 3)) and the reference code's ``dicm``
 (smallest distance between differently labelled points / 3), on L2-normalised training embeddings.
 
@@ -38,6 +39,14 @@ STAGE = "embed"
 class EmbedConfig:
     encoder: EncoderConfig
     batch_size: int = options.EVAL_BATCH_SIZE
+    test: bool = True  # False: train and val only (what tuning needs: the corpus sigma), the test texts never read
+
+    def identity(self) -> dict:
+        """The stage config; ``test`` only when off, so runs written before it keep their hash."""
+        out = asdict(self)
+        if self.test:
+            del out["test"]
+        return out
 
 
 def sigma_heuristics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
@@ -55,7 +64,8 @@ def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=prin
     prepared = load_manifest(run_dir, "prepare")
 
     def body(ctx: StageContext) -> dict:
-        frames, _ = load_splits(prepared)
+        splits = SPLITS if config.test else tuple(s for s in SPLITS if s != "test")
+        frames, _ = load_splits(prepared, splits)
         loaded = []
 
         def encoder():
@@ -63,9 +73,9 @@ def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=prin
                 loaded.append(load_encoder(config.encoder))
             return loaded[0]
 
-        texts = {split: frames[split]["text"].tolist() for split in SPLITS}
+        texts = {split: frames[split]["text"].tolist() for split in splits}
         arrays, cached = cached_split_embeddings(encoder, config.encoder, texts, config.batch_size, "embed", echo)
-        for split in SPLITS:
+        for split in splits:
             np.save(ctx.output(f"embeddings_{split}.npy"), arrays[split])
         if cached:
             echo(f"embed: {', '.join(cached)} read from the cache in {cache.cache_root()}")
@@ -75,4 +85,4 @@ def run(config: EmbedConfig, run_dir: str | Path, force: bool = False, echo=prin
         shapes = {split: list(array.shape) for split, array in arrays.items()}
         return {"shapes": shapes, "sigma": sigma, "device": device, "cached": cached}
 
-    return run_stage(run_dir, STAGE, asdict(config), body, upstream={"prepare": prepared}, force=force, echo=echo)
+    return run_stage(run_dir, STAGE, config.identity(), body, upstream={"prepare": prepared}, force=force, echo=echo)

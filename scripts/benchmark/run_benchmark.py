@@ -199,7 +199,7 @@ def tune_commands(step: Step, root: Path, args) -> list[list[str]]:
     commands = [gloss("prepare", "--dataset", step.dataset, "--seed", str(TUNE_SPLIT_SEED), "--run-dir", run_dir,
                       *data_root)]
     if step.method in SIGMA_LOSSES:
-        commands.append(gloss("embed", "--run-dir", run_dir, "--max-length", str(shared["max-length"])))
+        commands.append(gloss("embed", "--run-dir", run_dir, "--max-length", str(shared["max-length"]), "--no-test"))
     commands.append(gloss("tune", "--run-dir", run_dir, "--loss", step.method, *_flags({**shared, **own}),
                           "--tune-epochs", str(args.tune_epochs), "--lr-grid", args.lr_grid,
                           "--trials", str(args.trials), "--tune-seed", str(TUNE_SEED)))

@@ -279,3 +279,18 @@ def test_a_grid_without_a_complete_trial_stops_in_one_line(tiny_root, tmp_path, 
     result = _tune(run, "--loss", "ce", "--train-layers", "1", "--lr-grid", "1", "--trials", "2")
     assert result.exit_code == 1 and "no trial of the lr grid completed" in result.output.splitlines()[-1]
     assert [r["state"] for r in _rows(run)] == ["fail"]
+
+
+def test_a_corpus_sigma_for_tuning_is_computed_without_the_test_texts(tiny_root, tmp_path):
+    """`gloss embed --no-test` (what a G-Loss study needs for `--sigma sqrt`) never reads the test split: with
+    the prepared test file removed it embeds train and val, and the study tunes on its sigma."""
+    run = _prepare_without_test(tiny_root, tmp_path / "run")
+    result = _gloss("embed", "--run-dir", str(run), "--max-length", "12", "--no-test")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (run / "embed").glob("embeddings_*.npy")) == [
+        "embeddings_train.npy", "embeddings_val.npy"]
+    study = ["--loss", "gloss+ce", "--sigma", "sqrt", "--lr-grid", "1e-4", "--trials", "0", "--tune-epochs", "1",
+             "--schedule", "constant", "--max-length", "12", "--batch-size", "16", "--train-layers", "all"]
+    result = _gloss("tune", "--run-dir", str(run), *study)
+    assert result.exit_code == 0, result.output
+    assert [r["state"] for r in _rows(run)] == ["complete"]
