@@ -315,7 +315,29 @@ def report(root: Path, args) -> int:
     if args.dry_run:
         print(" ".join(command))
         return 0
+    collect_run_records([run for _, run in finished], Path(args.out) / "metrics")
     return subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+
+
+RUN_RECORDS = ("prepare/manifest.json", "train/manifest.json", "train/history.jsonl", "evaluate/metrics.json")
+
+
+def collect_run_records(runs: list[Path], out: Path) -> int:
+    """Copy each finished run's small records (``RUN_RECORDS``, as ``prepare-manifest.json`` ...) into
+    ``out/<run name>/``, so the committed results keep every run's metrics while run folders stay ignored.
+    Returns the number of files copied."""
+    import shutil
+
+    copied = 0
+    for run in runs:
+        for record in RUN_RECORDS:
+            source = run / record
+            if source.is_file():
+                target = out / run.name / record.replace("/", "-")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                copied += 1
+    return copied
 
 
 def study_progress(root: Path, step: Step, budget: int) -> tuple[int, int]:

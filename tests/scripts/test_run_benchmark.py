@@ -228,3 +228,14 @@ def test_report_compares_every_finished_run_against_gloss_ce_once_it_has_runs(dr
     command = capsys.readouterr().out.splitlines()[-1].split()
     assert command.count("--runs") == 3 and command[-2:] == ["--reference", "gloss+ce"]
     assert command[command.index("--out") + 1] == str(tmp_path / "out")
+
+
+def test_report_keeps_each_runs_small_records(driver, tmp_path):
+    run = tmp_path / "runs" / "R8-ce-seed0"
+    for record, text in (("prepare/manifest.json", "{}"), ("train/history.jsonl", "{}\n"),
+                         ("evaluate/metrics.json", '{"accuracy": 0.9}'), ("train/model/big.bin", "x")):
+        (run / record).parent.mkdir(parents=True, exist_ok=True)
+        (run / record).write_text(text)
+    assert driver.collect_run_records([run], tmp_path / "metrics") == 3
+    kept = sorted(p.name for p in (tmp_path / "metrics" / "R8-ce-seed0").iterdir())
+    assert kept == ["evaluate-metrics.json", "prepare-manifest.json", "train-history.jsonl"]
