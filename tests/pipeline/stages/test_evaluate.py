@@ -67,7 +67,18 @@ def _evaluate(run: Path, *args: str):
     return CliRunner().invoke(main, ["evaluate", "--run-dir", str(run), *FAST, *args])
 
 
-def test_evaluate_end_to_end_matches_sklearn_and_skips_a_second_run(run):
+def _drawn_confusion(figures) -> tuple[str, np.ndarray]:
+    """The title and the drawn (row-normalised) matrix of the saved confusion-matrix figure."""
+    [ax] = [f.axes[0] for f in figures if f.axes[0].images]
+    return ax.get_title(), np.asarray(ax.images[0].get_array())
+
+
+def _row_normalised(counts) -> np.ndarray:
+    counts = np.asarray(counts, dtype=float)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+
+def test_evaluate_end_to_end_matches_sklearn_and_skips_a_second_run(run, saved_figures):
     arrays = fabricate_train(run)
     result = _evaluate(run)
     assert result.exit_code == 0, result.output
@@ -96,13 +107,18 @@ def test_evaluate_end_to_end_matches_sklearn_and_skips_a_second_run(run):
     assert metrics["train"] == {"best_epoch": 3, "seconds_per_epoch": 1.5, "peak_rss_mb": 321.0, "has_head": True}
     assert metrics["history"]["epochs"] == 3
     assert "test accuracy" in result.output and "linear probe" in result.output and "macro-silhouette" in result.output
+    title, drawn = _drawn_confusion(saved_figures)  # the headline's (the head's) confusion matrix is drawn
+    assert "test confusion (head, rows normalised)" in title
+    np.testing.assert_allclose(drawn, _row_normalised(head["confusion_matrix"]))
+    [tsne] = [f.axes[0] for f in saved_figures if f.axes[0].get_title().startswith("t-SNE")]
+    assert sum(len(c.get_offsets()) for c in tsne.collections) == metrics["tsne_points"] == len(y)
 
     second = _evaluate(run)
     assert second.exit_code == 0 and "up to date" in second.output and "test accuracy" in second.output
     assert "wrote" in _evaluate(run, "--force").output
 
 
-def test_standalone_gloss_uses_the_linear_probe_as_headline(run):
+def test_standalone_gloss_uses_the_linear_probe_as_headline(run, saved_figures):
     fabricate_train(run, logits=False, loss="gloss")
     result = _evaluate(run)
     assert result.exit_code == 0, result.output
@@ -112,6 +128,9 @@ def test_standalone_gloss_uses_the_linear_probe_as_headline(run):
     assert metrics["headline"]["accuracy"] == metrics["linear_probe"]["accuracy"] == 1.0
     assert metrics["confusion_matrix_source"] == "linear_probe"
     assert (run / "evaluate" / "confusion_matrix.png").is_file()
+    title, drawn = _drawn_confusion(saved_figures)
+    assert "test confusion (linear probe, rows normalised)" in title
+    np.testing.assert_allclose(drawn, _row_normalised(metrics["linear_probe"]["confusion_matrix"]))
     assert "from the linear probe" in result.output
 
 

@@ -32,7 +32,7 @@ def _study(*trials):
     return study
 
 
-def test_best_json_trials_csv_and_every_plot(tmp_path):
+def test_best_json_trials_csv_and_every_plot(tmp_path, saved_figures):
     study = _study(_trial(0.7, 2e-5, "sqrt"), _trial(0.8, 5e-5, 0.5), _trial(0.75, 3e-5, 2.0),
                    _trial(None, 9e-5, "dicm", TrialState.PRUNED))
     record = best_record(study, loss="gloss+ce", monitor="val_macro_f1", epochs=2, identity_hash="ab" * 32)
@@ -46,6 +46,16 @@ def test_best_json_trials_csv_and_every_plot(tmp_path):
     written, notes = write_plots(study, tmp_path, ["sigma", "sigma_value"])
     assert written == [PLOTS["history"], PLOTS["importances"], PLOTS["sigma"]] and notes == []
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)
+    history, importances, sigma = saved_figures
+    [ax] = history.axes  # each complete trial's value at its number (the pruned one has none), the best so far
+    points = [c.get_offsets().tolist() for c in ax.collections if c.get_label() == "Objective Value"]
+    assert points == [[[0.0, 0.7], [1.0, 0.8], [2.0, 0.75]]]
+    [best] = [line for line in ax.get_lines() if line.get_label() == "Best Value"]
+    assert list(best.get_ydata())[:3] == [0.7, 0.8, 0.8]
+    assert sorted(t.get_text() for t in importances.axes[0].get_yticklabels()) == ["lr", "sigma", "sigma_value"]
+    panels = {ax.get_xlabel(): ax for ax in sigma.axes if ax.get_xlabel()}
+    assert sorted(panels) == ["sigma", "sigma_value"]  # the sigma parameters only, not lr
+    assert panels["sigma_value"].collections[0].get_offsets().tolist() == [[0.5, 0.8], [2.0, 0.75]]
 
 
 def test_importances_need_two_complete_trials(tmp_path):
