@@ -22,3 +22,23 @@ def prepare_tiny(tiny_root: Path, run: Path, *options) -> Path:
     result = gloss("prepare", "--dataset", "tiny", "--data-root", tiny_root, *options, "--run-dir", run)
     assert result.exit_code == 0, result.output
     return run
+
+
+class Captured(Exception):
+    """Raised by :func:`capture_stages`' spy in place of a stage's work."""
+
+
+def capture_stages(monkeypatch, *names: str) -> dict:
+    """Replace the ``run`` of the named stages (``pipeline.stages.<name>``) by a spy that records the resolved
+    config in the returned dict under ``"config"`` and raises :class:`Captured`: nothing runs."""
+    import importlib
+
+    seen: dict = {}
+
+    def spy(config, *args, **kwargs):
+        seen["config"] = config
+        raise Captured
+
+    for name in names:
+        monkeypatch.setattr(importlib.import_module(f"pipeline.stages.{name}"), "run", spy)
+    return seen

@@ -7,27 +7,13 @@ from click.testing import CliRunner
 
 from pipeline import options
 from pipeline.cli import main
-
-
-class Captured(Exception):
-    pass
+from tests.cli import Captured, capture_stages
 
 
 @pytest.fixture
 def captured(monkeypatch):
     """The run and tune stages replaced by a spy: the resolved config is captured, nothing runs."""
-    from pipeline.stages import run as run_stage
-    from pipeline.stages import tune as tune_stage
-
-    seen = {}
-
-    def spy(config, *args, **kwargs):
-        seen["config"] = config
-        raise Captured
-
-    monkeypatch.setattr(run_stage, "run", spy)
-    monkeypatch.setattr(tune_stage, "run", spy)
-    return seen
+    return capture_stages(monkeypatch, "run", "tune")
 
 
 def _resolved(captured, tmp_path, text, *args, suffix=".toml", command="run"):

@@ -5,27 +5,13 @@ from click.testing import CliRunner
 
 from pipeline import options
 from pipeline.cli import main
-
-
-class Captured(Exception):
-    pass
+from tests.cli import Captured, capture_stages
 
 
 @pytest.fixture
 def captured(monkeypatch):
     """Replace the train and run stages by a spy: the resolved config is captured, nothing is trained."""
-    from pipeline.stages import run as run_stage
-    from pipeline.stages import train as train_stage
-
-    seen = {}
-
-    def spy(config, *args, **kwargs):
-        seen["config"] = config
-        raise Captured
-
-    monkeypatch.setattr(train_stage, "run", spy)
-    monkeypatch.setattr(run_stage, "run", spy)
-    return seen
+    return capture_stages(monkeypatch, "train", "run")
 
 
 def _config(captured, *args):
