@@ -159,7 +159,7 @@ def test_tune_commands_follow_the_tier_b_protocol(driver, tmp_path):
         tmp_path / "tune" / "R8-ce")]
     tune = " ".join(ce[-1])
     for flags in ("--loss ce", "--train-layers 1", "--batch-size 128", "--max-length 128", "--optimizer adamw",
-                  "--schedule constant", "--patience 3", "--tune-epochs 2", "--lr-grid 1e-5,3e-5,1e-4,3e-4",
+                  "--schedule constant", "--patience 3", "--tune-epochs 2", "--lr-grid 1e-5,3e-5,1e-4,3e-4,1e-3",
                   "--trials 5", "--tune-seed 0"):
         assert flags in tune
     assert "--epochs" not in ce[-1]
@@ -207,7 +207,7 @@ def test_status_counts_runs_trials_and_wall_time(driver, tmp_path):
     assert (rows["cheap"]["done"], rows["cheap"]["remaining"]) == (1, 44)
     assert (rows["adapter"]["done"], rows["adapter"]["remaining"]) == (1, 11)
     assert (rows["bertgcn"]["done"], rows["bertgcn"]["remaining"]) == (0, 6)
-    assert (rows["tune"]["unit"], rows["tune"]["done"], rows["tune"]["remaining"]) == ("trials", 3, 8 * 12 - 3)
+    assert (rows["tune"]["unit"], rows["tune"]["done"], rows["tune"]["remaining"]) == ("trials", 3, 8 * 13 - 3)  # 5 grid + 8 own trials per study
     assert rows["tune"]["hours"] == pytest.approx(0.1)
     text = driver.write_status(root, args).read_text()
     assert "| final | runs | 2 | 28 | 1.00 |" in text and "from commit " in text and "Written " in text
