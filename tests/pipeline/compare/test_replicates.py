@@ -15,8 +15,9 @@ HISTORY = [{"epoch": 1, "val_macro_f1": 0.50, "seconds": 10.0}, {"epoch": 2, "va
 
 def fake_run(run_dir: Path, *, split_seed: int, seed: int, accuracy: float, loss: str = "ce", lr: float = 2e-5,
              init_from: Path | None = None, tier: str | None = None, history=HISTORY,
-             predictor: dict | None = None) -> Path:
-    """A finished run's three manifests, as `gloss run` writes them, without training anything."""
+             predictor: dict | None = None, metrics: dict | None = None) -> Path:
+    """A finished run's three manifests, as `gloss run` writes them, without training anything; ``metrics``:
+    the evaluation's ``metrics.json``, when given."""
     quiet = {"force": True, "echo": lambda _: None}
     prepared = run_stage(run_dir, "prepare", {"dataset": "R8", "data_root": "/data", "val_fraction": 0.1,
                                               "seed": split_seed, "limit": None}, lambda ctx: {}, **quiet)
@@ -34,7 +35,12 @@ def fake_run(run_dir: Path, *, split_seed: int, seed: int, accuracy: float, loss
                "head": {"accuracy": accuracy, "macro_f1": accuracy - 0.1},
                "linear_probe": {"accuracy": accuracy + 0.01, "macro_f1": accuracy - 0.05},
                "label_propagation": {"accuracy": accuracy - 0.02, "macro_f1": accuracy - 0.2}, **(predictor or {})}
-    run_stage(run_dir, "evaluate", {}, lambda ctx: summary, upstream={"prepare": prepared, "train": trained}, **quiet)
+    def evaluate(ctx):
+        if metrics is not None:
+            ctx.output("metrics.json").write_text(json.dumps(metrics))
+        return summary
+
+    run_stage(run_dir, "evaluate", {}, evaluate, upstream={"prepare": prepared, "train": trained}, **quiet)
     if tier:
         (run_dir / "compare-tier.txt").write_text(tier + "\n")
     (run_dir / "compare-name.txt").write_text(("bertgcn" if init_from else loss) + "\n")
