@@ -104,6 +104,7 @@ def read_predictor_run(run_dir: Path) -> PredictorRun | None:
 def read_roots(roots: Iterable[str | Path], warn: Callable[[str], None] = print) -> list[PredictorRun]:
     """Every finished run under ``roots`` with a predictors block (a run reached twice counts once); runs
     without one are skipped with one warning line naming them."""
+    roots = list(roots)
     run_dirs = list(dict.fromkeys(d.resolve() for root in roots for d in find_runs(root)))
     read = {run_dir: read_predictor_run(run_dir) for run_dir in run_dirs}
     runs = [run for run in read.values() if run is not None]
@@ -131,8 +132,21 @@ def _groups(runs: list[PredictorRun]) -> list[tuple[dict, list[PredictorRun]]]:
     groups = []
     for row in aggregate([run.record for run in runs]):
         identity = {k: row[k] for k in ("dataset", "method", "tier", "label", "variant", "config_hash")}
-        groups.append((identity, [by_dir[d] for d in row["runs"]]))
+        members = [by_dir[d] for d in row["runs"]]
+        _check_replicates(identity["label"], members)
+        groups.append((identity, members))
     return groups
+
+
+def _check_replicates(label: str, members: list[PredictorRun]) -> None:
+    """One run per (split seed, training seed) in a row: a copy of a run under a second root would count twice."""
+    seen: dict[tuple, str] = {}
+    for run in members:
+        if run.record.replicate in seen:
+            split_seed, seed = run.record.replicate
+            raise GlossError(f"{seen[run.record.replicate]} and {run.record.run_dir} are the same run of "
+                             f"{run.record.dataset} {label} (split seed {split_seed}, seed {seed}): give one of them")
+        seen[run.record.replicate] = run.record.run_dir
 
 
 def predictor_rows(runs: list[PredictorRun]) -> list[dict]:
@@ -161,8 +175,8 @@ def paired_test(ours: dict[tuple, float], theirs: dict[tuple, float]) -> dict:
 
     shared = sorted(set(ours) & set(theirs))
     differences = [100.0 * (ours[r] - theirs[r]) for r in shared]
-    result = {"replicates": [list(r) for r in shared], "differences": differences, "n": len(shared),
-              "mean_difference": float(np.mean(differences)) if shared else None, "t": None, "p": None,
+    result = {"replicates": [list(r) for r in shared], "differences_points": differences, "n": len(shared),
+              "mean_difference_points": float(np.mean(differences)) if shared else None, "t": None, "p": None,
               "no_test": None}
     if len(shared) < 2:
         result["no_test"] = "n < 2"
@@ -175,8 +189,9 @@ def paired_test(ours: dict[tuple, float], theirs: dict[tuple, float]) -> dict:
 
 
 def _scores(members: list[PredictorRun], key: str, metric: str) -> dict[tuple, float]:
-    return {run.record.replicate: run.value(key, metric) for run in members
-            if run.value(key, metric) is not None and not math.isnan(run.value(key, metric))}
+    """(split seed, training seed) -> the runs' ``metric`` of predictor ``key``, where they have it."""
+    scores = {run.record.replicate: run.value(key, metric) for run in members}
+    return {replicate: value for replicate, value in scores.items() if value is not None and not math.isnan(value)}
 
 
 def _compare(ours: list[PredictorRun], our_key: str, theirs: list[PredictorRun], their_key: str) -> dict:
@@ -239,7 +254,8 @@ def _per_run(values: list) -> str:
 
 def _tested(result: dict) -> str:
     """``+1.23 | 3.46 | 0.074 | 0.15`` (difference, t, p, p Holm) or ``n/a (n < 2)`` in place of t and p."""
-    difference = "n/a" if result["mean_difference"] is None else f"{result['mean_difference']:+.2f}"
+    mean = result["mean_difference_points"]
+    difference = "n/a" if mean is None else f"{mean:+.2f}"
     if result["t"] is None:
         return f"{difference} | n/a | n/a ({result['no_test']}) | n/a"
     holm_p = result.get("p_holm")

@@ -3,6 +3,7 @@ against another, paired by (split seed, training seed), and its one-line errors.
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,10 +66,10 @@ def test_each_graph_predictor_against_the_head_by_hand(tmp_path):
     [comparison] = against_head(read_roots([tmp_path]))
     assert (comparison["predictor"], comparison["baseline"]) == ("lpa-transductive", "head")
     accuracy = comparison["accuracy"]
-    assert accuracy["differences"] == pytest.approx([1.0, 2.0, 3.0]) and accuracy["mean_difference"] == pytest.approx(2)
+    assert accuracy["differences_points"] == pytest.approx([1.0, 2.0, 3.0]) and accuracy["mean_difference_points"] == pytest.approx(2)
     assert accuracy["t"] == pytest.approx(2 * math.sqrt(3)) and accuracy["p"] == pytest.approx(P_BY_HAND, rel=1e-6)
     assert accuracy["p_holm"] == pytest.approx(accuracy["p"])  # one dataset: nothing to correct
-    assert comparison["macro_f1"]["mean_difference"] == pytest.approx(2)
+    assert comparison["macro_f1"]["mean_difference_points"] == pytest.approx(2)
 
 
 def test_bank_with_test_documents_against_bank_pairs_by_split_and_training_seed_not_by_order(tmp_path):
@@ -84,7 +85,7 @@ def test_bank_with_test_documents_against_bank_pairs_by_split_and_training_seed_
     assert [p["predictor"] for p in pairs] == ["head", "knn"]
     knn = pairs[1]["accuracy"]
     assert knn["replicates"] == [[0, 0], [1, 1], [2, 2]] and knn["n"] == 3
-    assert knn["differences"] == pytest.approx([1.0, 2.0, 3.0]) and knn["p"] == pytest.approx(P_BY_HAND, rel=1e-6)
+    assert knn["differences_points"] == pytest.approx([1.0, 2.0, 3.0]) and knn["p"] == pytest.approx(P_BY_HAND, rel=1e-6)
     assert pairs[0]["accuracy"]["no_test"] == "differences do not vary"  # the heads are equal
 
 
@@ -105,11 +106,12 @@ def test_holm_corrects_over_the_datasets_of_one_comparison():
 
 def test_no_test_with_fewer_than_two_pairs_or_constant_differences(tmp_path):
     assert paired_test({(0, 0): 0.9}, {(0, 0): 0.8}) == {
-        "replicates": [[0, 0]], "differences": pytest.approx([10.0]), "n": 1, "mean_difference": pytest.approx(10),
+        "replicates": [[0, 0]], "differences_points": pytest.approx([10.0]), "n": 1,
+        "mean_difference_points": pytest.approx(10),
         "t": None, "p": None, "no_test": "n < 2"}
     constant = paired_test({(0, 0): 0.9, (1, 0): 0.8}, {(0, 0): 0.8, (1, 0): 0.7})
     assert constant["t"] is None and constant["no_test"] == "differences do not vary"
-    assert paired_test({(0, 0): 0.9}, {(1, 0): 0.8})["mean_difference"] is None
+    assert paired_test({(0, 0): 0.9}, {(1, 0): 0.8})["mean_difference_points"] is None
     run_with(tmp_path / "one", split_seed=0, seed=0, head=block(0.8), knn=block(0.9, 5))
     write_predictor_report([str(tmp_path)], tmp_path / "out", "cmd")
     assert "| R8 | ce | - | knn | 1 | +10.00 | n/a | n/a (n < 2) | n/a |" in (tmp_path / "out" / "table.md").read_text()
@@ -140,3 +142,11 @@ def test_refused_roots_write_nothing(tmp_path):
         write_predictor_report([str(tmp_path / "runs")], tmp_path / "file", "cmd")
     results = write_predictor_report([str(tmp_path / "runs" / "a")], out, "cmd")  # a run itself is a root too
     assert json.loads((out / "results.json").read_text()) == results and results["runs"][0]["split_seed"] == 0
+
+
+def test_a_run_reached_under_two_roots_counts_once_and_a_copy_is_refused(tmp_path):
+    run = run_with(tmp_path / "a" / "ce-0", split_seed=0, seed=0, head=block(0.8), knn=block(0.9, 5))
+    assert len(read_roots([tmp_path / "a", run])) == 1
+    shutil.copytree(run, tmp_path / "b" / "ce-0")
+    with pytest.raises(GlossError, match="ce-0 and .*ce-0 are the same run of R8 ce \\(split seed 0, seed 0\\)"):
+        predictor_rows(read_roots([tmp_path / "a", tmp_path / "b"]))
