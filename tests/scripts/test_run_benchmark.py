@@ -256,5 +256,5 @@ def test_the_graph_predict_step_trains_gloss_ce_bank_with_the_test_texts_at_glos
     mr = steps[1]
     bank, with_test = (read_spec(_written(driver, s, root, tmp_path)) for s in (final, mr))
     assert [(r.seed, r.split_seed) for r in with_test] == [(r.seed, r.split_seed) for r in bank]
-    for plain, test in zip(bank, with_test):
+    for plain, test in zip(bank, with_test, strict=True):
         assert dict(test.options) == {**dict(plain.options), "unlabeled": "test"}
