@@ -33,7 +33,8 @@ CONVERGED_SHARE = 0.99  # "converged": val macro-F1 first reaches this share of 
 # Per metric, mean / std / n in every row: the headline (the head, else the linear probe), each predictor's
 # accuracy and macro-F1, the epochs and seconds until val macro-F1 first reached 99% of the run's best, cost.
 METRICS = ("accuracy", "macro_f1", "head_accuracy", "head_macro_f1", "probe_accuracy", "probe_macro_f1",
-           "propagation_accuracy", "propagation_macro_f1", "epochs_to_99", "seconds_to_99", "macro_silhouette",
+           "propagation_accuracy", "propagation_macro_f1", "knn_accuracy", "knn_macro_f1", "mix_accuracy",
+           "mix_macro_f1", "epochs_to_99", "seconds_to_99", "macro_silhouette",
            "seconds_per_epoch", "best_epoch", "train_seconds", "peak_rss_mb")
 
 
@@ -59,8 +60,12 @@ class RunRecord:
     probe_macro_f1: float | None = None
     head_accuracy: float | None = None  # the model's own head (None for head-less runs)
     head_macro_f1: float | None = None
-    propagation_accuracy: float | None = None  # label propagation over the train + test kNN graph
+    propagation_accuracy: float | None = None  # label propagation over the train + test kNN graph (k on val)
     propagation_macro_f1: float | None = None
+    knn_accuracy: float | None = None  # the k nearest training documents' vote (k on val)
+    knn_macro_f1: float | None = None
+    mix_accuracy: float | None = None  # head and propagation scores mixed, inductive (k and alpha on val)
+    mix_macro_f1: float | None = None
     epochs_to_99: int | None = None  # first epoch whose val macro-F1 reached CONVERGED_SHARE of the best
     seconds_to_99: float | None = None  # wall seconds of the epochs up to and including it
 
@@ -155,7 +160,12 @@ def read_run(run_dir: str | Path) -> RunRecord:
     history = read_history(trained.output(HISTORY_FILE))
     seed = trained.config.get("seed", trained.config.get("loop", {}).get("seed", 0))
     settings = replicate_settings(prepared, trained)
-    head, probe, propagation = (summary.get(k) or {} for k in ("head", "linear_probe", "label_propagation"))
+    head, probe = (summary.get(k) or {} for k in ("head", "linear_probe"))
+    predictors = summary.get("predictors") or {}
+    # the graph predictors with k (and alpha) chosen on validation; runs evaluated before they existed keep
+    # the fixed-k propagation block
+    propagation = predictors.get("lpa-transductive") or summary.get("label_propagation") or {}
+    knn, mix = (predictors.get(k) or {} for k in ("knn", "mix-inductive"))
     epochs_to_99, seconds_to_99 = epochs_to_share(history)
     return RunRecord(
         run_dir=str(run_dir), dataset=dataset_label(prepared.config),
@@ -168,6 +178,8 @@ def read_run(run_dir: str | Path) -> RunRecord:
         probe_accuracy=probe.get("accuracy"), probe_macro_f1=probe.get("macro_f1"),
         head_accuracy=head.get("accuracy"), head_macro_f1=head.get("macro_f1"),
         propagation_accuracy=propagation.get("accuracy"), propagation_macro_f1=propagation.get("macro_f1"),
+        knn_accuracy=knn.get("accuracy"), knn_macro_f1=knn.get("macro_f1"),
+        mix_accuracy=mix.get("accuracy"), mix_macro_f1=mix.get("macro_f1"),
         epochs_to_99=epochs_to_99, seconds_to_99=seconds_to_99,
         settings=settings, config_hash=sha256_json(settings), split_seed=int(prepared.config.get("seed", 0)),
         tier=tier_name(run_dir),

@@ -10,7 +10,10 @@ Phases (run in the order given; each skips what has finished, so a killed lane r
   with ``tier_b.toml``'s options (the lr grid, then ``--trials`` trials of the loss's own parameters).
 - ``final``: ``tier_b.toml`` (every loss at its study's best values, 3 seeds on splits 0, 1, 2).
 - ``bertgcn``: ``bertgcn.toml`` (each seed from its own tier-B ce run); ``adapter``: ``adapter.toml``.
-- ``report``: ``gloss compare`` over every finished run of the specs into ``--out`` with ``--reference gloss+ce``.
+- ``graph-predict``: ``graph_predict.toml`` (gloss+ce-bank with the unlabelled test documents in its graph;
+  ``scripts/graph_predict_report.py`` reports it beside tier B's runs, the benchmark's table leaves it out).
+- ``report``: ``gloss compare`` over every finished run of the other sweep phases into ``--out`` with
+  ``--reference gloss+ce``.
 - ``status``: ``--out``/status.md: per phase, runs (tune: trials) done and remaining, wall time so far, the
   commit of the tree the driver runs from and the time of writing.
 
@@ -50,8 +53,9 @@ SPEC_ROOT = "results/benchmark/runs"  # the root the committed specs name; a ste
 DEFAULT_ROOT = REPO / SPEC_ROOT
 DEFAULT_OUT = REPO / "results" / "benchmark"
 PHASE_SPECS = {"cheap": ["cheap_graph.toml", "cheap_frozen.toml"], "final": ["tier_b.toml"],
-               "bertgcn": ["bertgcn.toml"], "adapter": ["adapter.toml"]}
-PHASES = ["cheap", "tune", "final", "bertgcn", "adapter", "report", "status"]
+               "bertgcn": ["bertgcn.toml"], "adapter": ["adapter.toml"], "graph-predict": ["graph_predict.toml"]}
+PHASES = ["cheap", "tune", "final", "bertgcn", "adapter", "graph-predict", "report", "status"]
+REPORTED = ("cheap", "final", "bertgcn", "adapter")  # graph-predict's runs see the test texts: reported apart
 LANES = ("A", "B")
 TUNED_DATASETS = ["R8", "mr"]
 TUNED_LOSSES = ["ce", "scl+ce", "lcl+ce", "gloss+ce"]
@@ -293,11 +297,12 @@ def run_phase(phase: str, lane: str | None, root: Path, args) -> list[str]:
 
 
 # --- report and status ----------------------------------------------------------------------------------
-def finished_runs(root: Path, datasets: list[str] | None = None) -> list[tuple[Step, Path]]:
-    """Every finished run of the sweep phases, with its step."""
+def finished_runs(root: Path, datasets: list[str] | None = None,
+                  phases: tuple[str, ...] = REPORTED) -> list[tuple[Step, Path]]:
+    """Every finished run of the sweep ``phases``, with its step."""
     from pipeline.compare.sweep import is_finished
 
-    return [(s, sweep_out(root, s.phase) / "runs" / run) for phase in PHASE_SPECS
+    return [(s, sweep_out(root, s.phase) / "runs" / run) for phase in phases
             for s in sweep_steps(phase, datasets) for run in s.runs
             if is_finished(sweep_out(root, s.phase) / "runs" / run)]
 
@@ -378,7 +383,7 @@ def status_rows(root: Path, args) -> list[dict]:
 
     seconds = phase_seconds(root)
     rows = []
-    for phase in PHASES[:5]:
+    for phase in PHASES[:PHASES.index("report")]:
         if phase == "tune":
             budget = len(args.lr_grid.split(",")) + args.trials
             progress = [study_progress(root, s, budget) for s in tune_steps(args.datasets)]

@@ -93,7 +93,7 @@ def test_adapter_is_ce_and_gloss_ce_untuned_at_no_trained_layer(driver):
         assert options["train-layers"] == "0" and "lr" not in options and "lambda" not in options
 
 
-@pytest.mark.parametrize("phase", ["cheap", "tune", "final", "bertgcn", "adapter"])
+@pytest.mark.parametrize("phase", ["cheap", "tune", "final", "bertgcn", "adapter", "graph-predict"])
 def test_the_lanes_partition_every_phase(driver, phase):
     steps = driver.phase_steps(phase)
     lanes = driver.split_lanes(steps)
@@ -207,6 +207,7 @@ def test_status_counts_runs_trials_and_wall_time(driver, tmp_path):
     assert (rows["cheap"]["done"], rows["cheap"]["remaining"]) == (1, 44)
     assert (rows["adapter"]["done"], rows["adapter"]["remaining"]) == (1, 11)
     assert (rows["bertgcn"]["done"], rows["bertgcn"]["remaining"]) == (0, 6)
+    assert (rows["graph-predict"]["done"], rows["graph-predict"]["remaining"]) == (0, 6)
     assert (rows["tune"]["unit"], rows["tune"]["done"], rows["tune"]["remaining"]) == ("trials", 3, 8 * 13 - 3)  # 5 grid + 8 own trials per study
     assert rows["tune"]["hours"] == pytest.approx(0.1)
     text = driver.write_status(root, args).read_text()
@@ -223,6 +224,9 @@ def test_report_compares_every_finished_run_against_gloss_ce_once_it_has_runs(dr
     assert driver.report(tmp_path, args) == 0
     command = capsys.readouterr().out.splitlines()[-1]
     assert command.count("--runs ") == 2 and "--reference" not in command and "R8-ce-seed0" not in command
+    finish(tmp_path / "graph-predict" / "runs" / "mr-gloss-ce-bank-test-seed0")  # saw the test texts: left out
+    driver.report(tmp_path, args)
+    assert capsys.readouterr().out.splitlines()[-1].count("--runs ") == 2
     finish(tmp_path / "final" / "runs" / "mr-gloss-ce-seed1")
     driver.report(tmp_path, args)
     command = capsys.readouterr().out.splitlines()[-1].split()
@@ -239,3 +243,18 @@ def test_report_keeps_each_runs_small_records(driver, tmp_path):
     assert driver.collect_run_records([run], tmp_path / "metrics") == 3
     kept = sorted(p.name for p in (tmp_path / "metrics" / "R8-ce-seed0").iterdir())
     assert kept == ["evaluate-metrics.json", "prepare-manifest.json", "train-history.jsonl"]
+
+
+def test_the_graph_predict_step_trains_gloss_ce_bank_with_the_test_texts_at_gloss_ces_tuned_values(
+        driver, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "elsewhere"
+    fake_studies(driver, root)
+    steps = driver.phase_steps("graph-predict")
+    assert [(s.dataset, s.method) for s in steps] == [("R8", "gloss+ce-bank-test"), ("mr", "gloss+ce-bank-test")]
+    final = next(s for s in driver.phase_steps("final") if s.dataset == "mr" and s.method == "gloss+ce-bank")
+    mr = steps[1]
+    bank, with_test = (read_spec(_written(driver, s, root, tmp_path)) for s in (final, mr))
+    assert [(r.seed, r.split_seed) for r in with_test] == [(r.seed, r.split_seed) for r in bank]
+    for plain, test in zip(bank, with_test, strict=True):
+        assert dict(test.options) == {**dict(plain.options), "unlabeled": "test"}

@@ -91,6 +91,20 @@ def test_rows_carry_head_probe_propagation_and_convergence(tmp_path):
     assert {k: row[k]["mean"] for k in expected} == pytest.approx(expected)
 
 
+def test_graph_predictor_columns_come_from_the_validation_chosen_predictors(tmp_path):
+    chosen = {"predictors": {"lpa-transductive": {"accuracy": 0.93, "macro_f1": 0.81},
+                             "lpa-inductive": {"accuracy": 0.5, "macro_f1": 0.5},
+                             "knn": {"accuracy": 0.92, "macro_f1": 0.82},
+                             "mix-transductive": {"accuracy": 0.5, "macro_f1": 0.5},
+                             "mix-inductive": {"accuracy": 0.94, "macro_f1": 0.83}}}
+    [row] = aggregate([read_run(fake_run(tmp_path / "ce", split_seed=0, seed=0, accuracy=0.9, predictor=chosen))])
+    expected = {"propagation_accuracy": 0.93, "propagation_macro_f1": 0.81, "knn_accuracy": 0.92,
+                "knn_macro_f1": 0.82, "mix_accuracy": 0.94, "mix_macro_f1": 0.83}
+    assert {k: row[k]["mean"] for k in expected} == pytest.approx(expected)
+    [old] = aggregate([read_run(fake_run(tmp_path / "old", split_seed=0, seed=0, accuracy=0.9))])
+    assert old["propagation_accuracy"]["mean"] == pytest.approx(0.88) and old["knn_accuracy"]["n"] == 0
+
+
 def test_epochs_to_share_by_hand():
     assert epochs_to_share(HISTORY) == (3, 33.0)
     assert epochs_to_share(HISTORY, share=0.5) == (1, 10.0)
