@@ -33,10 +33,11 @@ def shown(path: str) -> str:
         return path
 
 
-def command_line(roots: list[str], out: str, pair: str) -> str:
+def command_line(roots: list[str], out: str, pair: str, methods: str | None) -> str:
     """The command that remakes the report, without the interpreter's path."""
     words = ["python", "scripts/graph_predict_report.py", *map(shown, roots), "--out", shown(out)]
     words += [] if pair == ":".join(UNLABELED_PAIR) else ["--pair", pair]
+    words += [] if methods is None else ["--methods", methods]
     return shlex.join(words)
 
 
@@ -46,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="Folder for table.md and results.json.")
     parser.add_argument("--pair", default=":".join(UNLABELED_PAIR),
                         help="METHOD:BASELINE compared for every predictor (default: %(default)s).")
+    parser.add_argument("--methods", help="Comma-separated methods to report (default: every method found).")
     args = parser.parse_args(argv)
     try:
         if args.pair.count(":") != 1 or not all(args.pair.split(":")):
             raise GlossError(f"--pair {args.pair}: expected METHOD:BASELINE, e.g. {':'.join(UNLABELED_PAIR)}")
         pair = tuple(args.pair.split(":"))
+        methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
         results = write_predictor_report([shown(r) for r in args.roots], args.out,
-                                         command_line(args.roots, args.out, args.pair), pair=pair,
-                                         warn=lambda line: print(line, file=sys.stderr))
+                                         command_line(args.roots, args.out, args.pair, args.methods), pair=pair,
+                                         methods=methods, warn=lambda line: print(line, file=sys.stderr))
     except GlossError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -37,7 +37,7 @@ import numpy as np
 from pipeline.atomic import write_text_atomic
 from pipeline.compare.aggregate import RunRecord, aggregate, holm, mean_std, predictor_label, read_run
 from pipeline.compare.sweep import is_finished
-from pipeline.errors import GlossError
+from pipeline.errors import GlossError, did_you_mean
 from pipeline.manifest import load_manifest
 
 HEAD = "head"
@@ -305,14 +305,27 @@ def _tiered(comparison: dict, side: str) -> str:
     return f"{comparison[side]} · {tier}" if tier else comparison[side]
 
 
+def only_methods(runs: list[PredictorRun], methods: list[str] | None) -> list[PredictorRun]:
+    """The runs of ``methods`` (all when ``None``); a method with no run is a one-line error."""
+    if methods is None:
+        return runs
+    found = list(dict.fromkeys(run.record.method for run in runs))
+    for method in methods:
+        if method not in found:
+            raise GlossError(f"--methods {method}: no finished run of that method with a predictors block"
+                             f"{did_you_mean(method, found)} (methods: {', '.join(found)})")
+    return [run for run in runs if run.record.method in methods]
+
+
 def write_predictor_report(roots: list[str], out_dir: str | Path, command: str,
-                           pair: tuple[str, str] = UNLABELED_PAIR, warn: Callable[[str], None] = print) -> dict:
-    """Read every finished run under ``roots`` and write ``OUT/table.md`` and ``OUT/results.json``; returns
-    what ``results.json`` holds. Nothing is written when a root is refused."""
+                           pair: tuple[str, str] = UNLABELED_PAIR, methods: list[str] | None = None,
+                           warn: Callable[[str], None] = print) -> dict:
+    """Read every finished run under ``roots`` (of ``methods`` only, when given) and write ``OUT/table.md`` and
+    ``OUT/results.json``; returns what ``results.json`` holds. Nothing is written when an input is refused."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise GlossError(f"--out {out_dir}: exists and is not a folder")
-    runs = read_roots(roots, warn)
+    runs = only_methods(read_roots(roots, warn), methods)
     rows, head, methods = predictor_rows(runs), against_head(runs), between_methods(runs, *pair)
     results = {"roots": [str(r) for r in roots], "command": command, "note": NOTE, "rows": rows,
                "against_head": head, "between_methods": {"method": pair[0], "baseline": pair[1], "pairs": methods},

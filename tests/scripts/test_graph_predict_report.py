@@ -18,9 +18,9 @@ def test_writes_the_table_and_names_the_roots_relative_to_the_working_directory(
     for s in range(2):
         run_with(tmp_path / "sweep" / "runs" / f"ce-{s}", split_seed=s, seed=s, head=block(0.8), knn=block(0.9, 5))
     monkeypatch.chdir(tmp_path)
-    assert report.main([str(tmp_path / "sweep"), "--out", "out", "--pair", "gloss+ce:ce"]) == 0
+    assert report.main([str(tmp_path / "sweep"), "--out", "out", "--pair", "gloss+ce:ce", "--methods", "ce"]) == 0
     table = (tmp_path / "out" / "table.md").read_text()
-    assert "Command: `python scripts/graph_predict_report.py sweep --out out --pair gloss+ce:ce`" in table
+    assert "Command: `python scripts/graph_predict_report.py sweep --out out --pair gloss+ce:ce --methods ce`" in table
     assert "Run roots: `sweep`" in table and "## gloss+ce − ce (every predictor)" in table
     assert json.loads((tmp_path / "out" / "results.json").read_text())["between_methods"]["method"] == "gloss+ce"
     assert "2 runs, 2 rows" in capsys.readouterr().out

@@ -150,3 +150,13 @@ def test_a_run_reached_under_two_roots_counts_once_and_a_copy_is_refused(tmp_pat
     shutil.copytree(run, tmp_path / "b" / "ce-0")
     with pytest.raises(GlossError, match="ce-0 and .*ce-0 are the same run of R8 ce \\(split seed 0, seed 0\\)"):
         predictor_rows(read_roots([tmp_path / "a", tmp_path / "b"]))
+
+
+def test_methods_limit_the_report_and_an_unknown_one_is_refused(tmp_path):
+    for loss in ("ce", "gloss+ce"):
+        run_with(tmp_path / loss, split_seed=0, seed=0, loss=loss, head=block(0.8), knn=block(0.9, 5))
+    results = write_predictor_report([str(tmp_path)], tmp_path / "out", "cmd", methods=["gloss+ce"])
+    assert {row["method"] for row in results["rows"]} == {"gloss+ce"} and len(results["runs"]) == 1
+    with pytest.raises(GlossError, match="--methods gloss-ce: no finished run .*; did you mean 'gloss\\+ce'\\?"):
+        write_predictor_report([str(tmp_path)], tmp_path / "out2", "cmd", methods=["gloss-ce"])
+    assert not (tmp_path / "out2").exists()
