@@ -4,7 +4,8 @@ A study lives in ``RUN/tune/study.db`` and is named ``<dataset>-<loss>-<first 8 
 hash>``; the config (prepare, train, space, trial budget settings) is stored in the study's user attrs, so a
 db written for another config is refused with the keys that differ. Trials send heartbeats: on resuming,
 a trial whose heartbeat is older than twice the interval (a killed tune) is failed and queued again with
-the same parameters and phase, as is a trial interrupted with Ctrl-C (at most ``options.TUNE_MAX_RETRIES``
+the same parameters and phase (a trial still marked running waits until its heartbeat is that old, so a study
+resumed at once after a kill reruns it too, while a trial another live process runs keeps beating), as is a trial interrupted with Ctrl-C (at most ``options.TUNE_MAX_RETRIES``
 times).
 A trial that failed on its own (a ``GlossError``, e.g. a diverged loss) records the error and counts
 towards ``--trials``; so do complete and pruned trials.
@@ -13,6 +14,7 @@ towards ``--trials``; so do complete and pruned trials.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,15 +102,40 @@ def done(study, phase: str | None = None) -> int:
     return sum(counted(t) for t in study.get_trials(deepcopy=False) if phase is None or phase_of(t) == phase)
 
 
-def requeue_interrupted(study) -> list:
-    """Fail trials whose heartbeat went stale (a killed tune), then queue every killed or interrupted trial
-    again with its parameters (once each, at most ``options.TUNE_MAX_RETRIES`` deep). Returns the trials
-    requeued (frozen, as they were left)."""
+def fail_killed_trials(study, echo=None, sleep=time.sleep) -> None:
+    """Fail the trials whose heartbeat went stale (a killed tune). A trial still marked running but not yet
+    stale may belong to a tune killed moments ago: wait until the grace period has passed since now (its
+    heartbeat is then at least that old unless a live process still sends it), failing it then."""
     import optuna
     from optuna.trial import TrialState
 
-    with quiet():
-        optuna.storages.fail_stale_trials(study)
+    def running():
+        with quiet():
+            optuna.storages.fail_stale_trials(study)
+        return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+    left = running()
+    if not left:
+        return
+    grace = study._storage.get_heartbeat_interval() * 2  # RDBStorage(grace_period=2 * heartbeat)
+    if echo is not None:
+        many = len(left) > 1
+        echo(f"tune: trial{'s' if many else ''} {', '.join(str(t.number) for t in left)} "
+             f"{'are' if many else 'is'} marked running; waiting up to {grace:.0f}s for the heartbeat (a killed "
+             "trial is then rerun, a live one left to its process)")
+    deadline = time.monotonic() + grace + 1
+    while left and time.monotonic() < deadline:
+        sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+        left = running()
+
+
+def requeue_interrupted(study, echo=None) -> list:
+    """Fail trials whose heartbeat went stale (a killed tune; :func:`fail_killed_trials`), then queue every
+    killed or interrupted trial again with its parameters (once each, at most ``options.TUNE_MAX_RETRIES``
+    deep). Returns the trials requeued (frozen, as they were left)."""
+    from optuna.trial import TrialState
+
+    fail_killed_trials(study, echo)
     trials = study.get_trials(deepcopy=False)
     rerun = {t.user_attrs.get(RETRY_ATTR) for t in trials}
     requeued = []

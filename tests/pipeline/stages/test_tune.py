@@ -59,9 +59,11 @@ def _rows(run):
 
 def test_killed_study_resumes_the_grid_then_tunes_at_the_best_lr(prepared):
     _kill_in_first_trial(prepared)
-    time.sleep(2.5)  # twice the heartbeat: the killed trial is stale
-    result = _gloss("tune", "--run-dir", str(prepared), *STUDY)
+    # resumed at once, with a grace period (2 x 5 s) the killed trial's last heartbeat is still inside: it
+    # must still be rerun
+    result = _gloss("tune", "--run-dir", str(prepared), *STUDY, "--heartbeat", "5")
     assert result.exit_code == 0, result.output
+    assert "trial 0 is marked running; waiting up to 10s for the heartbeat" in result.output
     assert "trial 0 was killed or interrupted; queued again" in result.output
     tune = prepared / "tune"
     rows = _rows(prepared)

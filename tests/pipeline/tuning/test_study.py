@@ -1,3 +1,5 @@
+import time
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -9,6 +11,7 @@ from pipeline.tuning.study import (
     RETRY_ATTR,
     counted,
     done,
+    fail_killed_trials,
     open_study,
     requeue_interrupted,
     study_name,
@@ -58,3 +61,21 @@ def test_interrupted_trials_are_requeued_once_and_failures_of_their_own_count(tm
     assert waiting[0].user_attrs[PHASE_ATTR] == GRID  # a rerun keeps its phase
     assert waiting[0].params == {} and study.get_trials()[-1].system_attrs["fixed_params"] == interrupted.params
     assert requeue_interrupted(study) == []  # queued once only
+
+
+def test_a_trial_killed_moments_ago_is_failed_and_a_live_one_is_left_running(tmp_path):
+    study = _open(tmp_path / "study.db")  # heartbeat 1 s: grace 2 s
+    killed, live = study.ask(), study.ask()
+    for trial in (killed, live):
+        study._storage.record_heartbeat(trial._trial_id)  # both beat just now: neither is stale yet
+    lines = []
+
+    def sleep(seconds):  # the live trial's process keeps beating while we wait
+        study._storage.record_heartbeat(live._trial_id)
+        time.sleep(seconds)
+
+    fail_killed_trials(study, lines.append, sleep=sleep)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states == {killed.number: TrialState.FAIL, live.number: TrialState.RUNNING}
+    assert lines == ["tune: trials 0, 1 are marked running; waiting up to 2s for the heartbeat (a killed "
+                     "trial is then rerun, a live one left to its process)"]
