@@ -4,7 +4,9 @@ Training is passed in (``train_trial``: the tune stage's trial runner), so this 
 stage. The loop's ``on_epoch_end(epoch, record)`` reports the monitored validation score (val macro-F1
 with a head, val macro-silhouette for standalone losses) to the trial after every epoch and raises
 ``optuna.TrialPruned`` when the pruner says so, but never at the trial's last epoch (a trial that reached it
-has spent its budget); Optuna then records the trial as PRUNED.
+has spent its budget) and never in a grid trial (every loss sees every grid value for the full epochs, also a
+grid trial rerun after a kill, when later trials already set the pruner's median); Optuna then records the
+trial as PRUNED.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from collections.abc import Callable
 
 from pipeline.errors import GlossError
-from pipeline.tuning.protocol import OWN, PHASE_ATTR
+from pipeline.tuning.protocol import GRID, OWN, PHASE_ATTR, phase_of
 from pipeline.tuning.space import Space
 from pipeline.tuning.study import ERROR_ATTR
 
@@ -27,15 +29,17 @@ TrainTrial = Callable[[object, dict, EpochCallback], float]
 
 def epoch_reporter(trial, monitor: str, last_epoch: int) -> EpochCallback:
     """``on_epoch_end`` for the loop: report ``record[monitor]`` at step ``epoch``, prune when told before
-    ``last_epoch``."""
+    ``last_epoch`` (never a grid trial)."""
     import optuna
+
+    prunable = phase_of(trial) != GRID
 
     def report(epoch: int, record: dict) -> None:
         value = record.get(monitor)
         if value is None or not math.isfinite(float(value)):
             return
         trial.report(float(value), epoch)
-        if epoch < last_epoch and trial.should_prune():
+        if prunable and epoch < last_epoch and trial.should_prune():
             trial.set_user_attr(PRUNED_AT_ATTR, epoch)
             raise optuna.TrialPruned(f"pruned after epoch {epoch}: {monitor} {float(value):.4f}")
 

@@ -218,6 +218,20 @@ def test_every_loss_gets_the_same_lr_grid_then_n_trials_of_its_own_at_the_best(t
     assert seen["ce"] == seen["scl+ce"] == [1e-5, 1e-4, 1e-3]
 
 
+def test_grid_trials_are_never_pruned(tiny_root, tmp_path, monkeypatch):
+    """Every loss sees every grid value for the trial's full epochs, whatever trial number a grid trial has (a
+    killed grid trial reruns after the own trials started); the own trials may be pruned."""
+    from pipeline.stages import tune as stage
+
+    run = prepare_tiny(tiny_root, tmp_path / "run")
+    monkeypatch.setattr(stage.train_stage, "run", _StandIn(_lr_score))
+    result = _tune(run, "--loss", "ce", "--train-layers", "1", "--lr-grid", "1e-4,1e-3,1e-5", "--trials", "2",
+                   "--pruner-startup", "1")  # the 2nd and 3rd grid trials score below the 1st at every epoch
+    assert result.exit_code == 0, result.output
+    rows = _rows(run)
+    assert [(r["phase"], r["state"]) for r in rows[:3]] == [("grid", "complete")] * 3
+
+
 def test_a_resumed_study_never_repeats_a_parameter_set(tiny_root, tmp_path, monkeypatch):
     from pipeline.stages import tune as stage
 
