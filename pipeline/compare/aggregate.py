@@ -326,13 +326,14 @@ PAIRED_METRICS = ("accuracy", "macro_f1", "epochs_to_99", "seconds_to_99")
 
 def reference_differences(records: list[RunRecord], reference: str,
                           metrics: tuple[str, ...] = PAIRED_METRICS) -> list[dict]:
-    """``reference - other`` for every other method, per dataset and metric (:func:`paired_difference`);
-    a method never seen is a one-line error."""
+    """``reference - other`` for every other method, per dataset and metric (:func:`paired_difference`), each
+    reference row against the other method's rows of its own tier (an adapter-tier reference against the
+    adapter tier, tier B against tier B); a method never seen is a one-line error."""
     methods = list(dict.fromkeys(r.method for r in records))
     if reference not in methods:
         raise GlossError(f"--reference {reference}: no finished run of that method (methods: {', '.join(methods)})")
     return [p for other in methods if other != reference for metric in metrics
-            for p in paired_difference(records, reference, other, metric)]
+            for p in paired_difference(records, reference, other, metric) if p["method_tier"] == p["baseline_tier"]]
 
 
 def _with_protocol(variant: str, settings: dict[str, Any]) -> str:

@@ -158,3 +158,14 @@ def test_reference_against_every_method_into_results_json(tmp_path):
     assert (out / "predictors.png").is_file() and "| R8 | ce | 3 | B | 0, 1, 2 |" in (out / "table.md").read_text()
     with pytest.raises(GlossError, match="--reference lcl\\+ce: no finished run of that method"):
         run_compare(None, [str(d) for d in dirs], out, None, "gloss+ce:ce", echo=lambda _: None, reference="lcl+ce")
+    # a reference of another tier pairs with its own tier's rows only
+    floor = [fake_run(tmp_path / f"gl-adapter-{s}", split_seed=s, seed=s, accuracy=0.8, loss="gloss+ce",
+                      tier="adapter") for s in range(3)]
+    floor += [fake_run(tmp_path / f"ce-adapter-{s}", split_seed=s, seed=s, accuracy=0.7, tier="adapter")
+              for s in range(3)]
+    run_compare(None, [str(d) for d in dirs + floor], out, None, "gloss+ce:ce", echo=lambda _: None,
+                reference="gloss+ce")
+    pairs = [p for p in json.loads((out / "results.json").read_text())["paired"] if p["metric"] == "accuracy"]
+    assert sorted((p["method_tier"], p["baseline_tier"], p["baseline"]) for p in pairs) == [
+        ("B", "B", "ce"), ("B", "B", "scl+ce"), ("adapter", "adapter", "ce")]
+    assert next(p for p in pairs if p["method_tier"] == "adapter")["mean_difference"] == pytest.approx(0.1)
