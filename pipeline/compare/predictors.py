@@ -105,7 +105,10 @@ def read_roots(roots: Iterable[str | Path], warn: Callable[[str], None] = print)
     """Every finished run under ``roots`` with a predictors block (a run reached twice counts once); runs
     without one are skipped with one warning line naming them."""
     roots = list(roots)
-    run_dirs = list(dict.fromkeys(d.resolve() for root in roots for d in find_runs(root)))
+    found = {}  # a run reached twice (two roots, a link) counts once, under the path first given
+    for run_dir in (d for root in roots for d in find_runs(root)):
+        found.setdefault(run_dir.resolve(), run_dir)
+    run_dirs = list(found.values())
     read = {run_dir: read_predictor_run(run_dir) for run_dir in run_dirs}
     runs = [run for run in read.values() if run is not None]
     skipped = [run_dir for run_dir, run in read.items() if run is None]
