@@ -578,7 +578,8 @@ def compare(spec, run_dirs, out_dir, data_root, pair, reference, background):
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="Text file (one document per line), CSV with a 'text' column, or JSONL with a 'text' field.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="Write JSONL here (default: standard output).")
+              help="Write the predictions here: CSV for a .csv name (row, label, skipped, p_<class>), else JSON "
+                   "lines (default: JSON lines on standard output).")
 @click.option("--device", default=options.DEVICE, show_default=True)
 @click.option("--predictor", type=click.Choice(options.PREDICTORS), default=None,
               help="head, knn (vote of the k nearest training documents), lpa (label propagation) or mix "
@@ -591,16 +592,19 @@ def compare(spec, run_dirs, out_dir, data_root, pair, reference, background):
 def predict(run_dir, input_path, output, device, predictor, transductive, encoding):
     """Predict labels for new documents with a run's fine-tuned encoder and its head or graph (the inductive
     use)."""
-    import json
-
     from pipeline.output_paths import check_output_file
+    from pipeline.predict import JSONL_SUFFIXES, format_rows
     from pipeline.predict import predict as run_predict
 
     if output:
         check_output_file(output)
+        suffix = os.path.splitext(output)[1].lower()
+        if suffix not in (".csv", *JSONL_SUFFIXES):
+            click.echo(f"warning: --output {output}: writing JSON lines (name it .csv for CSV, .jsonl to silence "
+                       "this)", err=True)
     result = run_predict(run_dir, input_path, device=device, encoding=encoding, predictor=predictor,
                          transductive=transductive)
-    lines = "".join(json.dumps(row) + "\n" for row in result["rows"])
+    lines = format_rows(result["rows"], result["labels"], output)
     if output:
         from pipeline.atomic import write_text_atomic
 

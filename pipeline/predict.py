@@ -183,4 +183,26 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
         rows[i] = {"row": i + 1, "label": label_names[int(p.argmax())],
                    "probabilities": {name: round(float(v), 6) for name, v in zip(label_names, p, strict=True)}}
     return {"rows": rows, "predictor": key, "documents": len(docs), "empty": len(docs) - len(keep), "truncated": truncated,
-            "max_length": model.max_seq_length}
+            "max_length": model.max_seq_length, "labels": list(label_names)}
+
+
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+
+
+def format_rows(rows: list[dict], label_names: list[str], output: str | None) -> str:
+    """``gloss predict``'s rows as text: CSV when ``output`` ends in ``.csv`` (columns ``row``, ``label``,
+    ``skipped``, then ``p_<class>`` per class, empty for a skipped document), JSON lines otherwise."""
+    import csv
+    import io
+    import json
+
+    if output is None or not str(output).lower().endswith(".csv"):
+        return "".join(json.dumps(row) + "\n" for row in rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "label", "skipped", *(f"p_{name}" for name in label_names)])
+    for row in rows:
+        probabilities = row.get("probabilities") or {}
+        writer.writerow([row["row"], row["label"] if row["label"] is not None else "", row.get("skipped", ""),
+                         *(probabilities.get(name, "") for name in label_names)])
+    return buffer.getvalue()

@@ -72,3 +72,25 @@ def test_graph_predictors_need_evaluate_first(trained, tmp_path):
     assert result.exit_code == 1 and "--transductive applies to --predictor lpa or mix" in result.output
     result, rows = _predict(trained, source)  # a run without RUN/evaluate predicts with its head
     assert result.exit_code == 0 and "predict (head)" in result.output and len(rows) == 1
+
+
+def test_a_csv_output_is_csv_and_another_name_is_warned(trained, tmp_path):
+    import pandas as pd
+
+    source = tmp_path / "docs.txt"
+    source.write_text("a first document\n\nand a second one\n")
+    out = tmp_path / "predictions.csv"
+    result = gloss("predict", "--run", trained, "--input", source, "--output", out, "--predictor", "head")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    table["skipped"] = table["skipped"].fillna("")
+    labels = json.loads((trained / "prepare" / "labels.json").read_text())
+    assert list(table.columns) == ["row", "label", "skipped", *(f"p_{name}" for name in labels)]
+    assert table["row"].tolist() == [1, 2, 3] and table["skipped"].tolist() == ["", "empty", ""]
+    probabilities = table[[f"p_{name}" for name in labels]]
+    assert probabilities.iloc[[0, 2]].sum(axis=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-4)
+    assert table["label"][0] == labels[int(np.argmax(probabilities.iloc[0].to_numpy()))]
+    assert "warning" not in result.output
+    other = gloss("predict", "--run", trained, "--input", source, "--output", tmp_path / "predictions.txt")
+    assert other.exit_code == 0 and "--output" in other.output and "writing JSON lines" in other.output
+    assert json.loads((tmp_path / "predictions.txt").read_text().splitlines()[0])["row"] == 1
