@@ -312,7 +312,7 @@ def report(root: Path, args) -> int:
     finished = finished_runs(root, args.datasets)
     if not finished:
         raise SystemExit(f"run_benchmark: report: no finished run under {root}")
-    command = gloss("compare", *[a for _, run in finished for a in ("--runs", str(run))], "--out", str(args.out))
+    command = gloss("compare", *[a for _, run in finished for a in ("--runs", _shown(run))], "--out", str(args.out))
     if any(step.method == REFERENCE for step, _ in finished):
         command += ["--reference", REFERENCE]
     else:
@@ -445,7 +445,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at least 1")
     if args.trials < 0:
         parser.error(f"--trials {args.trials}: expected 0 or more")
-    args.root, args.out = args.root.resolve(), args.out.resolve()
+    # absolute, links kept: a root linked into the checkout is reported by its path in the checkout
+    args.root, args.out = Path(os.path.abspath(args.root)), Path(os.path.abspath(args.out))
     return args
 
 

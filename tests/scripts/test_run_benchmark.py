@@ -258,3 +258,17 @@ def test_the_graph_predict_step_trains_gloss_ce_bank_with_the_test_texts_at_glos
     assert [(r.seed, r.split_seed) for r in with_test] == [(r.seed, r.split_seed) for r in bank]
     for plain, test in zip(bank, with_test, strict=True):
         assert dict(test.options) == {**dict(plain.options), "unlabeled": "test"}
+
+
+def test_report_names_runs_under_a_linked_root_by_their_path_in_the_checkout(driver, tmp_path, monkeypatch, capsys):
+    checkout, lanes = tmp_path / "checkout", tmp_path / "lanes"
+    finish(lanes / "final" / "runs" / "mr-ce-seed0")
+    (checkout / "results" / "benchmark").mkdir(parents=True)
+    (checkout / "results" / "benchmark" / "runs").symlink_to(lanes)
+    monkeypatch.setattr(driver, "REPO", checkout)
+    monkeypatch.chdir(checkout)
+    args = driver.parse_args(["report", "--root", "results/benchmark/runs", "--out", str(tmp_path / "out"),
+                              "--dry-run"])
+    driver.report(args.root, args)
+    command = capsys.readouterr().out.splitlines()[-1].split()
+    assert command[command.index("--runs") + 1] == "results/benchmark/runs/final/runs/mr-ce-seed0"
