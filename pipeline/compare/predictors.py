@@ -36,6 +36,7 @@ import numpy as np
 
 from pipeline.atomic import write_text_atomic
 from pipeline.compare.aggregate import RunRecord, aggregate, holm, mean_std, predictor_label, read_run
+from pipeline.compare.report import plus_minus
 from pipeline.compare.sweep import is_finished
 from pipeline.errors import GlossError, did_you_mean
 from pipeline.manifest import load_manifest
@@ -245,12 +246,6 @@ def _with_holm(comparisons: list[dict], family: tuple[str, ...]) -> list[dict]:
 
 # -- Markdown --------------------------------------------------------------------------------------------------
 
-def _pm(cell: dict) -> str:
-    if cell["mean"] is None:
-        return "n/a"
-    return f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}" if cell["n"] > 1 else f"{100 * cell['mean']:.2f}"
-
-
 def _per_run(values: list) -> str:
     return "/".join("-" if v is None else f"{v:g}" for v in values) if any(v is not None for v in values) else "-"
 
@@ -285,8 +280,8 @@ def markdown_report(roots: list[str], command: str, rows: list[dict], head: list
     for row in rows:
         agreement = row.get("test_agreement_with_knn")
         lines.append(f"| {row['dataset']} | {row['label']} | {row['tier'] or '-'} | {row['predictor']} | "
-                     f"{row['accuracy']['n']} | {_pm(row['accuracy'])} | {_pm(row['macro_f1'])} | {_per_run(row['k'])} | "
-                     f"{_per_run(row['alpha'])} | {_pm(agreement) if agreement else ''} |")
+                     f"{row['accuracy']['n']} | {plus_minus(row['accuracy'])} | {plus_minus(row['macro_f1'])} | {_per_run(row['k'])} | "
+                     f"{_per_run(row['alpha'])} | {plus_minus(agreement) if agreement else ''} |")
     lines += ["", "Agrees with knn: the share of test documents on which inductive lpa predicts what the kNN vote "
                   "predicts (100: the two coincide on this data).", "",
               "## Graph predictor − head (the same runs)", "",

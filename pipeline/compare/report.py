@@ -11,7 +11,8 @@ from pathlib import Path
 from pipeline.atomic import write_text_atomic
 
 
-def _pm(cell: dict, scale: float = 100.0, digits: int = 2) -> str:
+def plus_minus(cell: dict, scale: float = 100.0, digits: int = 2) -> str:
+    """A ``{mean, std, n}`` cell as ``"91.23 ± 0.45"`` (the mean alone for n = 1, ``"n/a"`` without one)."""
     if cell["mean"] is None:
         return "n/a"
     if cell["n"] > 1:
@@ -48,7 +49,7 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
         "|---|---|---|---|---|" + "---|" * len(COLUMNS),
     ]
     for row in rows:
-        cells = [_pm(row[metric], scale, digits) for _, metric, scale, digits in COLUMNS]
+        cells = [plus_minus(row[metric], scale, digits) for _, metric, scale, digits in COLUMNS]
         lines.append(
             f"| {row['dataset']} | {row.get('label', row['method'])} | {row['accuracy']['n']} | {row.get('tier') or '-'} | "
             f"{_seeds(row.get('split_seeds', []))} | " + " | ".join(cells) + " |"
