@@ -183,7 +183,7 @@ def run(config: TuneConfig, run_dir: str | Path, echo: Callable[[str], None] = p
 
 def _prepare_study(study, protocol: Protocol, config: TuneConfig, echo) -> None:
     """Queue killed or interrupted trials again (their directories marked), or the grid of a new study."""
-    for trial in requeue_interrupted(study, echo):
+    for trial in requeue_interrupted(study, config.heartbeat, echo):
         folder = trial.user_attrs.get(out.RUN_DIR_ATTR)
         if folder and Path(folder).is_dir():
             _clear_partial(Path(folder))

@@ -4,9 +4,9 @@ A study lives in ``RUN/tune/study.db`` and is named ``<dataset>-<loss>-<first 8 
 hash>``; the config (prepare, train, space, trial budget settings) is stored in the study's user attrs, so a
 db written for another config is refused with the keys that differ. Trials send heartbeats: on resuming,
 a trial whose heartbeat is older than twice the interval (a killed tune) is failed and queued again with
-the same parameters and phase (a trial still marked running waits until its heartbeat is that old, so a study
-resumed at once after a kill reruns it too, while a trial another live process runs keeps beating), as is a trial interrupted with Ctrl-C (at most ``options.TUNE_MAX_RETRIES``
-times).
+the same parameters and phase, as is a trial interrupted with Ctrl-C (at most ``options.TUNE_MAX_RETRIES``
+times). A trial still marked running is waited for until its heartbeat is that old, so a study resumed at
+once after a kill reruns it too, while a trial another live process runs keeps beating.
 A trial that failed on its own (a ``GlossError``, e.g. a diverged loss) records the error and counts
 towards ``--trials``; so do complete and pruned trials.
 """
@@ -53,7 +53,12 @@ def _storage(db: Path, heartbeat: int):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.storages.RDBStorage(f"sqlite:///{db}", heartbeat_interval=heartbeat,
-                                      grace_period=2 * heartbeat)
+                                      grace_period=grace_period(heartbeat))
+
+
+def grace_period(heartbeat: int) -> int:
+    """Seconds of silence after which a running trial is taken as killed."""
+    return 2 * heartbeat
 
 
 def refuse_other_config(storage, db: Path, name: str, identity: dict) -> None:
@@ -102,10 +107,11 @@ def done(study, phase: str | None = None) -> int:
     return sum(counted(t) for t in study.get_trials(deepcopy=False) if phase is None or phase_of(t) == phase)
 
 
-def fail_killed_trials(study, echo=None, sleep=time.sleep) -> None:
+def fail_killed_trials(study, heartbeat: int, echo=None, sleep=time.sleep) -> None:
     """Fail the trials whose heartbeat went stale (a killed tune). A trial still marked running but not yet
-    stale may belong to a tune killed moments ago: wait until the grace period has passed since now (its
-    heartbeat is then at least that old unless a live process still sends it), failing it then."""
+    stale may belong to a tune killed moments ago: wait until the grace period (``2 * heartbeat`` seconds, as
+    the study's storage was opened with) has passed since now (its heartbeat is then at least that old unless
+    a live process still sends it), failing it then."""
     import optuna
     from optuna.trial import TrialState
 
@@ -117,7 +123,7 @@ def fail_killed_trials(study, echo=None, sleep=time.sleep) -> None:
     left = running()
     if not left:
         return
-    grace = study._storage.get_heartbeat_interval() * 2  # RDBStorage(grace_period=2 * heartbeat)
+    grace = grace_period(heartbeat)
     if echo is not None:
         many = len(left) > 1
         echo(f"tune: trial{'s' if many else ''} {', '.join(str(t.number) for t in left)} "
@@ -129,13 +135,13 @@ def fail_killed_trials(study, echo=None, sleep=time.sleep) -> None:
         left = running()
 
 
-def requeue_interrupted(study, echo=None) -> list:
+def requeue_interrupted(study, heartbeat: int, echo=None) -> list:
     """Fail trials whose heartbeat went stale (a killed tune; :func:`fail_killed_trials`), then queue every
     killed or interrupted trial again with its parameters (once each, at most ``options.TUNE_MAX_RETRIES``
     deep). Returns the trials requeued (frozen, as they were left)."""
     from optuna.trial import TrialState
 
-    fail_killed_trials(study, echo)
+    fail_killed_trials(study, heartbeat, echo)
     trials = study.get_trials(deepcopy=False)
     rerun = {t.user_attrs.get(RETRY_ATTR) for t in trials}
     requeued = []

@@ -54,13 +54,13 @@ def test_interrupted_trials_are_requeued_once_and_failures_of_their_own_count(tm
     pruned = study.ask({"lr": distribution})
     study.tell(pruned, state=TrialState.PRUNED)
     assert [counted(t) for t in study.trials] == [False, True, True] and done(study) == 2
-    [requeued] = requeue_interrupted(study)
+    [requeued] = requeue_interrupted(study, heartbeat=1)
     assert requeued.number == interrupted.number
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].user_attrs[RETRY_ATTR] == interrupted.number
     assert waiting[0].user_attrs[PHASE_ATTR] == GRID  # a rerun keeps its phase
     assert waiting[0].params == {} and study.get_trials()[-1].system_attrs["fixed_params"] == interrupted.params
-    assert requeue_interrupted(study) == []  # queued once only
+    assert requeue_interrupted(study, heartbeat=1) == []  # queued once only
 
 
 def test_a_trial_killed_moments_ago_is_failed_and_a_live_one_is_left_running(tmp_path):
@@ -74,7 +74,7 @@ def test_a_trial_killed_moments_ago_is_failed_and_a_live_one_is_left_running(tmp
         study._storage.record_heartbeat(live._trial_id)
         time.sleep(seconds)
 
-    fail_killed_trials(study, lines.append, sleep=sleep)
+    fail_killed_trials(study, 1, lines.append, sleep=sleep)
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert states == {killed.number: TrialState.FAIL, live.number: TrialState.RUNNING}
     assert lines == ["tune: trials 0, 1 are marked running; waiting up to 2s for the heartbeat (a killed "
