@@ -593,13 +593,12 @@ def predict(run_dir, input_path, output, device, predictor, transductive, encodi
     """Predict labels for new documents with a run's fine-tuned encoder and its head or graph (the inductive
     use)."""
     from pipeline.output_paths import check_output_file
-    from pipeline.predict import JSONL_SUFFIXES, format_rows
+    from pipeline.predict import JSONL_SUFFIXES, format_rows, output_format
     from pipeline.predict import predict as run_predict
 
     if output:
         check_output_file(output)
-        suffix = os.path.splitext(output)[1].lower()
-        if suffix not in (".csv", *JSONL_SUFFIXES):
+        if output_format(output) == "jsonl" and os.path.splitext(output)[1].lower() not in JSONL_SUFFIXES:
             click.echo(f"warning: --output {output}: writing JSON lines (name it .csv for CSV, .jsonl to silence "
                        "this)", err=True)
     result = run_predict(run_dir, input_path, device=device, encoding=encoding, predictor=predictor,

@@ -189,14 +189,18 @@ def predict(run_dir: str | Path, input_path: str | Path, batch_size: int = 64, d
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
+def output_format(output: str | None) -> str:
+    """``"csv"`` for an ``--output`` ending in ``.csv``, else ``"jsonl"`` (also standard output)."""
+    return "csv" if output is not None and Path(output).suffix.lower() == ".csv" else "jsonl"
+
+
 def format_rows(rows: list[dict], label_names: list[str], output: str | None) -> str:
-    """``gloss predict``'s rows as text: CSV when ``output`` ends in ``.csv`` (columns ``row``, ``label``,
-    ``skipped``, then ``p_<class>`` per class, empty for a skipped document), JSON lines otherwise."""
+    """``gloss predict``'s rows as text in :func:`output_format`'s format: CSV (columns ``row``, ``label``,
+    ``skipped``, then ``p_<class>`` per class, empty for a skipped document) or JSON lines."""
     import csv
     import io
-    import json
 
-    if output is None or not str(output).lower().endswith(".csv"):
+    if output_format(output) == "jsonl":
         return "".join(json.dumps(row) + "\n" for row in rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
