@@ -275,10 +275,12 @@ def _paired(ours: list[RunRecord], theirs: list[RunRecord], metric: str) -> dict
             "n": len(seeds), "p_value": p_value}
 
 
-def paired_difference(records: list[RunRecord], method: str, baseline: str, metric: str = "accuracy") -> list[dict]:
-    """Per dataset and pair of settings (one of ``method``, one of ``baseline``, on the same data protocol):
-    ``method - baseline`` on each shared replicate (split seed, training seed), their mean, and a paired
-    t-test p-value; ``p_holm`` is Holm-corrected over the datasets of each pair of settings (:func:`holm`)."""
+def paired_difference(records: list[RunRecord], method: str, baseline: str, metric: str = "accuracy",
+                      same_tier: bool = False) -> list[dict]:
+    """Per dataset and pair of settings (one of ``method``, one of ``baseline``, on the same data protocol;
+    with ``same_tier``, of the same tier only): ``method - baseline`` on each shared replicate (split seed,
+    training seed), their mean, and a paired t-test p-value; ``p_holm`` is Holm-corrected over the datasets of
+    each pair of settings (:func:`holm`)."""
     groups = _groups(records)
     variants = variant_labels(groups)
     out = []
@@ -287,6 +289,8 @@ def paired_difference(records: list[RunRecord], method: str, baseline: str, metr
             continue
         for theirs_key, theirs in groups.items():
             if theirs_key[:2] != (ours_key[0], baseline) or theirs[0].data_hash != ours[0].data_hash:
+                continue
+            if same_tier and theirs_key[2] != ours_key[2]:
                 continue
             result = _paired(ours, theirs, metric)
             if result is not None:
@@ -333,7 +337,7 @@ def reference_differences(records: list[RunRecord], reference: str,
     if reference not in methods:
         raise GlossError(f"--reference {reference}: no finished run of that method (methods: {', '.join(methods)})")
     return [p for other in methods if other != reference for metric in metrics
-            for p in paired_difference(records, reference, other, metric) if p["method_tier"] == p["baseline_tier"]]
+            for p in paired_difference(records, reference, other, metric, same_tier=True)]
 
 
 def _with_protocol(variant: str, settings: dict[str, Any]) -> str:
