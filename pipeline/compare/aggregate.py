@@ -254,25 +254,42 @@ def aggregate(records: list[RunRecord]) -> list[dict]:
     return rows
 
 
-def _paired(ours: list[RunRecord], theirs: list[RunRecord], metric: str) -> dict | None:
-    """``ours - theirs`` on each shared replicate (split seed, training seed) where both have the metric,
-    the mean and the paired t-test (n >= 3)."""
+MIN_PAIRS = 3  # a paired t-test on fewer replicates has one degree of freedom or none: too weak to report
+
+
+def paired_t_test(ours: dict[tuple, float], theirs: dict[tuple, float]) -> dict:
+    """``ours - theirs`` on the replicates (dict keys) both have: ``replicates``, ``differences``, ``n``,
+    ``mean_difference`` (``None`` without a shared replicate) and the paired t-test's ``t`` and ``p``. With
+    fewer than :data:`MIN_PAIRS` pairs, or differences that do not vary (the test is undefined there), ``t`` and
+    ``p`` are ``None`` and ``no_test`` says which; otherwise ``no_test`` is ``None``."""
     from scipy.stats import ttest_rel
 
+    shared = sorted(set(ours) & set(theirs))
+    differences = [ours[r] - theirs[r] for r in shared]
+    result = {"replicates": [list(r) for r in shared], "differences": differences, "n": len(shared),
+              "mean_difference": float(np.mean(differences)) if shared else None, "t": None, "p": None,
+              "no_test": None}
+    if len(shared) < MIN_PAIRS:
+        result["no_test"] = f"n < {MIN_PAIRS}"
+    elif np.allclose(differences, differences[0], rtol=0.0, atol=1e-12):
+        result["no_test"] = "differences do not vary"
+    else:
+        test = ttest_rel([ours[r] for r in shared], [theirs[r] for r in shared])
+        result["t"], result["p"] = float(test.statistic), float(test.pvalue)
+    return result
+
+
+def _paired(ours: list[RunRecord], theirs: list[RunRecord], metric: str) -> dict | None:
+    """:func:`paired_t_test` of ``metric`` over the replicates (split seed, training seed) where both have it,
+    ``None`` where they share none; the p-value is ``p_value``."""
     mine = {r.replicate: getattr(r, metric) for r in ours if getattr(r, metric) is not None}
     other = {r.replicate: getattr(r, metric) for r in theirs if getattr(r, metric) is not None}
-    seeds = sorted(set(mine) & set(other))
-    if not seeds:
+    result = paired_t_test(mine, other)
+    if not result["n"]:
         return None
-    diffs = [mine[s] - other[s] for s in seeds]
-    p_value = None
-    if len(seeds) >= 3:
-        if np.allclose(diffs, diffs[0]):
-            p_value = 0.0 if diffs[0] != 0 else 1.0
-        else:
-            p_value = float(ttest_rel([mine[s] for s in seeds], [other[s] for s in seeds]).pvalue)
-    return {"replicates": [list(s) for s in seeds], "differences": diffs, "mean_difference": float(np.mean(diffs)),
-            "n": len(seeds), "p_value": p_value}
+    return {"replicates": result["replicates"], "differences": result["differences"],
+            "mean_difference": result["mean_difference"], "n": result["n"], "p_value": result["p"],
+            "no_test": result["no_test"]}
 
 
 def paired_difference(records: list[RunRecord], method: str, baseline: str, metric: str = "accuracy",

@@ -32,10 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.atomic import write_text_atomic
-from pipeline.compare.aggregate import RunRecord, aggregate, holm, mean_std, predictor_label, read_run
+from pipeline.compare.aggregate import (
+    RunRecord,
+    aggregate,
+    holm,
+    mean_std,
+    paired_t_test,
+    predictor_label,
+    read_run,
+)
 from pipeline.compare.report import plus_minus
 from pipeline.compare.sweep import is_finished
 from pipeline.errors import GlossError, did_you_mean
@@ -173,23 +179,13 @@ def predictor_rows(runs: list[PredictorRun]) -> list[dict]:
 
 
 def paired_test(ours: dict[tuple, float], theirs: dict[tuple, float]) -> dict:
-    """``ours - theirs`` (in percentage points) on the replicates both have, and the paired t-test: ``t`` and
-    ``p`` are ``None`` with fewer than two pairs or differences that do not vary (``no_test`` says which)."""
-    from scipy.stats import ttest_rel
-
-    shared = sorted(set(ours) & set(theirs))
-    differences = [100.0 * (ours[r] - theirs[r]) for r in shared]
-    result = {"replicates": [list(r) for r in shared], "differences_points": differences, "n": len(shared),
-              "mean_difference_points": float(np.mean(differences)) if shared else None, "t": None, "p": None,
-              "no_test": None}
-    if len(shared) < 2:
-        result["no_test"] = "n < 2"
-    elif np.allclose(differences, differences[0], rtol=0.0, atol=1e-9):
-        result["no_test"] = "differences do not vary"
-    else:
-        test = ttest_rel([ours[r] for r in shared], [theirs[r] for r in shared])
-        result["t"], result["p"] = float(test.statistic), float(test.pvalue)
-    return result
+    """:func:`~pipeline.compare.aggregate.paired_t_test` with the differences in percentage points
+    (``differences_points``, ``mean_difference_points``)."""
+    result = paired_t_test(ours, theirs)
+    differences = result.pop("differences")
+    mean = result.pop("mean_difference")
+    return {"replicates": result.pop("replicates"), "differences_points": [100.0 * d for d in differences],
+            "n": result.pop("n"), "mean_difference_points": None if mean is None else 100.0 * mean, **result}
 
 
 def _scores(members: list[PredictorRun], key: str, metric: str) -> dict[tuple, float]:

@@ -74,8 +74,9 @@ def markdown_table(rows: list[dict], published: list[dict], paired: list[dict]) 
         for p in paired:
             ours, theirs = (_named(p[k], p.get(f"{k}_variant"), p.get(f"{k}_tier")) for k in ("method", "baseline"))
             scale, unit = DIFFERENCE_UNITS.get(p["metric"], (1.0, ""))
+            tested = _p(p["p_value"], p.get("no_test"))
             lines.append(f"| {p['dataset']} | {ours} − {theirs} | {p['metric']} | {p['n']} | "
-                         f"{p['mean_difference'] * scale:+.2f}{unit} | {_p(p['p_value'])} | {_p(p.get('p_holm'))} |")
+                         f"{p['mean_difference'] * scale:+.2f}{unit} | {tested} | {_p(p.get('p_holm'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -83,8 +84,11 @@ DIFFERENCE_UNITS = {"accuracy": (100.0, " points"), "macro_f1": (100.0, " points
                     "seconds_to_99": (1.0, " s")}
 
 
-def _p(value: float | None) -> str:
-    return "n/a (n < 3)" if value is None else f"{value:.3g}"
+def _p(value: float | None, no_test: str | None = None) -> str:
+    """A p-value's cell: the value, or ``n/a`` and, given, why there is no test."""
+    if value is not None:
+        return f"{value:.3g}"
+    return f"n/a ({no_test})" if no_test else "n/a"
 
 
 def csv_table(rows: list[dict]) -> str:

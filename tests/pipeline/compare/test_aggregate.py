@@ -41,7 +41,19 @@ def test_paired_difference_and_t_test_by_hand():
 def test_paired_difference_needs_three_seeds_for_a_p_value():
     records = [_record("R8", "ce", 0, 0.8), _record("R8", "gloss+ce", 0, 0.9), _record("R8", "gloss+ce", 1, 0.9)]
     [result] = paired_difference(records, "gloss+ce", "ce")
-    assert result["n"] == 1 and result["p_value"] is None
+    assert result["n"] == 1 and result["p_value"] is None and result["no_test"] == "n < 3"
+
+
+def test_constant_differences_get_no_p_value_and_the_table_says_why():
+    """Three replicates 2 points apart each: the t-test is undefined, so no p-value (not 0), and the reason shows."""
+    from pipeline.compare.report import markdown_table
+
+    records = [_record("R8", "ce", s, 0.80) for s in range(3)] + [_record("R8", "gloss+ce", s, 0.82) for s in range(3)]
+    [result] = paired_difference(records, "gloss+ce", "ce")
+    assert result["n"] == 3 and result["p_value"] is None and result["no_test"] == "differences do not vary"
+    assert result["p_holm"] is None
+    table = markdown_table(aggregate(records), [], [result])
+    assert "| +2.00 points | n/a (differences do not vary) | n/a |" in table
 
 
 def test_markdown_and_csv_tables_carry_the_linear_probe():

@@ -104,17 +104,18 @@ def test_holm_corrects_over_the_datasets_of_one_comparison():
     assert r8["p_holm"] == pytest.approx(expected[r8["p"]]) and mr["p_holm"] == pytest.approx(expected[mr["p"]])
 
 
-def test_no_test_with_fewer_than_two_pairs_or_constant_differences(tmp_path):
-    assert paired_test({(0, 0): 0.9}, {(0, 0): 0.8}) == {
-        "replicates": [[0, 0]], "differences_points": pytest.approx([10.0]), "n": 1,
-        "mean_difference_points": pytest.approx(10),
-        "t": None, "p": None, "no_test": "n < 2"}
-    constant = paired_test({(0, 0): 0.9, (1, 0): 0.8}, {(0, 0): 0.8, (1, 0): 0.7})
+def test_no_test_with_fewer_than_three_pairs_or_constant_differences(tmp_path):
+    two = {(0, 0): 0.9, (1, 0): 0.7}
+    assert paired_test(two, {(0, 0): 0.8, (1, 0): 0.65}) == {
+        "replicates": [[0, 0], [1, 0]], "differences_points": pytest.approx([10.0, 5.0]), "n": 2,
+        "mean_difference_points": pytest.approx(7.5),
+        "t": None, "p": None, "no_test": "n < 3"}
+    constant = paired_test({(0, 0): 0.9, (1, 0): 0.8, (2, 0): 0.7}, {(0, 0): 0.8, (1, 0): 0.7, (2, 0): 0.6})
     assert constant["t"] is None and constant["no_test"] == "differences do not vary"
     assert paired_test({(0, 0): 0.9}, {(1, 0): 0.8})["mean_difference_points"] is None
     run_with(tmp_path / "one", split_seed=0, seed=0, head=block(0.8), knn=block(0.9, 5))
     write_predictor_report([str(tmp_path)], tmp_path / "out", "cmd")
-    assert "| R8 | ce | - | knn | 1 | +10.00 | n/a | n/a (n < 2) | n/a |" in (tmp_path / "out" / "table.md").read_text()
+    assert "| R8 | ce | - | knn | 1 | +10.00 | n/a | n/a (n < 3) | n/a |" in (tmp_path / "out" / "table.md").read_text()
 
 
 def test_a_run_without_a_predictors_block_is_skipped_with_one_line_naming_it(tmp_path):
