@@ -140,6 +140,7 @@ def write_plots(study, out_dir: Path, sigma_names: list[str]) -> tuple[list[str]
     with quiet(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Some regimes")  # importances of few trials: expected
         warnings.filterwarnings("ignore", message="Target and region quantiles")  # likewise
+        warnings.filterwarnings("ignore", message="Attempting to set identical low and high xlims")  # a one-value slice
         if complete:
             _save(plots.plot_optimization_history(study), out_dir / PLOTS["history"])
             written.append(PLOTS["history"])
