@@ -85,6 +85,16 @@ def test_bertgcn_starts_each_seed_from_that_seed_s_tier_b_ce_run(driver):
         assert Path(options["init-from"]) == ce_runs / f"{run.dataset}-ce-seed{run.seed}"
 
 
+@pytest.mark.parametrize("spec", ["tier_b.toml", "bertgcn.toml", "adapter.toml"])
+def test_every_tiered_spec_stops_early_with_patience_3_under_the_epoch_cap(driver, spec, tmp_path, monkeypatch):
+    """Rows of one table share one stopping rule: without it a run trains gloss's default few epochs."""
+    monkeypatch.chdir(tmp_path)
+    fake_studies(driver, Path(driver.SPEC_ROOT))
+    for run in read_spec(SPECS / spec):
+        options = dict(run.options)
+        assert options["patience"] == 3 and options["epochs"] == 30, (spec, run.method)
+
+
 def test_adapter_is_ce_and_gloss_ce_untuned_at_no_trained_layer(driver):
     runs = read_spec(SPECS / "adapter.toml")
     assert len(runs) == 12 and {r.method for r in runs} == {"ce", "gloss+ce"} and {r.tier for r in runs} == {"adapter"}
