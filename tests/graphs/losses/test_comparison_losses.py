@@ -28,7 +28,7 @@ def _supcon_loop(x, y, t):
 
 
 def _triplet_loop(x, y, m):
-    z = F.normalize(x, dim=-1)
+    z = F.normalize(x, dim=-1).detach()  # the reference is plain arithmetic on values
     hinges = []
     for a, p, n in itertools.permutations(range(len(z)), 3):
         if y[a] == y[p] and y[a] != y[n]:

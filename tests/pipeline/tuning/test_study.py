@@ -63,6 +63,7 @@ def test_interrupted_trials_are_requeued_once_and_failures_of_their_own_count(tm
     assert requeue_interrupted(study, heartbeat=1) == []  # queued once only
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # ask()
 def test_a_trial_killed_moments_ago_is_failed_and_a_live_one_is_left_running(tmp_path):
     study = _open(tmp_path / "study.db")  # heartbeat 1 s: grace 2 s
     killed, live = study.ask(), study.ask()
