@@ -15,8 +15,8 @@ validation split). This module reads those blocks from folders of finished runs 
 Rows are the rows of ``gloss compare`` (:func:`pipeline.compare.aggregate.aggregate`: dataset, method, tier and
 the settings that tell runs apart), but by the run's method alone: its headline predictor (``gloss evaluate
 --predictor``) does not matter here, since every predictor is read. Paired differences are in percentage
-points, tested with :func:`scipy.stats.ttest_rel`; with fewer than two pairs, or differences that do not vary,
-there is no test (``p`` is ``None``). ``p_holm`` is Holm-corrected over the datasets of one comparison.
+points, tested by :func:`pipeline.compare.aggregate.paired_t_test` (the benchmark table's test): with fewer
+than three pairs, or differences that do not vary, there is no test (``p`` is ``None``). ``p_holm`` is Holm-corrected over the datasets of one comparison.
 
 A finished run whose evaluation has no ``predictors`` block (evaluated before the graph predictors existed) is
 skipped with a one-line warning that names it; a run root that does not exist or holds no finished run is a
@@ -247,7 +247,7 @@ def _per_run(values: list) -> str:
 
 
 def _tested(result: dict) -> str:
-    """``+1.23 | 3.46 | 0.074 | 0.15`` (difference, t, p, p Holm) or ``n/a (n < 2)`` in place of t and p."""
+    """``+1.23 | 3.46 | 0.074 | 0.15`` (difference, t, p, p Holm) or ``n/a (n < 3)`` in place of t and p."""
     mean = result["mean_difference_points"]
     difference = "n/a" if mean is None else f"{mean:+.2f}"
     if result["t"] is None:
